@@ -1,0 +1,329 @@
+//! Request path → object key → S3-encoded path, and the client query string →
+//! the allow-listed parameters that are forwarded and signed.
+//!
+//! The rules (documented in README.md):
+//! - the part of the path after `strip_prefix` is percent-decoded exactly once;
+//!   a `%` not followed by two hex digits is an error, `+` is a literal plus;
+//! - `%2F` decodes to `/`: S3 keys are flat strings, so `a%2Fb` and `a/b` are the
+//!   same key;
+//! - the decoded key must be valid UTF-8, free of NUL, non-empty, at most 1024
+//!   bytes (S3's limit), and have no `.` or `..` segment (S3 would take them
+//!   literally, but caches and browsers in front of Envoy resolve them, so they
+//!   are refused instead of guessed at);
+//! - empty segments (`a//b`) are kept: they are a distinct key in S3;
+//! - the key is encoded the way S3 (and boto3) expects: every byte except
+//!   `A-Z a-z 0-9 - _ . ~ /` as upper-case `%XX`.
+//!
+//! The bucket is never taken from the request: it comes from the configuration,
+//! so no path can reach another bucket.
+
+/// S3's limit on the length of an object key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Why a request path cannot be turned into an object key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits.
+    InvalidEncoding,
+    /// Decoded bytes that are not a usable key (bad UTF-8, NUL, dot segment,
+    /// empty, too long).
+    InvalidKey,
+}
+
+impl PathError {
+    /// Stable error code for local replies, logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            PathError::InvalidEncoding => "invalid_path_encoding",
+            PathError::InvalidKey => "invalid_object_key",
+        }
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes once. `plus_is_space` selects form decoding (query
+/// strings) over path decoding (where `+` is a literal plus).
+pub fn percent_decode(raw: &str, plus_is_space: bool) -> Result<Vec<u8>, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex_val);
+                let lo = bytes.get(i + 2).copied().and_then(hex_val);
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => return Err(PathError::InvalidEncoding),
+                }
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the object key from the raw path remainder (after `strip_prefix`).
+pub fn object_key(key_prefix: &str, raw_rest: &str) -> Result<String, PathError> {
+    let decoded = percent_decode(raw_rest, false)?;
+    let rest = String::from_utf8(decoded).map_err(|_| PathError::InvalidKey)?;
+    let mut key = String::with_capacity(key_prefix.len() + rest.len());
+    key.push_str(key_prefix);
+    key.push_str(&rest);
+    validate_key(&key)?;
+    Ok(key)
+}
+
+fn validate_key(key: &str) -> Result<(), PathError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.contains('\0') {
+        return Err(PathError::InvalidKey);
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(PathError::InvalidKey);
+    }
+    Ok(())
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn encode_into(out: &mut String, s: &str, keep_slash: bool) {
+    for &b in s.as_bytes() {
+        if is_unreserved(b) || (keep_slash && b == b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+            out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+/// Appends the S3 encoding of an object key (`/` kept) to `out`.
+pub fn encode_key_into(out: &mut String, key: &str) {
+    encode_into(out, key, true);
+}
+
+/// Appends the SigV4 encoding of a query name or value (`/` encoded) to `out`.
+pub fn encode_query_into(out: &mut String, s: &str) {
+    encode_into(out, s, false);
+}
+
+/// The allow-listed parameters of a raw query string, decoded, in the order of
+/// the allow-list. The first occurrence of a name wins; names are exact and
+/// case-sensitive (S3's `versionId` is not `VersionId`). Anything else —
+/// including every client `X-Amz-*` parameter — is dropped.
+pub fn allowed_query(
+    raw_query: &str,
+    allow: &[String],
+) -> Result<Vec<(String, String)>, PathError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    if allow.is_empty() || raw_query.is_empty() {
+        return Ok(out);
+    }
+    for name in allow {
+        for pair in raw_query.split('&') {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded_name = percent_decode(raw_name, true)?;
+            if decoded_name != name.as_bytes() {
+                continue;
+            }
+            let value = String::from_utf8(percent_decode(raw_value, true)?)
+                .map_err(|_| PathError::InvalidEncoding)?;
+            out.push((name.clone(), value));
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Formats `name=value&…` with SigV4 encoding, the same bytes every time for
+/// the same parameters (so signed URLs are reproducible).
+pub fn format_query(params: &[(String, String)]) -> String {
+    let mut q = String::new();
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            q.push('&');
+        }
+        encode_query_into(&mut q, k);
+        q.push('=');
+        encode_query_into(&mut q, v);
+    }
+    q
+}
+
+/// Splits a `:path` into the path and the query (without `?`); a fragment,
+/// which clients should never send, is dropped.
+pub fn split_path(path: &str) -> (&str, &str) {
+    let path = path.split_once('#').map_or(path, |(p, _)| p);
+    path.split_once('?').unwrap_or((path, ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte as `%XX`: the "fully encoded" request form.
+    fn encode_all(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    fn enc(key: &str) -> String {
+        let mut s = String::new();
+        encode_key_into(&mut s, key);
+        s
+    }
+
+    /// (raw request remainder, expected key, expected S3-encoded path)
+    const TABLE: &[(&str, &str, &str)] = &[
+        ("plain.mp4", "plain.mp4", "plain.mp4"),
+        ("my file(1).mp4", "my file(1).mp4", "my%20file%281%29.mp4"),
+        ("my%20file(1).mp4", "my file(1).mp4", "my%20file%281%29.mp4"),
+        (
+            "my%20file%281%29.mp4",
+            "my file(1).mp4",
+            "my%20file%281%29.mp4",
+        ),
+        (
+            "caf%C3%A9/%E4%B8%AD.png",
+            "café/中.png",
+            "caf%C3%A9/%E4%B8%AD.png",
+        ),
+        ("caf%c3%a9.png", "café.png", "caf%C3%A9.png"),
+        ("a+b.txt", "a+b.txt", "a%2Bb.txt"),
+        ("a%2Bb.txt", "a+b.txt", "a%2Bb.txt"),
+        ("tilde~x", "tilde~x", "tilde~x"),
+        ("at@x", "at@x", "at%40x"),
+        ("bang!", "bang!", "bang%21"),
+        ("star*", "star*", "star%2A"),
+        ("quote'", "quote'", "quote%27"),
+        ("eq=,;", "eq=,;", "eq%3D%2C%3B"),
+        (
+            "amp&dollar$colon:",
+            "amp&dollar$colon:",
+            "amp%26dollar%24colon%3A",
+        ),
+        ("pct%2525lit", "pct%25lit", "pct%2525lit"),
+        ("a//b", "a//b", "a//b"),
+        ("/lead", "/lead", "/lead"),
+        ("a%2Fb", "a/b", "a/b"),
+        (
+            "dots..x/.hidden/...",
+            "dots..x/.hidden/...",
+            "dots..x/.hidden/...",
+        ),
+        ("trail/", "trail/", "trail/"),
+        ("%F0%9F%8E%AC.mp4", "🎬.mp4", "%F0%9F%8E%AC.mp4"),
+    ];
+
+    #[test]
+    fn canonicalisation_table() {
+        for (raw, key, path) in TABLE {
+            let k = object_key("", raw).unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+            assert_eq!(&k, key, "key for {raw}");
+            assert_eq!(&enc(&k), path, "encoding for {raw}");
+        }
+    }
+
+    #[test]
+    fn raw_encoded_and_mixed_forms_agree() {
+        for (_, key, path) in TABLE {
+            // Fully encoded form of the key decodes to the same key.
+            assert_eq!(&object_key("", &encode_all(key)).unwrap(), key);
+            // The S3 encoding itself is also accepted as a request form.
+            assert_eq!(&object_key("", path).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn max_length_key() {
+        let k = "k".repeat(MAX_KEY_BYTES);
+        assert_eq!(object_key("", &k).unwrap(), k);
+        assert_eq!(object_key("", &format!("{k}x")), Err(PathError::InvalidKey));
+        // The prefix counts toward the limit.
+        assert_eq!(object_key("p/", &k[2..]).unwrap().len(), MAX_KEY_BYTES);
+        assert_eq!(object_key("p/", &k[1..]), Err(PathError::InvalidKey));
+    }
+
+    #[test]
+    fn refusals() {
+        use PathError::*;
+        let cases: &[(&str, PathError)] = &[
+            ("a%zz", InvalidEncoding),
+            ("a%2", InvalidEncoding),
+            ("a%", InvalidEncoding),
+            ("%G0", InvalidEncoding),
+            ("a%00b", InvalidKey),
+            ("a/../b", InvalidKey),
+            ("..", InvalidKey),
+            ("%2e%2e/x", InvalidKey),
+            ("a/%2E%2E", InvalidKey),
+            ("a%2F..%2Fb", InvalidKey),
+            ("./a", InvalidKey),
+            ("a/./b", InvalidKey),
+            ("", InvalidKey),
+            ("%FF.bin", InvalidKey),
+            ("%C3", InvalidKey),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(object_key("", raw), Err(*want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn key_prefix_is_prepended_and_checked() {
+        assert_eq!(object_key("videos/", "a.mp4").unwrap(), "videos/a.mp4");
+        assert_eq!(object_key("videos", "/../x"), Err(PathError::InvalidKey));
+    }
+
+    #[test]
+    fn query_allowlist() {
+        let allow = vec!["versionId".to_string()];
+        let q = allowed_query(
+            "X-Amz-Signature=bad&versionId=a%2Bb%2Fc%3D&versionid=no&versionId=second&x=1",
+            &allow,
+        )
+        .unwrap();
+        assert_eq!(q, vec![("versionId".into(), "a+b/c=".into())]);
+        assert_eq!(format_query(&q), "versionId=a%2Bb%2Fc%3D");
+        assert!(allowed_query("X-Amz-Credential=x&a=b", &allow)
+            .unwrap()
+            .is_empty());
+        assert!(allowed_query("versionId=1", &[]).unwrap().is_empty());
+        assert_eq!(
+            allowed_query("versionId=%zz", &allow),
+            Err(PathError::InvalidEncoding)
+        );
+        assert_eq!(
+            allowed_query("versionId", &allow).unwrap(),
+            vec![("versionId".into(), String::new())]
+        );
+    }
+
+    #[test]
+    fn split_path_cases() {
+        assert_eq!(split_path("/a/b?x=1&y"), ("/a/b", "x=1&y"));
+        assert_eq!(split_path("/a/b"), ("/a/b", ""));
+        assert_eq!(split_path("/a?b?c"), ("/a", "b?c"));
+        assert_eq!(split_path("/a#frag?x"), ("/a", ""));
+    }
+}

@@ -1,0 +1,551 @@
+//! The filter's JSON configuration: parsed strictly, validated with errors that
+//! name the offending field, and compiled once in `on_configure` into the form
+//! the request path uses (pre-split endpoints, pre-computed authorities).
+//!
+//! Nothing here touches the host: credentials are resolved through a lookup
+//! function so tests (and the wasm glue) decide where environment values come from.
+
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+use crate::credentials::{Credentials, CredentialsSource};
+use crate::sign::Signer;
+
+/// Longest lifetime SigV4 allows for a presigned URL (7 days).
+pub const MAX_EXPIRES_IN_SECS: u64 = 7 * 24 * 3600;
+/// Default lifetime of a presigned URL when `expires_in` is omitted.
+pub const DEFAULT_EXPIRES_IN_SECS: u64 = 3600;
+
+/// A configuration error, always naming the field (JSON path) it is about, so an
+/// operator can fix the config from the log line alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the field, e.g. `origins[0].region`; empty for the document itself.
+    pub field: String,
+    /// Why the value was refused.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How the bucket appears in the URL: `/bucket/key` or `bucket.host/key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// `https://host/bucket/key` — works with every S3-compatible server.
+    Path,
+    /// `https://bucket.host/key` — AWS's preferred style; needs DNS for the bucket.
+    Virtual,
+}
+
+/// What to do when a matched request cannot be signed (no credentials, signer error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Answer 503 `signing_unavailable` locally; nothing reaches the origin.
+    Deny,
+    /// Forward the request unsigned (the origin decides); counted as a fallback.
+    Passthrough,
+}
+
+/// What to do with methods other than GET and HEAD on a matched path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherMethods {
+    /// Answer 405 locally with `Allow: GET, HEAD`.
+    Deny,
+    /// Forward unchanged and unsigned.
+    Passthrough,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    credentials: Option<RawCredentials>,
+    origins: Vec<RawOrigin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    source: String,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+    #[serde(default)]
+    session_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    prefix: String,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrigin {
+    name: String,
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    endpoint: String,
+    bucket: String,
+    #[serde(default)]
+    addressing: Option<Addressing>,
+    region: String,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    strip_prefix: Option<String>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    on_error: Option<OnError>,
+    #[serde(default)]
+    other_methods: Option<OtherMethods>,
+    #[serde(default)]
+    allow_query: Vec<String>,
+}
+
+/// The S3 endpoint, split once so the request path only concatenates strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Host name or IP literal (IPv6 keeps its brackets), lower-cased.
+    pub host: String,
+    /// Port when it is not the scheme's default.
+    pub port: Option<u16>,
+}
+
+impl Endpoint {
+    /// `host[:port]`, the value of `Host` for a request to `host`.
+    fn authority_for(&self, host: &str) -> String {
+        match self.port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    }
+}
+
+/// One origin, compiled: everything the request path needs, pre-computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Label used in metrics and logs.
+    pub name: String,
+    /// Raw path prefix a request must start with.
+    pub match_prefix: String,
+    /// Optional `:authority` (without port, lower-case) the request must carry.
+    pub match_host: Option<String>,
+    /// Parsed S3 endpoint.
+    pub endpoint: Endpoint,
+    /// Bucket name.
+    pub bucket: String,
+    /// Path- or virtual-hosted style URLs.
+    pub addressing: Addressing,
+    /// SigV4 region.
+    pub region: String,
+    /// SigV4 service name (`s3` unless an S3-compatible server wants another).
+    pub service: String,
+    /// Raw prefix removed from the request path before decoding it into a key.
+    pub strip_prefix: String,
+    /// Text prepended to every decoded key (e.g. `videos/`).
+    pub key_prefix: String,
+    /// Lifetime of each presigned URL.
+    pub expires_in: Duration,
+    /// Behaviour when signing is impossible.
+    pub on_error: OnError,
+    /// Behaviour for methods other than GET/HEAD.
+    pub other_methods: OtherMethods,
+    /// Client query parameters (exact, case-sensitive names) forwarded and signed.
+    pub allow_query: Vec<String>,
+    /// The `:authority` the signed request is sent with (and signed for).
+    pub authority: String,
+    /// Path prefix of the signed URL: `/bucket` for path style, empty for virtual.
+    pub url_path_prefix: String,
+}
+
+/// The whole compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Origins in match order: the first whose prefix (and host) matches wins.
+    pub origins: Vec<Origin>,
+    /// The signer built from the credentials, or why there is none (matched
+    /// requests then follow their origin's `on_error`). The reason names missing
+    /// variables, never values.
+    pub signer: Result<Signer, String>,
+    /// Where credentials came from, for the startup log line.
+    pub credentials_source: CredentialsSource,
+}
+
+impl Config {
+    /// Parses, validates and compiles a configuration document.
+    ///
+    /// `env` looks up an environment variable of the Wasm VM; the wasm glue passes
+    /// `std::env::var`, tests pass a map.
+    pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| json_error(&e))?;
+        if raw.origins.is_empty() {
+            return Err(ConfigError::new(
+                "origins",
+                "at least one origin is required",
+            ));
+        }
+        let mut origins = Vec::with_capacity(raw.origins.len());
+        for (i, o) in raw.origins.into_iter().enumerate() {
+            let compiled = compile_origin(o, &format!("origins[{i}]"))?;
+            if origins.iter().any(|p: &Origin| p.name == compiled.name) {
+                return Err(ConfigError::new(
+                    format!("origins[{i}].name"),
+                    format!("duplicate origin name {:?}", compiled.name),
+                ));
+            }
+            origins.push(compiled);
+        }
+        let (credentials_source, credentials) = resolve_credentials(raw.credentials, env)?;
+        Ok(Self {
+            origins,
+            signer: credentials.map(|c| Signer::new(&c)),
+            credentials_source,
+        })
+    }
+
+    /// The first origin whose host (if any) and raw path prefix match the request.
+    pub fn match_origin(&self, authority: &str, path: &str) -> Option<&Origin> {
+        let host = strip_port(authority);
+        self.origins.iter().find(|o| {
+            path.starts_with(o.match_prefix.as_str())
+                && o.match_host
+                    .as_deref()
+                    .is_none_or(|h| h.eq_ignore_ascii_case(host))
+        })
+    }
+}
+
+/// `host` of `host:port` (IPv6 literals keep their brackets).
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+/// Turns a serde error into a field-named error. serde_json reports unknown or
+/// missing fields by name in its message; it has no path, so we keep its text.
+fn json_error(e: &serde_json::Error) -> ConfigError {
+    ConfigError::new("", format!("invalid JSON configuration: {e}"))
+}
+
+fn compile_origin(o: RawOrigin, at: &str) -> Result<Origin, ConfigError> {
+    let field = |name: &str| format!("{at}.{name}");
+
+    if o.name.is_empty()
+        || !o
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ConfigError::new(
+            field("name"),
+            "must be non-empty and use only A-Z a-z 0-9 _ - (it becomes a metric label)",
+        ));
+    }
+
+    let prefix = o.matcher.prefix;
+    if !prefix.starts_with('/') {
+        return Err(ConfigError::new(
+            field("match.prefix"),
+            "must start with '/'",
+        ));
+    }
+    if !prefix.bytes().all(is_plain_path_byte) {
+        return Err(ConfigError::new(
+            field("match.prefix"),
+            "must be plain ASCII path characters (no '%', '?', '#', spaces or control bytes)",
+        ));
+    }
+    let match_host = match o.matcher.host {
+        Some(h) if h.is_empty() => {
+            return Err(ConfigError::new(
+                field("match.host"),
+                "must not be empty when set",
+            ))
+        }
+        Some(h) => Some(h.to_ascii_lowercase()),
+        None => None,
+    };
+
+    let endpoint =
+        parse_endpoint(&o.endpoint).map_err(|r| ConfigError::new(field("endpoint"), r))?;
+
+    validate_bucket(&o.bucket).map_err(|r| ConfigError::new(field("bucket"), r))?;
+    let addressing = o.addressing.unwrap_or(Addressing::Path);
+    if addressing == Addressing::Virtual && o.bucket.contains('.') && endpoint.scheme == "https" {
+        return Err(ConfigError::new(
+            field("addressing"),
+            "virtual addressing with a dotted bucket name breaks TLS wildcard certificates; use \"path\"",
+        ));
+    }
+
+    validate_label(&o.region).map_err(|r| ConfigError::new(field("region"), r))?;
+    let service = o.service.unwrap_or_else(|| "s3".to_string());
+    validate_label(&service).map_err(|r| ConfigError::new(field("service"), r))?;
+
+    let strip_prefix = o.strip_prefix.unwrap_or_else(|| prefix.clone());
+    if !prefix.starts_with(strip_prefix.as_str()) {
+        return Err(ConfigError::new(
+            field("strip_prefix"),
+            format!("must be a prefix of match.prefix {prefix:?}, so every matched path has it"),
+        ));
+    }
+    let key_prefix = o.key_prefix.unwrap_or_default();
+    if key_prefix.contains('\0') || key_prefix.split('/').any(|s| s == "." || s == "..") {
+        return Err(ConfigError::new(
+            field("key_prefix"),
+            "must not contain NUL or '.'/'..' segments",
+        ));
+    }
+    if key_prefix.len() > crate::canonical::MAX_KEY_BYTES {
+        return Err(ConfigError::new(
+            field("key_prefix"),
+            "longer than an S3 key may be",
+        ));
+    }
+
+    let expires_secs = o.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS);
+    if !(1..=MAX_EXPIRES_IN_SECS).contains(&expires_secs) {
+        return Err(ConfigError::new(
+            field("expires_in"),
+            format!("must be between 1 and {MAX_EXPIRES_IN_SECS} seconds (SigV4 limit), got {expires_secs}"),
+        ));
+    }
+
+    for (j, name) in o.allow_query.iter().enumerate() {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        {
+            return Err(ConfigError::new(
+                format!("{at}.allow_query[{j}]"),
+                "must be a non-empty parameter name of A-Z a-z 0-9 - _ . ~",
+            ));
+        }
+        if name.len() >= 6 && name[..6].eq_ignore_ascii_case("x-amz-") {
+            return Err(ConfigError::new(
+                format!("{at}.allow_query[{j}]"),
+                "X-Amz-* parameters are set by the signer and can never come from a client",
+            ));
+        }
+    }
+
+    let (authority, url_path_prefix) = match addressing {
+        Addressing::Path => (
+            endpoint.authority_for(&endpoint.host),
+            format!("/{}", o.bucket),
+        ),
+        Addressing::Virtual => (
+            endpoint.authority_for(&format!("{}.{}", o.bucket, endpoint.host)),
+            String::new(),
+        ),
+    };
+
+    Ok(Origin {
+        name: o.name,
+        match_prefix: prefix,
+        match_host,
+        endpoint,
+        bucket: o.bucket,
+        addressing,
+        region: o.region,
+        service,
+        strip_prefix,
+        key_prefix,
+        expires_in: Duration::from_secs(expires_secs),
+        on_error: o.on_error.unwrap_or(OnError::Deny),
+        other_methods: o.other_methods.unwrap_or(OtherMethods::Deny),
+        allow_query: o.allow_query,
+        authority,
+        url_path_prefix,
+    })
+}
+
+fn is_plain_path_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#')
+}
+
+/// Region and service names: lower-case letters, digits and dashes.
+fn validate_label(v: &str) -> Result<(), &'static str> {
+    if v.is_empty() {
+        return Err("must not be empty");
+    }
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("must use only a-z 0-9 -");
+    }
+    Ok(())
+}
+
+/// S3 bucket naming rules (3-63 chars, lower-case letters, digits, dots, dashes,
+/// starting and ending with a letter or digit); underscores are accepted because
+/// several S3-compatible servers allow them for path-style buckets.
+fn validate_bucket(b: &str) -> Result<(), &'static str> {
+    if !(3..=63).contains(&b.len()) {
+        return Err("must be 3 to 63 characters");
+    }
+    if !b
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'_'))
+    {
+        return Err("must use only a-z 0-9 . - _");
+    }
+    let first_last_ok =
+        |c: Option<u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !first_last_ok(b.bytes().next()) || !first_last_ok(b.bytes().last()) {
+        return Err("must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Parses `scheme://host[:port]` with nothing after the authority but an optional `/`.
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
+        ("https", r)
+    } else if let Some(r) = s.strip_prefix("http://") {
+        ("http", r)
+    } else {
+        return Err("must start with http:// or https://".into());
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err("has no host".into());
+    }
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err("must be scheme://host[:port] with no path, query or user info".into());
+    }
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority
+            .find(']')
+            .ok_or("has an unterminated IPv6 literal")?;
+        let (h, after) = authority.split_at(end + 1);
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return Err("has junk after the IPv6 literal".into()),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+    {
+        return Err("has an invalid host".into());
+    }
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n: u16 = p
+                .parse()
+                .ok()
+                .filter(|n| *n != 0)
+                .ok_or_else(|| format!("has an invalid port {p:?}"))?;
+            let default = if scheme == "https" { 443 } else { 80 };
+            (n != default).then_some(n)
+        }
+    };
+    Ok(Endpoint {
+        scheme,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn resolve_credentials(
+    raw: Option<RawCredentials>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(CredentialsSource, Result<Credentials, String>), ConfigError> {
+    let raw = raw.unwrap_or(RawCredentials {
+        source: "env".into(),
+        access_key_id: None,
+        secret_access_key: None,
+        session_token: None,
+    });
+    match raw.source.as_str() {
+        "env" => {
+            if raw.access_key_id.is_some()
+                || raw.secret_access_key.is_some()
+                || raw.session_token.is_some()
+            {
+                return Err(ConfigError::new(
+                    "credentials",
+                    "inline keys are only read with \"source\": \"inline\"",
+                ));
+            }
+            Ok((CredentialsSource::Env, Credentials::from_env(env)))
+        }
+        "inline" => {
+            let id = raw.access_key_id.unwrap_or_default();
+            let secret = raw.secret_access_key.unwrap_or_default();
+            if id.is_empty() {
+                return Err(ConfigError::new(
+                    "credentials.access_key_id",
+                    "required with source \"inline\"",
+                ));
+            }
+            if secret.is_empty() {
+                return Err(ConfigError::new(
+                    "credentials.secret_access_key",
+                    "required with source \"inline\"",
+                ));
+            }
+            let token = raw.session_token.filter(|t| !t.is_empty());
+            Ok((
+                CredentialsSource::Inline,
+                Ok(Credentials::new(id, secret, token)),
+            ))
+        }
+        other => Err(ConfigError::new(
+            "credentials.source",
+            format!("must be \"env\" or \"inline\", got {other:?}"),
+        )),
+    }
+}

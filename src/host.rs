@@ -1,0 +1,47 @@
+//! The proxy-wasm side of the host-facing pieces: the panic hook and the
+//! helpers the filter uses to read request headers without trusting them to be
+//! UTF-8 (the SDK's `String` getters panic on other bytes).
+
+use proxy_wasm::types::Bytes;
+
+/// Logs a panic at critical level before the VM aborts, so the cause of a dead
+/// worker is in Envoy's log (the message never holds secrets: the core has no
+/// panic paths that format credentials).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("envoy-presign: panic (worker VM will be restarted): {info}");
+    }));
+}
+
+/// The request facts the filter needs, read from one header-map hostcall.
+#[derive(Debug, Default)]
+pub struct HeaderSnapshot {
+    /// `:method`, or empty if it was not UTF-8.
+    pub method: String,
+    /// `:authority`.
+    pub authority: String,
+    /// `:path`; `None` if the bytes were not UTF-8 (the filter rejects those).
+    pub path: Option<String>,
+    /// `x-request-id`, the correlation id used in logs.
+    pub request_id: String,
+    /// Names of headers that carry client credentials, to strip.
+    pub auth_headers: Vec<String>,
+}
+
+impl HeaderSnapshot {
+    /// Builds the snapshot from the header pairs Envoy returned.
+    pub fn from_pairs(pairs: Vec<(String, Bytes)>) -> Self {
+        let mut s = Self::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                ":method" => s.method = String::from_utf8(value).unwrap_or_default(),
+                ":authority" => s.authority = String::from_utf8(value).unwrap_or_default(),
+                ":path" => s.path = String::from_utf8(value).ok(),
+                "x-request-id" => s.request_id = String::from_utf8(value).unwrap_or_default(),
+                _ if crate::request::is_client_auth_header(&name) => s.auth_headers.push(name),
+                _ => {}
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,17 @@
+//! envoy-presign: a proxy-wasm filter that rewrites matched origin requests into
+//! AWS SigV4 presigned URLs.
+//!
+//! The pure core (`config`, `credentials`, `canonical`, `sign`, `request`) never
+//! calls a proxy-wasm hostcall and is unit-tested on the host. The glue
+//! (`filter`, `host`) exists only in the wasm build.
+
+pub mod canonical;
+pub mod config;
+pub mod credentials;
+pub mod request;
+pub mod sign;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+#[cfg(target_arch = "wasm32")]
+mod host;

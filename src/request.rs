@@ -1,0 +1,197 @@
+//! The request flow as a pure decision: given the method, authority and path of
+//! a request, what the filter does with it. The filter glue only carries the
+//! decision out (rewrite headers, send a local reply, or do nothing), so every
+//! branch here is unit-tested without a host.
+
+use crate::canonical::{allowed_query, object_key, split_path, PathError};
+use crate::config::{Config, OnError, Origin, OtherMethods};
+use crate::sign::{object_path, Method, SignError};
+
+/// A local reply the filter sends instead of forwarding. The code is stable
+/// (documented, alertable) and the body never holds a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u32,
+    /// Stable error code, also sent as `x-presign-error`.
+    pub code: &'static str,
+}
+
+impl LocalReply {
+    /// 400: the path is not a valid percent-encoding.
+    pub const INVALID_PATH_ENCODING: Self = Self {
+        status: 400,
+        code: "invalid_path_encoding",
+    };
+    /// 400: the decoded path is not a usable object key.
+    pub const INVALID_OBJECT_KEY: Self = Self {
+        status: 400,
+        code: "invalid_object_key",
+    };
+    /// 405: only GET and HEAD are signed.
+    pub const METHOD_NOT_ALLOWED: Self = Self {
+        status: 405,
+        code: "method_not_allowed",
+    };
+    /// 503: the request matched but could not be signed.
+    pub const SIGNING_UNAVAILABLE: Self = Self {
+        status: 503,
+        code: "signing_unavailable",
+    };
+
+    /// The JSON body of the reply.
+    pub fn body(&self) -> String {
+        format!("{{\"error\":\"{}\"}}\n", self.code)
+    }
+}
+
+impl From<PathError> for LocalReply {
+    fn from(e: PathError) -> Self {
+        match e {
+            PathError::InvalidEncoding => LocalReply::INVALID_PATH_ENCODING,
+            PathError::InvalidKey => LocalReply::INVALID_OBJECT_KEY,
+        }
+    }
+}
+
+/// Why a matched request was forwarded without a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// No credentials are configured.
+    NoCredentials,
+    /// The signer failed.
+    SignError(SignError),
+}
+
+impl FallbackReason {
+    /// Stable category for logs and metrics.
+    pub fn category(self) -> &'static str {
+        match self {
+            FallbackReason::NoCredentials => "no_credentials",
+            FallbackReason::SignError(e) => e.category(),
+        }
+    }
+}
+
+/// What the filter does with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'c> {
+    /// No origin matches: the request goes on untouched.
+    Bypass,
+    /// Answer locally; nothing reaches the origin.
+    Reject {
+        /// The matched origin.
+        origin: &'c Origin,
+        /// The reply to send.
+        reply: LocalReply,
+        /// Why signing failed, when that is the cause.
+        failure: Option<FallbackReason>,
+    },
+    /// Forward to the origin, with client auth headers stripped.
+    Forward {
+        /// The matched origin.
+        origin: &'c Origin,
+        /// New `:authority` and `:path`, when the request is rewritten.
+        rewrite: Option<(&'c str, String)>,
+        /// Why it is not signed, if it is not.
+        fallback: Option<FallbackReason>,
+    },
+}
+
+/// The request facts the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:authority`.
+    pub authority: &'a str,
+    /// `:path`, raw as the client sent it.
+    pub path: &'a str,
+}
+
+/// What a signer returns: the presigned `:path` (the cache, when present, sits
+/// behind this function).
+pub type SignFn<'s> =
+    dyn FnMut(&Origin, Method, &str, &[(String, String)]) -> Result<String, FallbackReason> + 's;
+
+/// Decides what to do with a request. `sign` is called at most once, only for
+/// a matched GET/HEAD whose key is valid.
+pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_>) -> Decision<'c> {
+    let (raw_path, raw_query) = split_path(req.path);
+    let Some(origin) = config.match_origin(req.authority, raw_path) else {
+        return Decision::Bypass;
+    };
+    let Some(method) = Method::parse(req.method) else {
+        return match origin.other_methods {
+            OtherMethods::Deny => Decision::Reject {
+                origin,
+                reply: LocalReply::METHOD_NOT_ALLOWED,
+                failure: None,
+            },
+            OtherMethods::Passthrough => Decision::Forward {
+                origin,
+                rewrite: None,
+                fallback: None,
+            },
+        };
+    };
+    // match_origin guarantees the path starts with match_prefix, and config
+    // validation guarantees strip_prefix is a prefix of match_prefix.
+    let rest = raw_path.get(origin.strip_prefix.len()..).unwrap_or("");
+    let key = match object_key(&origin.key_prefix, rest) {
+        Ok(k) => k,
+        Err(e) => {
+            return Decision::Reject {
+                origin,
+                reply: e.into(),
+                failure: None,
+            }
+        }
+    };
+    let query = match allowed_query(raw_query, &origin.allow_query) {
+        Ok(q) => q,
+        Err(e) => {
+            return Decision::Reject {
+                origin,
+                reply: e.into(),
+                failure: None,
+            }
+        }
+    };
+    match sign(origin, method, &key, &query) {
+        Ok(path) => Decision::Forward {
+            origin,
+            rewrite: Some((origin.authority.as_str(), path)),
+            fallback: None,
+        },
+        Err(reason) => match origin.on_error {
+            OnError::Deny => Decision::Reject {
+                origin,
+                reply: LocalReply::SIGNING_UNAVAILABLE,
+                failure: Some(reason),
+            },
+            OnError::Passthrough => {
+                let mut path = object_path(origin, &key);
+                let q = crate::canonical::format_query(&query);
+                if !q.is_empty() {
+                    path.push('?');
+                    path.push_str(&q);
+                }
+                Decision::Forward {
+                    origin,
+                    rewrite: Some((origin.authority.as_str(), path)),
+                    fallback: Some(reason),
+                }
+            }
+        },
+    }
+}
+
+/// Client credentials that must never reach the origin: `Authorization` and
+/// every `x-amz-*` header (names compared case-insensitively).
+pub fn is_client_auth_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("authorization")
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+}
