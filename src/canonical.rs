@@ -100,7 +100,10 @@ fn validate_key(key: &str) -> Result<(), PathError> {
     Ok(())
 }
 
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+/// Upper-case hex digit of a nibble (`n` is always < 16 here).
+fn hex_upper(n: u8) -> char {
+    char::from(if n < 10 { b'0' + n } else { b'A' + (n - 10) })
+}
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
@@ -112,8 +115,8 @@ fn encode_into(out: &mut String, s: &str, keep_slash: bool) {
             out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
-            out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
+            out.push(hex_upper(b >> 4));
+            out.push(hex_upper(b & 0x0f));
         }
     }
 }

@@ -210,7 +210,11 @@ impl Config {
     /// `env` looks up an environment variable of the Wasm VM; the wasm glue passes
     /// `std::env::var`, tests pass a map.
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(json).map_err(|e| json_error(&e))?;
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(&e))?;
+        de.end()
+            .map_err(|e| ConfigError::new("", format!("invalid JSON configuration: {e}")))?;
         if raw.origins.is_empty() {
             return Err(ConfigError::new(
                 "origins",
@@ -262,10 +266,12 @@ fn strip_port(authority: &str) -> &str {
     }
 }
 
-/// Turns a serde error into a field-named error. serde_json reports unknown or
-/// missing fields by name in its message; it has no path, so we keep its text.
-fn json_error(e: &serde_json::Error) -> ConfigError {
-    ConfigError::new("", format!("invalid JSON configuration: {e}"))
+/// Turns a serde error into a field-named error: the path comes from
+/// `serde_path_to_error` (`.` for the document itself, e.g. a missing field).
+fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let path = e.path().to_string();
+    let field = if path == "." { String::new() } else { path };
+    ConfigError::new(field, format!("invalid JSON configuration: {}", e.inner()))
 }
 
 fn compile_origin(o: RawOrigin, at: &str) -> Result<Origin, ConfigError> {
@@ -547,5 +553,248 @@ fn resolve_credentials(
             "credentials.source",
             format!("must be \"env\" or \"inline\", got {other:?}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn origin() -> Value {
+        json!({
+            "name": "media",
+            "match": {"prefix": "/media/"},
+            "endpoint": "http://127.0.0.1:8333",
+            "bucket": "media",
+            "region": "us-east-1",
+        })
+    }
+
+    fn doc_with(field: &str, value: Value) -> Value {
+        let mut o = origin();
+        set_path(&mut o, field, value);
+        json!({ "origins": [o] })
+    }
+
+    fn set_path(v: &mut Value, path: &str, value: Value) {
+        let mut cur = v;
+        let parts: Vec<&str> = path.split('.').collect();
+        for p in &parts[..parts.len() - 1] {
+            cur = cur.get_mut(*p).unwrap();
+        }
+        cur.as_object_mut()
+            .unwrap()
+            .insert(parts[parts.len() - 1].to_string(), value);
+    }
+
+    fn parse(v: &Value) -> Result<Config, ConfigError> {
+        Config::parse(v.to_string().as_bytes(), &no_env)
+    }
+
+    #[test]
+    fn defaults_and_compiled_form() {
+        let c = parse(&json!({"origins": [origin()]})).unwrap();
+        let o = &c.origins[0];
+        assert_eq!(o.service, "s3");
+        assert_eq!(o.addressing, Addressing::Path);
+        assert_eq!(o.strip_prefix, "/media/");
+        assert_eq!(o.key_prefix, "");
+        assert_eq!(o.expires_in, Duration::from_secs(DEFAULT_EXPIRES_IN_SECS));
+        assert_eq!(o.on_error, OnError::Deny);
+        assert_eq!(o.other_methods, OtherMethods::Deny);
+        assert_eq!(o.authority, "127.0.0.1:8333");
+        assert_eq!(o.url_path_prefix, "/media");
+        assert_eq!(c.credentials_source, CredentialsSource::Env);
+        assert!(c.signer.is_err(), "no env credentials");
+    }
+
+    #[test]
+    fn virtual_addressing_and_default_ports() {
+        let c = parse(&doc_with("addressing", json!("virtual"))).unwrap();
+        assert_eq!(c.origins[0].authority, "media.127.0.0.1:8333");
+        assert_eq!(c.origins[0].url_path_prefix, "");
+        let c = parse(&doc_with("endpoint", json!("https://S3.Example.com:443/"))).unwrap();
+        assert_eq!(c.origins[0].authority, "s3.example.com");
+        let c = parse(&doc_with("endpoint", json!("http://[::1]:9000"))).unwrap();
+        assert_eq!(c.origins[0].authority, "[::1]:9000");
+    }
+
+    #[test]
+    fn env_credentials_are_read_through_the_lookup() {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(json!({"origins": [origin()]}).to_string().as_bytes(), &env).unwrap();
+        assert_eq!(c.signer.unwrap().access_key_id(), "AKID");
+    }
+
+    /// Every validation error, and the field it must name.
+    #[test]
+    fn every_error_names_its_field() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"origins": []}), "origins"),
+            (doc_with("name", json!("")), "origins[0].name"),
+            (doc_with("name", json!("has space")), "origins[0].name"),
+            (
+                doc_with("match.prefix", json!("media/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/me%64ia/")),
+                "origins[0].match.prefix",
+            ),
+            (doc_with("match.host", json!("")), "origins[0].match.host"),
+            (
+                doc_with("endpoint", json!("ftp://x")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://h/path")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://u@h")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://h:0")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://h:99999")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://h_x")),
+                "origins[0].endpoint",
+            ),
+            (
+                doc_with("endpoint", json!("http://[::1")),
+                "origins[0].endpoint",
+            ),
+            (doc_with("bucket", json!("ab")), "origins[0].bucket"),
+            (doc_with("bucket", json!("Upper")), "origins[0].bucket"),
+            (doc_with("bucket", json!("-dash")), "origins[0].bucket"),
+            (doc_with("bucket", json!("a/b/c")), "origins[0].bucket"),
+            (doc_with("region", json!("")), "origins[0].region"),
+            (doc_with("region", json!("US East")), "origins[0].region"),
+            (doc_with("service", json!("")), "origins[0].service"),
+            (
+                doc_with("strip_prefix", json!("/other/")),
+                "origins[0].strip_prefix",
+            ),
+            (
+                doc_with("key_prefix", json!("a/../b/")),
+                "origins[0].key_prefix",
+            ),
+            (
+                doc_with("key_prefix", json!("k".repeat(1025))),
+                "origins[0].key_prefix",
+            ),
+            (doc_with("expires_in", json!(0)), "origins[0].expires_in"),
+            (
+                doc_with("expires_in", json!(604_801)),
+                "origins[0].expires_in",
+            ),
+            (
+                doc_with("allow_query", json!(["X-Amz-Signature"])),
+                "origins[0].allow_query[0]",
+            ),
+            (
+                doc_with("allow_query", json!(["versionId", ""])),
+                "origins[0].allow_query[1]",
+            ),
+            (
+                doc_with("allow_query", json!(["a b"])),
+                "origins[0].allow_query[0]",
+            ),
+            (json!({"origins": [origin(), origin()]}), "origins[1].name"),
+            (
+                json!({"credentials": {"source": "vault"}, "origins": [origin()]}),
+                "credentials.source",
+            ),
+            (
+                json!({"credentials": {"source": "inline", "secret_access_key": "s"}, "origins": [origin()]}),
+                "credentials.access_key_id",
+            ),
+            (
+                json!({"credentials": {"source": "inline", "access_key_id": "a"}, "origins": [origin()]}),
+                "credentials.secret_access_key",
+            ),
+            (
+                json!({"credentials": {"source": "env", "access_key_id": "a"}, "origins": [origin()]}),
+                "credentials",
+            ),
+        ];
+        for (doc, field) in cases {
+            let err = parse(&doc)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {doc}"));
+            assert_eq!(err.field, field, "{doc} gave {err}");
+            assert!(err.to_string().starts_with(field));
+        }
+    }
+
+    #[test]
+    fn virtual_https_dotted_bucket_is_refused() {
+        let mut o = origin();
+        set_path(&mut o, "bucket", json!("my.bucket"));
+        set_path(&mut o, "addressing", json!("virtual"));
+        set_path(&mut o, "endpoint", json!("https://s3.amazonaws.com"));
+        let err = parse(&json!({"origins": [o]})).unwrap_err();
+        assert_eq!(err.field, "origins[0].addressing");
+    }
+
+    #[test]
+    fn json_errors_name_the_field_in_the_message() {
+        for (doc, needle) in [
+            (doc_with("surprise", json!(1)), "surprise"),
+            (doc_with("addressing", json!("sideways")), "sideways"),
+            (doc_with("on_error", json!("explode")), "explode"),
+            (doc_with("expires_in", json!(-1)), "origins[0].expires_in"),
+            (doc_with("region", json!(5)), "origins[0].region"),
+            (json!({"origins": [{"name": "x"}]}), "match"),
+            (json!({}), "origins"),
+        ] {
+            let err = parse(&doc).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        assert!(Config::parse(b"not json", &no_env).is_err());
+        assert!(Config::parse(b"", &no_env).is_err());
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let doc = json!({"credentials": {"source": "inline", "access_key_id": "AKID",
+            "secret_access_key": "TOPSECRET", "bogus": 1}, "origins": [origin()]});
+        let err = parse(&doc).unwrap_err().to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+    }
+
+    #[test]
+    fn match_origin_by_prefix_and_host() {
+        let mut a = origin();
+        set_path(&mut a, "match.host", json!("Media.Example.com"));
+        let mut b = origin();
+        set_path(&mut b, "name", json!("fallback"));
+        let c = parse(&json!({"origins": [a, b]})).unwrap();
+        let name = |auth: &str, path: &str| c.match_origin(auth, path).map(|o| o.name.as_str());
+        assert_eq!(name("media.example.com:8080", "/media/x"), Some("media"));
+        assert_eq!(name("other", "/media/x"), Some("fallback"));
+        assert_eq!(name("other", "/media"), None);
+        assert_eq!(name("other", "/MEDIA/x"), None);
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("h"), "h");
     }
 }

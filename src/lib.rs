@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 //! envoy-presign: a proxy-wasm filter that rewrites matched origin requests into
 //! AWS SigV4 presigned URLs.
 //!

@@ -195,3 +195,180 @@ pub fn is_client_auth_header(name: &str) -> bool {
             .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(extra: serde_json::Value) -> Config {
+        let mut o = json!({
+            "name": "media", "match": {"prefix": "/media/"},
+            "endpoint": "http://s3.local:9000", "bucket": "media", "region": "us-east-1",
+            "allow_query": ["versionId"],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            o.as_object_mut().unwrap().insert(k.clone(), v.clone());
+        }
+        Config::parse(json!({ "origins": [o] }).to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    /// A fake signer recording what it was asked to sign.
+    fn run<'c>(
+        c: &'c Config,
+        method: &str,
+        path: &str,
+        result: Result<&str, FallbackReason>,
+    ) -> (Decision<'c>, Vec<String>) {
+        let mut calls = Vec::new();
+        let mut sign = |_: &Origin, m: Method, key: &str, q: &[(String, String)]| {
+            calls.push(format!("{} {key} {q:?}", m.as_str()));
+            result.map(str::to_string)
+        };
+        let d = decide(
+            c,
+            RequestHead {
+                method,
+                authority: "envoy",
+                path,
+            },
+            &mut sign,
+        );
+        (d, calls)
+    }
+
+    fn reply_of(d: &Decision<'_>) -> Option<LocalReply> {
+        match d {
+            Decision::Reject { reply, .. } => Some(*reply),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn unmatched_paths_bypass() {
+        let c = config(json!({}));
+        for p in ["/other/x", "/media", "/MEDIA/x", "/me%64ia/x"] {
+            let (d, calls) = run(&c, "GET", p, Ok("/signed"));
+            assert_eq!(d, Decision::Bypass, "{p}");
+            assert!(calls.is_empty());
+        }
+    }
+
+    #[test]
+    fn get_and_head_are_signed_with_decoded_key_and_allowed_query() {
+        let c = config(json!({}));
+        let (d, calls) = run(
+            &c,
+            "GET",
+            "/media/my%20file(1).mp4?X-Amz-Signature=x&versionId=v%2B1&a=b",
+            Ok("/media/signed"),
+        );
+        assert_eq!(calls, vec![r#"GET my file(1).mp4 [("versionId", "v+1")]"#]);
+        match d {
+            Decision::Forward {
+                rewrite, fallback, ..
+            } => {
+                assert_eq!(
+                    rewrite,
+                    Some(("s3.local:9000", "/media/signed".to_string()))
+                );
+                assert_eq!(fallback, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, calls) = run(&c, "HEAD", "/media/a", Ok("/x"));
+        assert_eq!(calls, vec!["HEAD a []"]);
+    }
+
+    #[test]
+    fn other_methods() {
+        let c = config(json!({}));
+        for m in ["POST", "PUT", "DELETE", "get", "OPTIONS"] {
+            let (d, calls) = run(&c, m, "/media/a", Ok("/x"));
+            assert_eq!(reply_of(&d), Some(LocalReply::METHOD_NOT_ALLOWED), "{m}");
+            assert!(calls.is_empty());
+        }
+        let c = config(json!({"other_methods": "passthrough"}));
+        let (d, _) = run(&c, "PUT", "/media/a", Ok("/x"));
+        assert!(matches!(
+            d,
+            Decision::Forward {
+                rewrite: None,
+                fallback: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_paths_are_rejected_before_signing() {
+        let c = config(json!({}));
+        for (p, want) in [
+            ("/media/a%zz", LocalReply::INVALID_PATH_ENCODING),
+            ("/media/a?versionId=%zz", LocalReply::INVALID_PATH_ENCODING),
+            ("/media/a/../b", LocalReply::INVALID_OBJECT_KEY),
+            ("/media/%2e%2e/x", LocalReply::INVALID_OBJECT_KEY),
+            ("/media/", LocalReply::INVALID_OBJECT_KEY),
+            ("/media/a%00", LocalReply::INVALID_OBJECT_KEY),
+        ] {
+            let (d, calls) = run(&c, "GET", p, Ok("/x"));
+            assert_eq!(reply_of(&d), Some(want), "{p}");
+            assert!(calls.is_empty(), "{p}");
+        }
+    }
+
+    #[test]
+    fn key_mapping_with_strip_and_key_prefix() {
+        let c = config(
+            json!({"match": {"prefix": "/v/media/"}, "strip_prefix": "/v/", "key_prefix": "videos/"}),
+        );
+        let (_, calls) = run(&c, "GET", "/v/media/a.mp4", Ok("/x"));
+        assert_eq!(calls, vec!["GET videos/media/a.mp4 []"]);
+    }
+
+    #[test]
+    fn signing_failure_follows_on_error() {
+        let c = config(json!({}));
+        let (d, _) = run(&c, "GET", "/media/a", Err(FallbackReason::NoCredentials));
+        assert_eq!(reply_of(&d), Some(LocalReply::SIGNING_UNAVAILABLE));
+        assert!(LocalReply::SIGNING_UNAVAILABLE
+            .body()
+            .contains("signing_unavailable"));
+
+        let c = config(json!({"on_error": "passthrough"}));
+        let (d, _) = run(
+            &c,
+            "GET",
+            "/media/a%20b?versionId=1&x=2",
+            Err(FallbackReason::NoCredentials),
+        );
+        match d {
+            Decision::Forward {
+                rewrite, fallback, ..
+            } => {
+                assert_eq!(
+                    rewrite,
+                    Some(("s3.local:9000", "/media/a%20b?versionId=1".to_string()))
+                );
+                assert_eq!(fallback, Some(FallbackReason::NoCredentials));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_auth_headers() {
+        for h in [
+            "authorization",
+            "Authorization",
+            "x-amz-date",
+            "X-Amz-Security-Token",
+            "x-amz-content-sha256",
+        ] {
+            assert!(is_client_auth_header(h), "{h}");
+        }
+        for h in ["range", "x-am", "if-none-match", "x-amzn-trace-id", "host"] {
+            assert!(!is_client_auth_header(h), "{h}");
+        }
+    }
+}
