@@ -1,0 +1,52 @@
+# envoy-presign: build, run and test. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+TARGET  := wasm32-wasip1
+WASM    := target/$(TARGET)/release/envoy_presign.wasm
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup wasm-target build run test unit lint integration vectors clean
+
+## setup: Wasm target + a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest (idempotent)
+setup: wasm-target $(STAMP)
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+$(STAMP): requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## build: the release .wasm at target/wasm32-wasip1/release/envoy_presign.wasm
+build: wasm-target
+	cargo build --release --target $(TARGET)
+	@ls -l $(WASM)
+
+## run: SeaweedFS + Envoy with the filter on localhost:10000; Ctrl-C stops both
+run: build $(STAMP)
+	$(PY) tests/stack.py run
+
+## test: lint, host unit tests, wasm build, integration tests in real Envoy
+test: lint unit build integration
+
+unit:
+	cargo test --lib
+
+lint: wasm-target
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -- -D warnings
+
+integration: build $(STAMP)
+	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
+
+## vectors: regenerate tests/vectors/presign.json with boto3
+vectors: $(STAMP)
+	$(PY) scripts/gen_vectors.py
+
+clean:
+	cargo clean
