@@ -9,6 +9,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
 
+use crate::cache::Policy;
 use crate::credentials::{Credentials, CredentialsSource};
 use crate::sign::Signer;
 
@@ -83,7 +84,36 @@ pub enum OtherMethods {
 struct RawConfig {
     #[serde(default)]
     credentials: Option<RawCredentials>,
+    #[serde(default)]
+    cache: Option<RawCache>,
     origins: Vec<RawOrigin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    max_entries: Option<u32>,
+    #[serde(default)]
+    align: Option<bool>,
+}
+
+/// Default number of cache slots (shared-data keys) when `cache.max_entries` is omitted.
+pub const DEFAULT_MAX_ENTRIES: u32 = 10_000;
+/// Upper bound on `cache.max_entries`, to keep the shared-data footprint sane.
+pub const MAX_MAX_ENTRIES: u32 = 10_000_000;
+
+/// Global cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Off: every request is signed (and gets a different URL).
+    pub enabled: bool,
+    /// Number of slots, hence of shared-data keys the filter ever writes.
+    pub max_entries: u32,
+    /// Fleet-stable URLs (see `cache::Policy::align`).
+    pub align: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +155,10 @@ struct RawOrigin {
     key_prefix: Option<String>,
     #[serde(default)]
     expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_before: Option<u64>,
+    #[serde(default)]
+    min_remaining: Option<u64>,
     #[serde(default)]
     on_error: Option<OnError>,
     #[serde(default)]
@@ -179,6 +213,10 @@ pub struct Origin {
     pub key_prefix: String,
     /// Lifetime of each presigned URL.
     pub expires_in: Duration,
+    /// Expiry and refresh policy of this origin's cache entries.
+    pub policy: Policy,
+    /// The origin part of every cache identity, computed once.
+    pub identity_prefix: String,
     /// Behaviour when signing is impossible.
     pub on_error: OnError,
     /// Behaviour for methods other than GET/HEAD.
@@ -202,6 +240,8 @@ pub struct Config {
     pub signer: Result<Signer, String>,
     /// Where credentials came from, for the startup log line.
     pub credentials_source: CredentialsSource,
+    /// Global cache settings.
+    pub cache: CacheSettings,
 }
 
 impl Config {
@@ -221,9 +261,10 @@ impl Config {
                 "at least one origin is required",
             ));
         }
+        let cache = compile_cache(raw.cache)?;
         let mut origins = Vec::with_capacity(raw.origins.len());
         for (i, o) in raw.origins.into_iter().enumerate() {
-            let compiled = compile_origin(o, &format!("origins[{i}]"))?;
+            let compiled = compile_origin(o, &format!("origins[{i}]"), &cache)?;
             if origins.iter().any(|p: &Origin| p.name == compiled.name) {
                 return Err(ConfigError::new(
                     format!("origins[{i}].name"),
@@ -237,6 +278,7 @@ impl Config {
             origins,
             signer: credentials.map(|c| Signer::new(&c)),
             credentials_source,
+            cache,
         })
     }
 
@@ -274,7 +316,27 @@ fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError 
     ConfigError::new(field, format!("invalid JSON configuration: {}", e.inner()))
 }
 
-fn compile_origin(o: RawOrigin, at: &str) -> Result<Origin, ConfigError> {
+fn compile_cache(raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {
+    let raw = raw.unwrap_or(RawCache {
+        enabled: None,
+        max_entries: None,
+        align: None,
+    });
+    let max_entries = raw.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES);
+    if !(1..=MAX_MAX_ENTRIES).contains(&max_entries) {
+        return Err(ConfigError::new(
+            "cache.max_entries",
+            format!("must be between 1 and {MAX_MAX_ENTRIES}, got {max_entries}"),
+        ));
+    }
+    Ok(CacheSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        max_entries,
+        align: raw.align.unwrap_or(true),
+    })
+}
+
+fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origin, ConfigError> {
     let field = |name: &str| format!("{at}.{name}");
 
     if o.name.is_empty()
@@ -358,6 +420,28 @@ fn compile_origin(o: RawOrigin, at: &str) -> Result<Origin, ConfigError> {
         ));
     }
 
+    // Defaults: refresh in the last 20% of a URL's life, never serve in the last 4%.
+    let refresh_before = o.refresh_before.unwrap_or(expires_secs / 5);
+    if refresh_before >= expires_secs {
+        return Err(ConfigError::new(
+            field("refresh_before"),
+            format!("must be less than expires_in ({expires_secs} s), got {refresh_before}"),
+        ));
+    }
+    let min_remaining = o.min_remaining.unwrap_or(refresh_before / 5);
+    if min_remaining > refresh_before {
+        return Err(ConfigError::new(
+            field("min_remaining"),
+            format!("must not exceed refresh_before ({refresh_before} s), got {min_remaining}"),
+        ));
+    }
+    let policy = Policy {
+        expires_in_ms: expires_secs * 1000,
+        refresh_before_ms: refresh_before * 1000,
+        min_remaining_ms: min_remaining * 1000,
+        align: cache.align,
+    };
+
     for (j, name) in o.allow_query.iter().enumerate() {
         if name.is_empty()
             || !name
@@ -388,6 +472,22 @@ fn compile_origin(o: RawOrigin, at: &str) -> Result<Origin, ConfigError> {
         ),
     };
 
+    // Everything about the origin that changes a URL, in one string; the
+    // request adds credentials, method, key and query (see `cache_identity`).
+    let identity_prefix = format!(
+        "v1\n{}\n{}://{}{}\n{}\n{}\n{}/{}/{}/{}",
+        o.name,
+        endpoint.scheme,
+        authority,
+        url_path_prefix,
+        o.region,
+        service,
+        policy.expires_in_ms,
+        policy.refresh_before_ms,
+        policy.min_remaining_ms,
+        policy.align,
+    );
+
     Ok(Origin {
         name: o.name,
         match_prefix: prefix,
@@ -400,6 +500,8 @@ fn compile_origin(o: RawOrigin, at: &str) -> Result<Origin, ConfigError> {
         strip_prefix,
         key_prefix,
         expires_in: Duration::from_secs(expires_secs),
+        policy,
+        identity_prefix,
         on_error: o.on_error.unwrap_or(OnError::Deny),
         other_methods: o.other_methods.unwrap_or(OtherMethods::Deny),
         allow_query: o.allow_query,

@@ -8,9 +8,9 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::Config;
 use crate::credentials::CredentialsSource;
-use crate::host::{install_panic_hook, HeaderSnapshot};
+use crate::host::{install_panic_hook, HeaderSnapshot, SharedData};
 use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
-use crate::sign::presign;
+use crate::url_source::{presigned_path, UrlReport};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -114,15 +114,19 @@ impl HttpContext for PresignRequest {
         };
         let config = Rc::clone(&self.config);
         let now = self.get_current_time();
+        let mut report = UrlReport::default();
         let mut sign =
             |origin: &crate::config::Origin, method, key: &str, query: &[(String, String)]| {
-                let signer = config
-                    .signer
-                    .as_ref()
-                    .map_err(|_| FallbackReason::NoCredentials)?;
-                presign(origin, method, key, query, signer, now, origin.expires_in)
-                    .map(|p| p.path)
-                    .map_err(FallbackReason::SignError)
+                presigned_path(
+                    &config,
+                    &SharedData,
+                    origin,
+                    method,
+                    key,
+                    query,
+                    now,
+                    &mut report,
+                )
             };
         let req = RequestHead {
             method: &head.method,

@@ -45,3 +45,25 @@ impl HeaderSnapshot {
         s
     }
 }
+
+/// The cache's store on Envoy's shared data (one namespace per `vm_id`,
+/// visible to every worker).
+pub struct SharedData;
+
+impl crate::cache::Store for SharedData {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), crate::cache::StoreError> {
+        proxy_wasm::hostcalls::get_shared_data(key).map_err(|_| crate::cache::StoreError::Failed)
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), crate::cache::StoreError> {
+        proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+            proxy_wasm::types::Status::CasMismatch => crate::cache::StoreError::CasMismatch,
+            _ => crate::cache::StoreError::Failed,
+        })
+    }
+}

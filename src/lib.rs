@@ -14,11 +14,16 @@
 //! calls a proxy-wasm hostcall and is unit-tested on the host. The glue
 //! (`filter`, `host`) exists only in the wasm build.
 
+pub mod cache;
 pub mod canonical;
 pub mod config;
 pub mod credentials;
 pub mod request;
 pub mod sign;
+pub mod url_source;
+
+#[cfg(test)]
+mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

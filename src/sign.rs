@@ -70,6 +70,7 @@ impl SignError {
 pub struct Signer {
     identity: Identity,
     access_key_id: String,
+    fingerprint: String,
 }
 
 impl Signer {
@@ -85,13 +86,41 @@ impl Signer {
         Self {
             identity: c.into(),
             access_key_id: creds.access_key_id().to_string(),
+            fingerprint: fingerprint(creds),
         }
+    }
+
+    /// Identifies the whole credential set (key id, secret, token) in cache
+    /// identities, so rotating the secret or the token for the same key id
+    /// never serves a URL signed with the old one. A truncated SHA-256: it
+    /// reveals nothing usable about the secret.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The access key id, which identifies the credentials in cache keys and logs.
     pub fn access_key_id(&self) -> &str {
         &self.access_key_id
     }
+}
+
+fn fingerprint(creds: &Credentials) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"envoy-presign credential fingerprint\0");
+    h.update(creds.access_key_id().as_bytes());
+    h.update(b"\0");
+    h.update(creds.secret_access_key().as_bytes());
+    h.update(b"\0");
+    h.update(creds.session_token().unwrap_or_default().as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(16 + creds.access_key_id().len() + 1);
+    out.push_str(creds.access_key_id());
+    out.push('/');
+    for b in digest.iter().take(8) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 /// The signed request: what the filter puts in `:path` (and `:authority`, from

@@ -1,0 +1,771 @@
+//! The presigned-URL cache that every worker shares through Envoy's shared data:
+//! slot derivation, the entry codec, the expiry/refresh policy and the
+//! read → decide → compare-and-swap flow. Pure: the store is a trait (Envoy's
+//! shared data in the wasm build, a map in tests) and time is an argument.
+//!
+//! Bounded memory: Envoy can never delete a shared-data key, so the cache only
+//! ever writes keys `envoy_presign.cache.<slot>` with `slot < max_entries`; an
+//! entry replaces whatever its slot held. Each entry stores the full identity
+//! of what it was signed for, and a read serves it only when that identity
+//! matches exactly, so two requests can never share a URL by accident.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Key prefix of the cache's shared-data keys.
+pub const SLOT_KEY_PREFIX: &str = "envoy_presign.cache.";
+/// How many times a CAS conflict is resolved by re-reading before giving up on
+/// storing (the request is still served).
+pub const MAX_CAS_ATTEMPTS: u32 = 3;
+/// How long one request's claim to refresh an entry holds off the others.
+pub const REFRESH_CLAIM: Duration = Duration::from_secs(2);
+
+/// The shared store, as the cache needs it: Envoy's shared data semantics
+/// (a `cas` token per key; a set with a stale token fails).
+pub trait Store {
+    /// The value and its CAS token, `(None, None)` when the key does not exist.
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
+    /// Writes the value; with `Some(cas)` only if the key still has that token.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// Another worker wrote the key since we read it.
+    CasMismatch,
+    /// The host refused the operation.
+    Failed,
+}
+
+/// The shared-data key of a slot.
+pub fn slot_key(slot: u32) -> String {
+    format!("{SLOT_KEY_PREFIX}{slot}")
+}
+
+/// The slot of an identity: FNV-1a (stable across workers, builds and hosts)
+/// reduced modulo `max_entries`, so every slot index is below the bound.
+pub fn slot_of(identity: &str, max_entries: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in identity.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let n = u64::from(max_entries.max(1));
+    u32::try_from(h % n).unwrap_or(0)
+}
+
+/// Magic and version of the entry format; an entry with other leading bytes is
+/// treated as corrupt (or as an older format) and replaced.
+const MAGIC: &[u8; 4] = b"EPC1";
+
+/// One cached presigned URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `X-Amz-Date` of the URL, in Unix milliseconds (whole seconds).
+    pub signed_at_ms: u64,
+    /// When S3 stops accepting the URL, in Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// Until when one request holds the right to refresh this entry (0: nobody).
+    pub claim_until_ms: u64,
+    /// Everything the URL was signed for; compared in full on every read.
+    pub identity: String,
+    /// The presigned `:path`.
+    pub path: String,
+}
+
+/// Why bytes in a slot are not an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Another format version (an older filter wrote it).
+    OtherVersion,
+    /// Truncated, garbled or not UTF-8.
+    Corrupt,
+}
+
+impl Entry {
+    /// Serialises the entry: magic, three u64 (big-endian), then the identity
+    /// and the path, each preceded by its u32 length.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + 24 + 8 + self.identity.len() + self.path.len());
+        out.extend_from_slice(MAGIC);
+        for n in [self.signed_at_ms, self.expires_at_ms, self.claim_until_ms] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        for s in [&self.identity, &self.path] {
+            let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        out
+    }
+
+    /// Parses bytes written by `encode`; never panics on any input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        let magic = r.take(4).ok_or(DecodeError::Corrupt)?;
+        if magic != MAGIC {
+            return Err(if magic.starts_with(b"EPC") {
+                DecodeError::OtherVersion
+            } else {
+                DecodeError::Corrupt
+            });
+        }
+        let signed_at_ms = r.u64().ok_or(DecodeError::Corrupt)?;
+        let expires_at_ms = r.u64().ok_or(DecodeError::Corrupt)?;
+        let claim_until_ms = r.u64().ok_or(DecodeError::Corrupt)?;
+        let identity = r.string().ok_or(DecodeError::Corrupt)?;
+        let path = r.string().ok_or(DecodeError::Corrupt)?;
+        if !r.0.is_empty() || expires_at_ms < signed_at_ms {
+            return Err(DecodeError::Corrupt);
+        }
+        Ok(Self {
+            signed_at_ms,
+            expires_at_ms,
+            claim_until_ms,
+            identity,
+            path,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?);
+        let bytes = self.take(usize::try_from(len).ok()?)?;
+        String::from_utf8(bytes.to_vec()).ok()
+    }
+}
+
+/// Expiry settings of one origin, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `X-Amz-Expires` of every URL.
+    pub expires_in_ms: u64,
+    /// An entry with this much lifetime left (or less) is refreshed.
+    pub refresh_before_ms: u64,
+    /// An entry with less lifetime left than this is never served.
+    pub min_remaining_ms: u64,
+    /// Fleet-stable URLs: sign at the start of `expires_in - refresh_before`
+    /// windows instead of at the current second.
+    pub align: bool,
+}
+
+/// Where an entry stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// More than `refresh_before` left: serve.
+    Fresh,
+    /// Still servable, but due for a refresh.
+    Refresh,
+    /// Less than `min_remaining` left: never served.
+    TooLate,
+}
+
+impl Policy {
+    /// Length of an alignment window.
+    pub fn window_ms(&self) -> u64 {
+        self.expires_in_ms
+            .saturating_sub(self.refresh_before_ms)
+            .max(1000)
+    }
+
+    /// The `X-Amz-Date` to sign with at `now_ms`: the current second, or with
+    /// alignment the start of the current window (never in the future).
+    pub fn signing_time_ms(&self, now_ms: u64) -> u64 {
+        let step = if self.align { self.window_ms() } else { 1000 };
+        now_ms - now_ms % step
+    }
+
+    /// Classifies an entry at `now_ms`.
+    pub fn freshness(&self, entry: &Entry, now_ms: u64) -> Freshness {
+        let remaining = entry.expires_at_ms.saturating_sub(now_ms);
+        if now_ms > entry.expires_at_ms || remaining < self.min_remaining_ms {
+            Freshness::TooLate
+        } else if remaining <= self.refresh_before_ms {
+            Freshness::Refresh
+        } else {
+            Freshness::Fresh
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock before 1970).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// How the URL of one request was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served from the cache.
+    Hit,
+    /// Served from the cache while another request refreshes it.
+    HitRefreshing,
+    /// No usable entry: signed and stored.
+    Miss,
+    /// The entry was due: this request signed its replacement.
+    Refreshed,
+    /// The refresh failed to sign; the still-valid entry was served.
+    RefreshFailed,
+    /// An entry for this identity was found too close to expiry: re-signed.
+    Expired,
+}
+
+/// Store operations made while resolving one request, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOps {
+    /// Successful reads.
+    pub get_ok: u32,
+    /// Failed reads.
+    pub get_err: u32,
+    /// Successful writes.
+    pub set_ok: u32,
+    /// Writes refused by the host.
+    pub set_err: u32,
+    /// Writes that lost a compare-and-swap race.
+    pub cas_conflicts: u32,
+    /// Slots whose bytes were not a current-format entry.
+    pub corrupt: u32,
+    /// Slots held by an older entry format.
+    pub other_version: u32,
+    /// Slots holding a different identity (collision or replaced key).
+    pub collisions: u32,
+    /// Signatures computed.
+    pub signings: u32,
+}
+
+/// The URL a request gets, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Presigned `:path`.
+    pub path: String,
+    /// How it was obtained.
+    pub outcome: Outcome,
+    /// What it cost in store operations.
+    pub ops: StoreOps,
+}
+
+/// A signer: given the `X-Amz-Date` (Unix ms) and lifetime, the presigned path.
+pub type SignAt<'a, E> = dyn FnMut(SystemTime, Duration) -> Result<String, E> + 'a;
+
+/// The key facts of one cached lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    /// Shared-data key of the slot.
+    pub slot_key: &'a str,
+    /// Full identity of the URL wanted.
+    pub identity: &'a str,
+    /// Expiry settings.
+    pub policy: &'a Policy,
+    /// Current time, Unix ms.
+    pub now_ms: u64,
+}
+
+/// Finds or makes the URL for `lookup`, reading and writing the slot with CAS.
+/// Conflicts are resolved by re-reading, at most `MAX_CAS_ATTEMPTS` times;
+/// after that the request is served with the URL it has, unstored.
+pub fn resolve<S: Store + ?Sized, E>(
+    store: &S,
+    lookup: Lookup<'_>,
+    sign: &mut SignAt<'_, E>,
+) -> Result<Resolved, (E, StoreOps)> {
+    let mut ops = StoreOps::default();
+    let policy = lookup.policy;
+    let now_ms = lookup.now_ms;
+    // A URL this request signed, kept across CAS retries so it signs once.
+    let mut signed: Option<Entry> = None;
+    let mut found_too_late = false;
+
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (bytes, cas) = match store.get(lookup.slot_key) {
+            Ok(v) => {
+                ops.get_ok += 1;
+                v
+            }
+            Err(_) => {
+                ops.get_err += 1;
+                (None, None)
+            }
+        };
+        let current = bytes.and_then(|b| match Entry::decode(&b) {
+            Ok(e) if e.identity == lookup.identity => Some(e),
+            Ok(_) => {
+                ops.collisions += 1;
+                None
+            }
+            Err(DecodeError::OtherVersion) => {
+                ops.other_version += 1;
+                None
+            }
+            Err(DecodeError::Corrupt) => {
+                ops.corrupt += 1;
+                None
+            }
+        });
+
+        if let Some(entry) = current {
+            match policy.freshness(&entry, now_ms) {
+                Freshness::Fresh => {
+                    return Ok(resolved(entry.path, Outcome::Hit, ops, signed.is_some()))
+                }
+                Freshness::Refresh if entry.claim_until_ms > now_ms => {
+                    return Ok(resolved(
+                        entry.path,
+                        Outcome::HitRefreshing,
+                        ops,
+                        signed.is_some(),
+                    ))
+                }
+                Freshness::Refresh => {
+                    let claimed = Entry {
+                        claim_until_ms: now_ms + duration_ms(REFRESH_CLAIM),
+                        ..entry.clone()
+                    };
+                    match store.set(lookup.slot_key, &claimed.encode(), cas) {
+                        Ok(()) => ops.set_ok += 1,
+                        Err(e) => {
+                            count_set_error(&mut ops, e);
+                            continue;
+                        }
+                    }
+                    // We hold the claim: sign the replacement; on failure the
+                    // old URL is still valid and the claim lapses by itself.
+                    return match sign_entry(lookup, sign, &mut ops) {
+                        Ok(fresh) => {
+                            // Unconditional: our claim keeps other refreshers
+                            // off; a colliding key may still take the slot.
+                            match store.set(lookup.slot_key, &fresh.encode(), None) {
+                                Ok(()) => ops.set_ok += 1,
+                                Err(e) => count_set_error(&mut ops, e),
+                            }
+                            Ok(Resolved {
+                                path: fresh.path,
+                                outcome: Outcome::Refreshed,
+                                ops,
+                            })
+                        }
+                        Err(_) => Ok(Resolved {
+                            path: entry.path,
+                            outcome: Outcome::RefreshFailed,
+                            ops,
+                        }),
+                    };
+                }
+                Freshness::TooLate => found_too_late = true,
+            }
+        }
+
+        // Miss (or too late): sign once, then store with CAS.
+        let entry = match signed.take() {
+            Some(e) => e,
+            None => sign_entry(lookup, sign, &mut ops).map_err(|e| (e, ops))?,
+        };
+        match store.set(lookup.slot_key, &entry.encode(), cas) {
+            Ok(()) => {
+                ops.set_ok += 1;
+                let outcome = if found_too_late {
+                    Outcome::Expired
+                } else {
+                    Outcome::Miss
+                };
+                return Ok(Resolved {
+                    path: entry.path,
+                    outcome,
+                    ops,
+                });
+            }
+            Err(e) => {
+                count_set_error(&mut ops, e);
+                signed = Some(entry);
+                if e == StoreError::Failed {
+                    break;
+                }
+            }
+        }
+    }
+    // Out of attempts (or the store is failing): serve what we signed, unstored.
+    let entry = match signed {
+        Some(e) => e,
+        None => sign_entry(lookup, sign, &mut ops).map_err(|e| (e, ops))?,
+    };
+    let outcome = if found_too_late {
+        Outcome::Expired
+    } else {
+        Outcome::Miss
+    };
+    Ok(Resolved {
+        path: entry.path,
+        outcome,
+        ops,
+    })
+}
+
+/// A hit served after this request had already signed (it lost a CAS race to
+/// an equivalent entry) still counts as the miss it was.
+fn resolved(path: String, hit: Outcome, ops: StoreOps, signed_already: bool) -> Resolved {
+    let outcome = if signed_already { Outcome::Miss } else { hit };
+    Resolved { path, outcome, ops }
+}
+
+fn count_set_error(ops: &mut StoreOps, e: StoreError) {
+    match e {
+        StoreError::CasMismatch => ops.cas_conflicts += 1,
+        StoreError::Failed => ops.set_err += 1,
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn sign_entry<E>(
+    lookup: Lookup<'_>,
+    sign: &mut SignAt<'_, E>,
+    ops: &mut StoreOps,
+) -> Result<Entry, E> {
+    let policy = lookup.policy;
+    let signed_at_ms = policy.signing_time_ms(lookup.now_ms);
+    ops.signings += 1;
+    let path = sign(
+        UNIX_EPOCH + Duration::from_millis(signed_at_ms),
+        Duration::from_millis(policy.expires_in_ms),
+    )?;
+    Ok(Entry {
+        signed_at_ms,
+        expires_at_ms: signed_at_ms + policy.expires_in_ms,
+        claim_until_ms: 0,
+        identity: lookup.identity.to_string(),
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeStore;
+    use std::cell::Cell;
+
+    const POLICY: Policy = Policy {
+        expires_in_ms: 3_600_000,
+        refresh_before_ms: 600_000,
+        min_remaining_ms: 60_000,
+        align: false,
+    };
+    const T0: u64 = 1_700_000_000_000;
+
+    fn lookup<'a>(identity: &'a str, policy: &'a Policy, now_ms: u64) -> Lookup<'a> {
+        Lookup {
+            slot_key: "slot",
+            identity,
+            policy,
+            now_ms,
+        }
+    }
+
+    /// A signer that names each URL after its signing time and counts calls.
+    fn run(
+        store: &FakeStore,
+        identity: &str,
+        policy: &Policy,
+        now_ms: u64,
+        calls: &Cell<u32>,
+    ) -> Resolved {
+        let mut sign = |at: SystemTime, exp: Duration| -> Result<String, ()> {
+            calls.set(calls.get() + 1);
+            Ok(format!(
+                "/{identity}?date={}&exp={}",
+                unix_ms(at) / 1000,
+                exp.as_secs()
+            ))
+        };
+        resolve(store, lookup(identity, policy, now_ms), &mut sign).unwrap()
+    }
+
+    #[test]
+    fn miss_then_hit_then_refresh_then_too_late() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        let r = run(&store, "id", &POLICY, T0, &calls);
+        assert_eq!(r.outcome, Outcome::Miss);
+        assert_eq!(r.path, format!("/id?date={}&exp=3600", T0 / 1000));
+        let first = r.path;
+
+        // Fresh until refresh_before is left.
+        let r = run(&store, "id", &POLICY, T0 + 3_000_000 - 1, &calls);
+        assert_eq!((r.outcome, r.path.as_str()), (Outcome::Hit, first.as_str()));
+        assert_eq!(calls.get(), 1);
+
+        // Exactly refresh_before left: this request refreshes.
+        let r = run(&store, "id", &POLICY, T0 + 3_000_000, &calls);
+        assert_eq!(r.outcome, Outcome::Refreshed);
+        assert_ne!(r.path, first);
+        assert_eq!(calls.get(), 2);
+        assert_eq!(store.entry("slot").signed_at_ms, T0 + 3_000_000);
+        assert_eq!(store.entry("slot").claim_until_ms, 0);
+
+        // Too late: an entry with less than min_remaining left is never served.
+        let store = FakeStore::default();
+        run(&store, "id", &POLICY, T0, &calls);
+        let r = run(&store, "id", &POLICY, T0 + 3_540_001, &calls);
+        assert_eq!(r.outcome, Outcome::Expired);
+        assert_eq!(
+            r.path,
+            format!("/id?date={}&exp=3600", (T0 + 3_540_001) / 1000)
+        );
+        // Exactly min_remaining left is still served (as a refresh).
+        let store = FakeStore::default();
+        run(&store, "id", &POLICY, T0, &calls);
+        assert_eq!(
+            run(&store, "id", &POLICY, T0 + 3_540_000, &calls).outcome,
+            Outcome::Refreshed
+        );
+    }
+
+    #[test]
+    fn one_refresher_while_others_serve_the_valid_url() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        let old = run(&store, "id", &POLICY, T0, &calls).path;
+        // Simulate a worker that claimed the refresh but has not stored yet.
+        let mut e = store.entry("slot");
+        e.claim_until_ms = T0 + 3_100_000 + 2_000;
+        store.put("slot", &e.encode());
+        let r = run(&store, "id", &POLICY, T0 + 3_100_000, &calls);
+        assert_eq!((r.outcome, r.path), (Outcome::HitRefreshing, old.clone()));
+        assert_eq!(calls.get(), 1, "no second signing during a live claim");
+        // A lapsed claim is taken over.
+        let r = run(&store, "id", &POLICY, T0 + 3_102_001, &calls);
+        assert_eq!(r.outcome, Outcome::Refreshed);
+    }
+
+    #[test]
+    fn claim_race_is_lost_by_rereading() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        run(&store, "id", &POLICY, T0, &calls);
+        let now = T0 + 3_100_000;
+        // Another worker claims between our read and our claim.
+        *store.interleave.borrow_mut() = Some(Box::new(move |s: &FakeStore| {
+            let mut e = s.entry("slot");
+            e.claim_until_ms = now + 2_000;
+            s.put("slot", &e.encode());
+        }));
+        let r = run(&store, "id", &POLICY, now, &calls);
+        assert_eq!(r.outcome, Outcome::HitRefreshing);
+        assert_eq!(r.ops.cas_conflicts, 1);
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn concurrent_miss_converges_on_the_stored_url() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        // Another worker stores its URL for the same identity between our
+        // read and our write: we lose the CAS, re-read, and serve theirs.
+        *store.interleave.borrow_mut() = Some(Box::new(|s: &FakeStore| {
+            let e = Entry {
+                signed_at_ms: T0,
+                expires_at_ms: T0 + 3_600_000,
+                claim_until_ms: 0,
+                identity: "id".into(),
+                path: "/theirs".into(),
+            };
+            s.put("slot", &e.encode());
+        }));
+        // The slot must exist for CAS to apply: pre-fill it with another identity.
+        store.put(
+            "slot",
+            &Entry {
+                identity: "other".into(),
+                ..store_entry()
+            }
+            .encode(),
+        );
+        let r = run(&store, "id", &POLICY, T0, &calls);
+        assert_eq!(r.path, "/theirs");
+        assert_eq!(
+            r.outcome,
+            Outcome::Miss,
+            "we signed, so it counts as a miss"
+        );
+        assert_eq!(r.ops.cas_conflicts, 1);
+        assert_eq!(r.ops.collisions, 1);
+    }
+
+    fn store_entry() -> Entry {
+        Entry {
+            signed_at_ms: T0,
+            expires_at_ms: T0 + 3_600_000,
+            claim_until_ms: 0,
+            identity: String::new(),
+            path: "/p".into(),
+        }
+    }
+
+    #[test]
+    fn cas_conflicts_are_bounded() {
+        /// A store whose every conditional write loses.
+        struct Hostile(FakeStore);
+        impl Store for Hostile {
+            fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+                self.0.put(key, b"garbage");
+                self.0.get(key)
+            }
+            fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+                Err(StoreError::CasMismatch)
+            }
+        }
+        let store = Hostile(FakeStore::default());
+        let calls = Cell::new(0);
+        let mut sign = |_: SystemTime, _: Duration| -> Result<String, ()> {
+            calls.set(calls.get() + 1);
+            Ok("/mine".into())
+        };
+        let r = resolve(&store, lookup("id", &POLICY, T0), &mut sign).unwrap();
+        assert_eq!(r.path, "/mine");
+        assert_eq!(r.ops.cas_conflicts, MAX_CAS_ATTEMPTS);
+        assert_eq!(calls.get(), 1, "signed once across retries");
+    }
+
+    #[test]
+    fn slot_collision_between_two_keys_never_shares_a_url() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        let a = run(&store, "key-a", &POLICY, T0, &calls);
+        let b = run(&store, "key-b", &POLICY, T0, &calls);
+        assert_eq!((a.outcome, b.outcome), (Outcome::Miss, Outcome::Miss));
+        assert_eq!(b.ops.collisions, 1);
+        assert!(b.path.starts_with("/key-b"));
+        let a2 = run(&store, "key-a", &POLICY, T0, &calls);
+        assert_eq!(a2.outcome, Outcome::Miss, "a replaced entry is a miss");
+        assert!(a2.path.starts_with("/key-a"));
+    }
+
+    #[test]
+    fn corrupt_and_old_entries_are_misses_and_replaced() {
+        let calls = Cell::new(0);
+        for (bytes, corrupt, old) in [
+            (b"".to_vec(), 1, 0),
+            (b"garbage bytes".to_vec(), 1, 0),
+            (b"EPC0\x00\x01".to_vec(), 0, 1),
+            (store_entry().encode()[..20].to_vec(), 1, 0),
+        ] {
+            let store = FakeStore::default();
+            store.put("slot", &bytes);
+            let r = run(&store, "id", &POLICY, T0, &calls);
+            assert_eq!(r.outcome, Outcome::Miss);
+            assert_eq!((r.ops.corrupt, r.ops.other_version), (corrupt, old));
+            assert_eq!(store.entry("slot").identity, "id", "replaced");
+        }
+    }
+
+    #[test]
+    fn store_failures_still_serve() {
+        let store = FakeStore::default();
+        store.fail_sets.set(true);
+        let calls = Cell::new(0);
+        let r = run(&store, "id", &POLICY, T0, &calls);
+        assert_eq!(r.outcome, Outcome::Miss);
+        assert_eq!(r.ops.set_err, 1);
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn signing_errors_propagate_on_miss_and_fall_back_on_refresh() {
+        let store = FakeStore::default();
+        let mut fail = |_: SystemTime, _: Duration| -> Result<String, &'static str> { Err("boom") };
+        let err = resolve(&store, lookup("id", &POLICY, T0), &mut fail).unwrap_err();
+        assert_eq!(err.0, "boom");
+        let calls = Cell::new(0);
+        let old = run(&store, "id", &POLICY, T0, &calls).path;
+        let r = resolve(&store, lookup("id", &POLICY, T0 + 3_100_000), &mut fail).unwrap();
+        assert_eq!((r.outcome, r.path), (Outcome::RefreshFailed, old));
+    }
+
+    #[test]
+    fn window_alignment_at_boundaries() {
+        let p = Policy {
+            align: true,
+            ..POLICY
+        };
+        let w = p.window_ms();
+        assert_eq!(w, 3_000_000);
+        let start = (T0 / w + 1) * w;
+        assert_eq!(p.signing_time_ms(start), start);
+        assert_eq!(p.signing_time_ms(start + w - 1), start);
+        assert_eq!(p.signing_time_ms(start + w), start + w);
+        assert_eq!(p.signing_time_ms(start - 1), start - w);
+
+        // Two independent stores (two Envoys) sign identical URLs in a window.
+        let calls = Cell::new(0);
+        let (s1, s2) = (FakeStore::default(), FakeStore::default());
+        let a = run(&s1, "id", &p, start + 5, &calls).path;
+        let b = run(&s2, "id", &p, start + w - 1, &calls).path;
+        assert_eq!(a, b);
+        // Fresh for the whole window; due exactly at the next window start,
+        // where the refresh signs for the new window.
+        assert_eq!(
+            run(&s1, "id", &p, start + w - 1, &calls).outcome,
+            Outcome::Hit
+        );
+        let r = run(&s1, "id", &p, start + w, &calls);
+        assert_eq!(r.outcome, Outcome::Refreshed);
+        assert_eq!(r.path, format!("/id?date={}&exp=3600", (start + w) / 1000));
+        // Every aligned URL has more than refresh_before left when signed.
+        for now in [start, start + 1, start + w - 1] {
+            let at = p.signing_time_ms(now);
+            assert!(at + p.expires_in_ms - now > p.refresh_before_ms);
+        }
+    }
+
+    #[test]
+    fn slots_stay_below_the_bound() {
+        for max in [1, 2, 7, 1000] {
+            for i in 0..500 {
+                assert!(slot_of(&format!("identity-{i}"), max) < max);
+            }
+        }
+        assert_eq!(slot_of("x", 0), 0);
+        assert_eq!(slot_key(42), "envoy_presign.cache.42");
+        // Stable across builds and hosts (FNV-1a of "a" mod 1000).
+        assert_eq!(
+            slot_of("a", 1_000_000),
+            (0xaf63_dc4c_8601_ec8c_u64 % 1_000_000) as u32
+        );
+    }
+
+    #[test]
+    fn entry_codec_roundtrip_and_never_panics() {
+        let e = Entry {
+            identity: "id\nwith\u{e9}".into(),
+            claim_until_ms: 7,
+            ..store_entry()
+        };
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes), Ok(e));
+        for n in 0..bytes.len() {
+            assert!(Entry::decode(&bytes[..n]).is_err());
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(Entry::decode(&long), Err(DecodeError::Corrupt));
+        let mut huge_len = bytes;
+        huge_len[28..32].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(Entry::decode(&huge_len), Err(DecodeError::Corrupt));
+    }
+}

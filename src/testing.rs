@@ -1,0 +1,60 @@
+//! Test fakes for the host-facing traits (compiled only for tests).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::cache::{Entry, Store, StoreError};
+
+/// Simulates another worker acting between a read and a write.
+pub type Interleave = Box<dyn FnMut(&FakeStore)>;
+
+/// Envoy's shared-data semantics: a global CAS counter, a set with a stale
+/// token fails, a set on a missing key always succeeds.
+#[derive(Default)]
+pub struct FakeStore {
+    /// Key → (value, CAS token).
+    pub data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    next_cas: Cell<u32>,
+    /// Called before each `set`, to simulate another worker writing in between.
+    pub interleave: RefCell<Option<Interleave>>,
+    /// Makes every `set` fail, like a host refusing writes.
+    pub fail_sets: Cell<bool>,
+}
+
+impl FakeStore {
+    /// Writes like the host does: a new CAS token every time.
+    pub fn put(&self, key: &str, value: &[u8]) {
+        self.next_cas.set(self.next_cas.get() + 1);
+        self.data
+            .borrow_mut()
+            .insert(key.to_string(), (value.to_vec(), self.next_cas.get()));
+    }
+    /// The decoded entry under `key` (panics in tests if absent).
+    pub fn entry(&self, key: &str) -> Entry {
+        Entry::decode(&self.data.borrow()[key].0).unwrap()
+    }
+}
+
+impl Store for FakeStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        Ok(match self.data.borrow().get(key) {
+            Some((v, c)) => (Some(v.clone()), Some(*c)),
+            None => (None, None),
+        })
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        if let Some(mut f) = self.interleave.borrow_mut().take() {
+            f(self);
+        }
+        if self.fail_sets.get() {
+            return Err(StoreError::Failed);
+        }
+        if let (Some(c), Some((_, cur))) = (cas, self.data.borrow().get(key)) {
+            if c != *cur {
+                return Err(StoreError::CasMismatch);
+            }
+        }
+        self.put(key, value);
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! Where a request's presigned path comes from: the shared cache (when
+//! enabled) or a fresh signature. Pure: the store and the time are arguments.
+
+use std::time::{Duration, SystemTime};
+
+use crate::cache::{resolve, slot_key, slot_of, unix_ms, Lookup, Outcome, Store, StoreOps};
+use crate::canonical::format_query;
+use crate::config::{Config, Origin};
+use crate::request::FallbackReason;
+use crate::sign::{object_path, presign, Method, Signer};
+
+/// What producing one URL did, for metrics and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrlReport {
+    /// How the cache answered; `None` when the cache is disabled (always signed).
+    pub outcome: Option<Outcome>,
+    /// Store operations made.
+    pub ops: StoreOps,
+}
+
+/// The cache identity of a request: everything that changes its URL. The
+/// origin part is pre-computed; credentials, method, key and query are added.
+pub fn cache_identity(
+    origin: &Origin,
+    signer: &Signer,
+    method: Method,
+    key: &str,
+    query: &[(String, String)],
+) -> String {
+    let path = object_path(origin, key);
+    let q = format_query(query);
+    let mut id = String::with_capacity(
+        origin.identity_prefix.len() + signer.fingerprint().len() + path.len() + q.len() + 8,
+    );
+    id.push_str(&origin.identity_prefix);
+    id.push('\n');
+    id.push_str(signer.fingerprint());
+    id.push('\n');
+    id.push_str(method.as_str());
+    id.push('\n');
+    id.push_str(&path);
+    id.push('?');
+    id.push_str(&q);
+    id
+}
+
+/// The presigned `:path` for one object request at `now`.
+#[allow(clippy::too_many_arguments)]
+pub fn presigned_path<S: Store + ?Sized>(
+    config: &Config,
+    store: &S,
+    origin: &Origin,
+    method: Method,
+    key: &str,
+    query: &[(String, String)],
+    now: SystemTime,
+    report: &mut UrlReport,
+) -> Result<String, FallbackReason> {
+    let signer = config
+        .signer
+        .as_ref()
+        .map_err(|_| FallbackReason::NoCredentials)?;
+    let mut sign_at = |at: SystemTime, expires: Duration| {
+        presign(origin, method, key, query, signer, at, expires)
+            .map(|p| p.path)
+            .map_err(FallbackReason::SignError)
+    };
+    if !config.cache.enabled {
+        report.ops.signings += 1;
+        let at = SystemTime::UNIX_EPOCH
+            + Duration::from_millis(origin.policy.signing_time_ms(unix_ms(now)));
+        return sign_at(at, origin.expires_in);
+    }
+    let identity = cache_identity(origin, signer, method, key, query);
+    let slot = slot_key(slot_of(&identity, config.cache.max_entries));
+    let lookup = Lookup {
+        slot_key: &slot,
+        identity: &identity,
+        policy: &origin.policy,
+        now_ms: unix_ms(now),
+    };
+    match resolve(store, lookup, &mut sign_at) {
+        Ok(r) => {
+            report.outcome = Some(r.outcome);
+            report.ops = r.ops;
+            Ok(r.path)
+        }
+        Err((e, ops)) => {
+            report.ops = ops;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeStore;
+    use serde_json::json;
+    use std::time::UNIX_EPOCH;
+
+    fn config(cache: serde_json::Value, secret: &str) -> Config {
+        let doc = json!({
+            "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": secret},
+            "cache": cache,
+            "origins": [{"name": "media", "match": {"prefix": "/m/"}, "endpoint": "http://h:9000",
+                         "bucket": "media", "region": "us-east-1", "expires_in": 600}],
+        });
+        Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    fn get(c: &Config, store: &FakeStore, key: &str, now_s: u64) -> (String, UrlReport) {
+        let mut report = UrlReport::default();
+        let now = UNIX_EPOCH + Duration::from_secs(now_s);
+        let p = presigned_path(
+            c,
+            store,
+            &c.origins[0],
+            Method::Get,
+            key,
+            &[],
+            now,
+            &mut report,
+        )
+        .unwrap();
+        (p, report)
+    }
+
+    #[test]
+    fn identity_covers_everything_that_changes_the_url() {
+        let c = config(json!({}), "s1");
+        let o = &c.origins[0];
+        let s = c.signer.as_ref().unwrap();
+        let base = cache_identity(o, s, Method::Get, "a b", &[]);
+        let variants = [
+            cache_identity(o, s, Method::Head, "a b", &[]),
+            cache_identity(o, s, Method::Get, "a+b", &[]),
+            cache_identity(
+                o,
+                s,
+                Method::Get,
+                "a b",
+                &[("versionId".into(), "1".into())],
+            ),
+            cache_identity(
+                o,
+                config(json!({}), "s2").signer.as_ref().unwrap(),
+                Method::Get,
+                "a b",
+                &[],
+            ),
+        ];
+        for v in &variants {
+            assert_ne!(&base, v);
+        }
+        assert!(
+            !base.contains("s1"),
+            "the secret never appears in an identity"
+        );
+        let other_expiry = config(json!({"align": false}), "s1");
+        assert_ne!(o.identity_prefix, other_expiry.origins[0].identity_prefix);
+    }
+
+    #[test]
+    fn cached_url_is_reused_then_replaced_after_the_window() {
+        let c = config(json!({"max_entries": 4}), "s1");
+        let store = FakeStore::default();
+        let t = 1_700_000_000;
+        let (a, r) = get(&c, &store, "k", t);
+        assert_eq!(r.outcome, Some(Outcome::Miss));
+        let (b, r) = get(&c, &store, "k", t + 1);
+        assert_eq!((a.as_str(), r.outcome), (b.as_str(), Some(Outcome::Hit)));
+        // The window is expires_in - refresh_before = 480 s.
+        let (d, r) = get(&c, &store, "k", t - t % 480 + 480);
+        assert_eq!(r.outcome, Some(Outcome::Refreshed));
+        assert_ne!(a, d);
+        assert!(store
+            .data
+            .borrow()
+            .keys()
+            .all(|k| k.starts_with("envoy_presign.cache.")));
+        for i in 0..100 {
+            get(&c, &store, &format!("key-{i}"), t);
+        }
+        assert!(store.data.borrow().len() <= 4, "bounded by max_entries");
+    }
+
+    #[test]
+    fn disabled_cache_signs_every_request_without_the_store() {
+        let c = config(json!({"enabled": false}), "s1");
+        let store = FakeStore::default();
+        let (_, r) = get(&c, &store, "k", 1_700_000_000);
+        assert_eq!((r.outcome, r.ops.signings), (None, 1));
+        assert!(store.data.borrow().is_empty());
+    }
+
+    #[test]
+    fn missing_credentials_fall_back() {
+        let doc = json!({"origins": [{"name": "m", "match": {"prefix": "/"}, "endpoint": "http://h",
+            "bucket": "bkt", "region": "r"}]});
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        let mut report = UrlReport::default();
+        let r = presigned_path(
+            &c,
+            &FakeStore::default(),
+            &c.origins[0],
+            Method::Get,
+            "k",
+            &[],
+            UNIX_EPOCH,
+            &mut report,
+        );
+        assert_eq!(r, Err(FallbackReason::NoCredentials));
+    }
+}
