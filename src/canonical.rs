@@ -174,6 +174,16 @@ pub fn format_query(params: &[(String, String)]) -> String {
     q
 }
 
+/// How many client query parameters carry SigV4 auth (`X-Amz-*`, any case);
+/// they are dropped, and counted for the `auth_stripped` metric.
+pub fn count_auth_params(raw_query: &str) -> u64 {
+    let n = raw_query
+        .split('&')
+        .filter(|p| p.get(..6).is_some_and(|h| h.eq_ignore_ascii_case("x-amz-")))
+        .count();
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 /// Splits a `:path` into the path and the query (without `?`); a fragment,
 /// which clients should never send, is dropped.
 pub fn split_path(path: &str) -> (&str, &str) {
@@ -320,6 +330,15 @@ mod tests {
             allowed_query("versionId", &allow).unwrap(),
             vec![("versionId".into(), String::new())]
         );
+    }
+
+    #[test]
+    fn auth_params_are_counted() {
+        assert_eq!(
+            count_auth_params("X-Amz-Signature=a&x-amz-date=b&versionId=1&X-Am=2"),
+            2
+        );
+        assert_eq!(count_auth_params(""), 0);
     }
 
     #[test]

@@ -98,6 +98,8 @@ struct RawCache {
     max_entries: Option<u32>,
     #[serde(default)]
     align: Option<bool>,
+    #[serde(default)]
+    scan_interval: Option<u64>,
 }
 
 /// Default number of cache slots (shared-data keys) when `cache.max_entries` is omitted.
@@ -114,7 +116,12 @@ pub struct CacheSettings {
     pub max_entries: u32,
     /// Fleet-stable URLs (see `cache::Policy::align`).
     pub align: bool,
+    /// Seconds per full pass of the cache-size scan (gauges `cache_entries`, `cache_bytes`).
+    pub scan_interval_secs: u64,
 }
+
+/// Default seconds per cache-size scan pass.
+pub const DEFAULT_SCAN_INTERVAL_SECS: u64 = 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -321,7 +328,15 @@ fn compile_cache(raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {
         enabled: None,
         max_entries: None,
         align: None,
+        scan_interval: None,
     });
+    let scan_interval_secs = raw.scan_interval.unwrap_or(DEFAULT_SCAN_INTERVAL_SECS);
+    if !(1..=3600).contains(&scan_interval_secs) {
+        return Err(ConfigError::new(
+            "cache.scan_interval",
+            format!("must be between 1 and 3600 seconds, got {scan_interval_secs}"),
+        ));
+    }
     let max_entries = raw.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES);
     if !(1..=MAX_MAX_ENTRIES).contains(&max_entries) {
         return Err(ConfigError::new(
@@ -333,6 +348,7 @@ fn compile_cache(raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {
         enabled: raw.enabled.unwrap_or(true),
         max_entries,
         align: raw.align.unwrap_or(true),
+        scan_interval_secs,
     })
 }
 
@@ -340,6 +356,7 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
     let field = |name: &str| format!("{at}.{name}");
 
     if o.name.is_empty()
+        || o.name.starts_with('_')
         || !o
             .name
             .bytes()
@@ -347,7 +364,7 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
     {
         return Err(ConfigError::new(
             field("name"),
-            "must be non-empty and use only A-Z a-z 0-9 _ - (it becomes a metric label)",
+            "must be non-empty, use only A-Z a-z 0-9 _ - and not start with _ (it becomes a metric label)",
         ));
     }
 
@@ -744,6 +761,23 @@ mod tests {
             (json!({"origins": []}), "origins"),
             (doc_with("name", json!("")), "origins[0].name"),
             (doc_with("name", json!("has space")), "origins[0].name"),
+            (doc_with("name", json!("_unmatched")), "origins[0].name"),
+            (
+                doc_with("refresh_before", json!(3600)),
+                "origins[0].refresh_before",
+            ),
+            (
+                doc_with("min_remaining", json!(721)),
+                "origins[0].min_remaining",
+            ),
+            (
+                json!({"cache": {"max_entries": 0}, "origins": [origin()]}),
+                "cache.max_entries",
+            ),
+            (
+                json!({"cache": {"scan_interval": 0}, "origins": [origin()]}),
+                "cache.scan_interval",
+            ),
             (
                 doc_with("match.prefix", json!("media/")),
                 "origins[0].match.prefix",

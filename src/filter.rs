@@ -1,16 +1,22 @@
-//! The proxy-wasm contexts: the root context compiles the configuration once per
-//! VM; each HTTP context carries out `request::decide` for one request.
+//! The proxy-wasm contexts: the root context compiles the configuration and
+//! defines the metrics once per VM, and scans the cache size on ticks; each
+//! HTTP context carries out `request::decide` for one request and records it.
 
 use std::rc::Rc;
+use std::time::{Duration, SystemTime};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::config::Config;
+use crate::cache::unix_ms;
+use crate::cache_scan::{next_worker_id, try_lease, Scanner};
+use crate::canonical::{count_auth_params, split_path};
+use crate::config::{Config, Origin};
 use crate::credentials::CredentialsSource;
-use crate::host::{install_panic_hook, HeaderSnapshot, SharedData};
+use crate::host::{install_panic_hook, micros_since, now, HeaderSnapshot, SharedData, WasmMetrics};
+use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord, UNMATCHED_ORIGIN};
 use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
-use crate::url_source::{presigned_path, UrlReport};
+use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -18,10 +24,40 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PresignRoot::default()) });
 }}
 
-/// Per-VM state: the compiled configuration, shared with every request.
+/// Ticks per scan pass are `scan_interval` seconds of one-second ticks.
+const TICK: Duration = Duration::from_secs(1);
+
+/// What every request of a VM shares: the configuration and the metric handles
+/// (one set per origin, in origin order, plus one for unmatched requests).
+struct Shared {
+    config: Config,
+    origins: Vec<OriginMetrics>,
+    unmatched: OriginMetrics,
+}
+
+impl Shared {
+    /// Position of a matched origin (the decision borrows it from our config).
+    fn index_of(&self, origin: &Origin) -> Option<usize> {
+        self.config
+            .origins
+            .iter()
+            .position(|o| std::ptr::eq(o, origin))
+    }
+
+    /// The metrics of an origin position, or the unmatched set.
+    fn metrics(&self, index: Option<usize>) -> &OriginMetrics {
+        index
+            .and_then(|i| self.origins.get(i))
+            .unwrap_or(&self.unmatched)
+    }
+}
+
+/// Per-VM state.
 #[derive(Default)]
 struct PresignRoot {
-    config: Option<Rc<Config>>,
+    shared: Option<Rc<Shared>>,
+    worker_id: u64,
+    scanner: Scanner,
 }
 
 impl Context for PresignRoot {}
@@ -30,38 +66,82 @@ impl RootContext for PresignRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let env = |k: &str| std::env::var(k).ok();
-        match Config::parse(&raw, &env) {
-            Ok(config) => {
-                match (&config.signer, config.credentials_source) {
-                    (Err(reason), _) => log::warn!(
-                        "envoy-presign: no credentials ({reason}); matched requests follow on_error"
-                    ),
-                    (Ok(s), CredentialsSource::Inline) => log::warn!(
-                        "envoy-presign: using inline credentials for access key {}; they are visible in /config_dump",
-                        s.access_key_id()
-                    ),
-                    (Ok(s), CredentialsSource::Env) => log::info!(
-                        "envoy-presign: signing with access key {} from the VM environment",
-                        s.access_key_id()
-                    ),
-                }
-                log::info!(
-                    "envoy-presign: configured {} origin(s)",
-                    config.origins.len()
-                );
-                self.config = Some(Rc::new(config));
-                true
-            }
+        let config = match Config::parse(&raw, &env) {
+            Ok(c) => c,
             Err(e) => {
                 log::error!("envoy-presign: invalid configuration: {e}");
-                false
+                return false;
+            }
+        };
+        match (&config.signer, config.credentials_source) {
+            (Err(reason), _) => {
+                log::warn!("envoy-presign: no credentials ({reason}); matched requests follow on_error")
+            }
+            (Ok(s), CredentialsSource::Inline) => log::warn!(
+                "envoy-presign: using inline credentials for access key {}; they are visible in /config_dump",
+                s.access_key_id()
+            ),
+            (Ok(s), CredentialsSource::Env) => log::info!(
+                "envoy-presign: signing with access key {} from the VM environment",
+                s.access_key_id()
+            ),
+        }
+        log::info!(
+            "envoy-presign: configured {} origin(s), cache {} ({} slots)",
+            config.origins.len(),
+            if config.cache.enabled { "on" } else { "off" },
+            config.cache.max_entries
+        );
+        let origins = config
+            .origins
+            .iter()
+            .map(|o| OriginMetrics::define(&WasmMetrics, &o.name))
+            .collect();
+        let unmatched = OriginMetrics::define(&WasmMetrics, UNMATCHED_ORIGIN);
+        if self.worker_id == 0 {
+            self.worker_id = next_worker_id(&SharedData, unix_ms(now()));
+        }
+        if config.cache.enabled {
+            self.set_tick_period(TICK);
+        }
+        self.scanner.reset();
+        self.shared = Some(Rc::new(Shared {
+            config,
+            origins,
+            unmatched,
+        }));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let cache = &shared.config.cache;
+        let hold = 3 * u64::try_from(TICK.as_millis()).unwrap_or(1000);
+        if !try_lease(&SharedData, self.worker_id, unix_ms(now()), hold) {
+            self.scanner.reset();
+            return;
+        }
+        let passes = cache.scan_interval_secs.max(1);
+        let chunk =
+            u32::try_from(u64::from(cache.max_entries).div_ceil(passes)).unwrap_or(u32::MAX);
+        if let Some(tally) = self.scanner.step(&SharedData, cache.max_entries, chunk) {
+            let capacity = u64::from(cache.max_entries);
+            for (origin, metrics) in shared.config.origins.iter().zip(&shared.origins) {
+                let (entries, bytes) = tally.get(&origin.name).copied().unwrap_or((0, 0));
+                metrics.record_cache(&WasmMetrics, entries, bytes, capacity);
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(PresignRequest { config }))
+        let shared = self.shared.clone()?;
+        Some(Box::new(PresignRequest {
+            shared,
+            forwarded: None,
+            started: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -71,10 +151,28 @@ impl RootContext for PresignRoot {
 
 /// One request's context.
 struct PresignRequest {
-    config: Rc<Config>,
+    shared: Rc<Shared>,
+    /// Index of the matched origin's metrics, when the request was forwarded
+    /// to it (its response is then recorded).
+    forwarded: Option<usize>,
+    /// When request headers arrived (for end-to-end latency).
+    started: Option<SystemTime>,
 }
 
 impl Context for PresignRequest {}
+
+/// One JSON line per failure: a stable category, the origin, the method and the
+/// request id; never a key, signature or URL.
+fn log_failure(event: &str, category: &str, origin: &str, method: &str, request_id: &str) {
+    let line = serde_json::json!({
+        "event": event,
+        "category": category,
+        "origin": origin,
+        "method": method,
+        "request_id": request_id,
+    });
+    log::warn!("{line}");
+}
 
 impl PresignRequest {
     fn reply(&self, reply: LocalReply) {
@@ -90,21 +188,11 @@ impl PresignRequest {
     }
 }
 
-/// One JSON line per failure: a stable category, the origin, the method and the
-/// request id; never a key, signature or URL.
-fn log_failure(event: &str, category: &str, origin: &str, method: &str, request_id: &str) {
-    let line = serde_json::json!({
-        "event": event,
-        "category": category,
-        "origin": origin,
-        "method": method,
-        "request_id": request_id,
-    });
-    log::warn!("{line}");
-}
-
 impl HttpContext for PresignRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let started = now();
+        self.started = Some(started);
+        let shared = Rc::clone(&self.shared);
         let head = HeaderSnapshot::from_pairs(self.get_http_request_headers_bytes());
         let Some(path) = head.path.as_deref() else {
             // A non-UTF-8 path cannot be decoded into a key; Envoy's codecs
@@ -112,29 +200,31 @@ impl HttpContext for PresignRequest {
             self.reply(LocalReply::INVALID_PATH_ENCODING);
             return Action::Pause;
         };
-        let config = Rc::clone(&self.config);
-        let now = self.get_current_time();
         let mut report = UrlReport::default();
-        let mut sign =
-            |origin: &crate::config::Origin, method, key: &str, query: &[(String, String)]| {
-                presigned_path(
-                    &config,
-                    &SharedData,
-                    origin,
-                    method,
-                    key,
-                    query,
-                    now,
-                    &mut report,
-                )
-            };
+        let mut sign_error = None;
+        let clock = now;
+        let host = Host {
+            store: &SharedData,
+            clock: &clock,
+        };
+        let mut sign = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
+            let req = ObjectRequest { method, key, query };
+            presigned_path(&shared.config, &host, origin, req, &mut report).inspect_err(|e| {
+                sign_error = Some(e.category());
+            })
+        };
         let req = RequestHead {
             method: &head.method,
             authority: &head.authority,
             path,
         };
-        match decide(&config, req, &mut sign) {
-            Decision::Bypass => Action::Continue,
+        let decision = decide(&shared.config, req, &mut sign);
+        let mut record = RequestRecord::default();
+        let (metrics, action) = match decision {
+            Decision::Bypass => {
+                record.outcome = Some(RequestOutcome::Bypass);
+                (&shared.unmatched, Action::Continue)
+            }
             Decision::Reject {
                 origin,
                 reply,
@@ -149,7 +239,8 @@ impl HttpContext for PresignRequest {
                     &head.request_id,
                 );
                 self.reply(reply);
-                Action::Pause
+                record.outcome = Some(RequestOutcome::Denied);
+                (shared.metrics(shared.index_of(origin)), Action::Pause)
             }
             Decision::Forward {
                 origin,
@@ -159,21 +250,57 @@ impl HttpContext for PresignRequest {
                 for name in &head.auth_headers {
                     self.set_http_request_header(name, None);
                 }
-                if let Some((authority, path)) = rewrite {
+                let stripped = head.auth_headers.len() as u64;
+                record.outcome = Some(match (&rewrite, fallback) {
+                    (_, Some(reason)) => {
+                        log_failure(
+                            "presign_fallback",
+                            reason.category(),
+                            &origin.name,
+                            &head.method,
+                            &head.request_id,
+                        );
+                        RequestOutcome::Fallback
+                    }
+                    (None, None) => RequestOutcome::Bypass,
+                    (Some(_), None) => RequestOutcome::of(report.outcome),
+                });
+                if let Some((authority, new_path)) = rewrite {
+                    record.auth_stripped = stripped + count_auth_params(split_path(path).1);
                     self.set_http_request_header(":authority", Some(authority));
-                    self.set_http_request_header(":path", Some(&path));
+                    self.set_http_request_header(":path", Some(&new_path));
+                } else {
+                    record.auth_stripped = stripped;
                 }
-                if let Some(reason) = fallback {
-                    log_failure(
-                        "presign_fallback",
-                        reason.category(),
-                        &origin.name,
-                        &head.method,
-                        &head.request_id,
-                    );
-                }
-                Action::Continue
+                self.forwarded = shared.index_of(origin);
+                (shared.metrics(self.forwarded), Action::Continue)
             }
+        };
+        record.cache = report.outcome;
+        record.ops = report.ops;
+        record.sign_error = sign_error;
+        record.sign_us = report.sign_us;
+        record.filter_us = Some(micros_since(started));
+        metrics.record_request(&WasmMetrics, &record);
+        action
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(i) = self.forwarded else {
+            return Action::Continue;
+        };
+        let status = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|b| {
+                std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+            })
+            .unwrap_or(0);
+        let e2e = self.started.map(micros_since);
+        if let Some(m) = self.shared.origins.get(i) {
+            m.record_response(&WasmMetrics, status, e2e);
         }
+        Action::Continue
     }
 }

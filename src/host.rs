@@ -67,3 +67,41 @@ impl crate::cache::Store for SharedData {
         })
     }
 }
+
+/// Envoy's native stats through proxy-wasm metrics (stored as `wasmcustom.*`).
+pub struct WasmMetrics;
+
+impl crate::metrics::MetricsBackend for WasmMetrics {
+    fn define(&self, kind: crate::metrics::MetricKind, name: &str) -> Option<u32> {
+        use crate::metrics::MetricKind;
+        use proxy_wasm::types::MetricType;
+        let t = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        proxy_wasm::hostcalls::define_metric(t, name).ok()
+    }
+
+    fn add(&self, id: u32, delta: u64) {
+        let _ =
+            proxy_wasm::hostcalls::increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX));
+    }
+
+    fn record(&self, id: u32, value: u64) {
+        let _ = proxy_wasm::hostcalls::record_metric(id, value);
+    }
+}
+
+/// The host's wall clock (never fails in Envoy; the epoch if it ever did).
+pub fn now() -> std::time::SystemTime {
+    proxy_wasm::hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH)
+}
+
+/// Microseconds from `start` to now (0 if the clock stepped back).
+pub fn micros_since(start: std::time::SystemTime) -> u64 {
+    now()
+        .duration_since(start)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -15,9 +15,11 @@
 //! (`filter`, `host`) exists only in the wasm build.
 
 pub mod cache;
+pub mod cache_scan;
 pub mod canonical;
 pub mod config;
 pub mod credentials;
+pub mod metrics;
 pub mod request;
 pub mod sign;
 pub mod url_source;

@@ -16,6 +16,27 @@ pub struct UrlReport {
     pub outcome: Option<Outcome>,
     /// Store operations made.
     pub ops: StoreOps,
+    /// Microseconds spent computing signatures (the plan's URL generation time).
+    pub sign_us: Option<u64>,
+}
+
+/// The host facilities a URL lookup uses: the shared store and the clock.
+pub struct Host<'a, S: Store + ?Sized> {
+    /// Shared data.
+    pub store: &'a S,
+    /// Wall clock (the host's).
+    pub clock: &'a dyn Fn() -> SystemTime,
+}
+
+/// The object a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectRequest<'a> {
+    /// GET or HEAD.
+    pub method: Method,
+    /// Decoded object key.
+    pub key: &'a str,
+    /// Allow-listed query parameters, decoded.
+    pub query: &'a [(String, String)],
 }
 
 /// The cache identity of a request: everything that changes its URL. The
@@ -44,34 +65,38 @@ pub fn cache_identity(
     id
 }
 
-/// The presigned `:path` for one object request at `now`.
-#[allow(clippy::too_many_arguments)]
+/// The presigned `:path` for one object request, now.
 pub fn presigned_path<S: Store + ?Sized>(
     config: &Config,
-    store: &S,
+    host: &Host<'_, S>,
     origin: &Origin,
-    method: Method,
-    key: &str,
-    query: &[(String, String)],
-    now: SystemTime,
+    req: ObjectRequest<'_>,
     report: &mut UrlReport,
 ) -> Result<String, FallbackReason> {
     let signer = config
         .signer
         .as_ref()
         .map_err(|_| FallbackReason::NoCredentials)?;
+    let now = (host.clock)();
+    let mut sign_us = 0u64;
     let mut sign_at = |at: SystemTime, expires: Duration| {
-        presign(origin, method, key, query, signer, at, expires)
+        let start = (host.clock)();
+        let r = presign(origin, req.method, req.key, req.query, signer, at, expires)
             .map(|p| p.path)
-            .map_err(FallbackReason::SignError)
+            .map_err(FallbackReason::SignError);
+        let took = (host.clock)().duration_since(start).unwrap_or_default();
+        sign_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        r
     };
     if !config.cache.enabled {
         report.ops.signings += 1;
         let at = SystemTime::UNIX_EPOCH
             + Duration::from_millis(origin.policy.signing_time_ms(unix_ms(now)));
-        return sign_at(at, origin.expires_in);
+        let r = sign_at(at, origin.expires_in);
+        report.sign_us = Some(sign_us);
+        return r;
     }
-    let identity = cache_identity(origin, signer, method, key, query);
+    let identity = cache_identity(origin, signer, req.method, req.key, req.query);
     let slot = slot_key(slot_of(&identity, config.cache.max_entries));
     let lookup = Lookup {
         slot_key: &slot,
@@ -79,17 +104,17 @@ pub fn presigned_path<S: Store + ?Sized>(
         policy: &origin.policy,
         now_ms: unix_ms(now),
     };
-    match resolve(store, lookup, &mut sign_at) {
+    let result = resolve(host.store, lookup, &mut sign_at);
+    let (result, ops) = match result {
         Ok(r) => {
             report.outcome = Some(r.outcome);
-            report.ops = r.ops;
-            Ok(r.path)
+            (Ok(r.path), r.ops)
         }
-        Err((e, ops)) => {
-            report.ops = ops;
-            Err(e)
-        }
-    }
+        Err((e, ops)) => (Err(e), ops),
+    };
+    report.ops = ops;
+    report.sign_us = (ops.signings > 0).then_some(sign_us);
+    result
 }
 
 #[cfg(test)]
@@ -111,18 +136,17 @@ mod tests {
 
     fn get(c: &Config, store: &FakeStore, key: &str, now_s: u64) -> (String, UrlReport) {
         let mut report = UrlReport::default();
-        let now = UNIX_EPOCH + Duration::from_secs(now_s);
-        let p = presigned_path(
-            c,
+        let clock = move || UNIX_EPOCH + Duration::from_secs(now_s);
+        let host = Host {
             store,
-            &c.origins[0],
-            Method::Get,
+            clock: &clock,
+        };
+        let req = ObjectRequest {
+            method: Method::Get,
             key,
-            &[],
-            now,
-            &mut report,
-        )
-        .unwrap();
+            query: &[],
+        };
+        let p = presigned_path(c, &host, &c.origins[0], req, &mut report).unwrap();
         (p, report)
     }
 
@@ -200,16 +224,16 @@ mod tests {
             "bucket": "bkt", "region": "r"}]});
         let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
         let mut report = UrlReport::default();
-        let r = presigned_path(
-            &c,
-            &FakeStore::default(),
-            &c.origins[0],
-            Method::Get,
-            "k",
-            &[],
-            UNIX_EPOCH,
-            &mut report,
-        );
+        let host = Host {
+            store: &FakeStore::default(),
+            clock: &|| UNIX_EPOCH,
+        };
+        let req = ObjectRequest {
+            method: Method::Get,
+            key: "k",
+            query: &[],
+        };
+        let r = presigned_path(&c, &host, &c.origins[0], req, &mut report);
         assert_eq!(r, Err(FallbackReason::NoCredentials));
     }
 }

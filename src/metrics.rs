@@ -1,0 +1,457 @@
+//! The monitoring plan as Envoy stats: metric names, labels, and the mapping
+//! from what happened to a request onto counters, histograms and gauges.
+//!
+//! Handles are defined once per VM (in `on_configure`) through a small backend
+//! trait — proxy-wasm's `define_metric` in the wasm build, a recorder in tests —
+//! and passed down; nothing is looked up by name per request.
+//!
+//! Naming: `envoy_presign.<metric>.origin.<origin>[.<label>.<value>]`. Envoy
+//! stores these as `wasmcustom.envoy_presign.…`; the `stats_tags` regexes in
+//! `envoy/envoy.yaml` turn each `.<label>.<value>` pair into a label, so
+//! `/stats/prometheus` shows `envoy_presign_requests{origin="media",outcome="hit"}`.
+
+use crate::cache::{Outcome, StoreOps};
+
+/// The three kinds of Envoy stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic count.
+    Counter,
+    /// Current value.
+    Gauge,
+    /// Distribution (values in microseconds here).
+    Histogram,
+}
+
+/// What the filter needs from a metrics host.
+pub trait MetricsBackend {
+    /// Defines a metric once; `None` if the host refused (the metric is then a no-op).
+    fn define(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    /// Adds to a counter.
+    fn add(&self, id: u32, delta: u64);
+    /// Sets a gauge or records a histogram sample.
+    fn record(&self, id: u32, value: u64);
+}
+
+/// Origin label of requests that matched no origin. Origin names cannot start
+/// with `_`, so it never clashes with a configured origin.
+pub const UNMATCHED_ORIGIN: &str = "_unmatched";
+
+/// Request outcomes (the `outcome` label of `requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Served a cached URL.
+    Hit,
+    /// Signed a new URL (cache miss, expired entry, or no cache).
+    Miss,
+    /// Signed the replacement of a due entry.
+    Refresh,
+    /// Forwarded unsigned because signing failed (`on_error: passthrough`).
+    Fallback,
+    /// Answered locally (400, 405, 503).
+    Denied,
+    /// Not signed by design: no origin matched, or a passed-through method.
+    Bypass,
+}
+
+impl RequestOutcome {
+    const ALL: [RequestOutcome; 6] = [
+        RequestOutcome::Hit,
+        RequestOutcome::Miss,
+        RequestOutcome::Refresh,
+        RequestOutcome::Fallback,
+        RequestOutcome::Denied,
+        RequestOutcome::Bypass,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RequestOutcome::Hit => "hit",
+            RequestOutcome::Miss => "miss",
+            RequestOutcome::Refresh => "refresh",
+            RequestOutcome::Fallback => "fallback",
+            RequestOutcome::Denied => "denied",
+            RequestOutcome::Bypass => "bypass",
+        }
+    }
+
+    /// The request outcome of a cache answer (`None`: cache disabled, signed).
+    pub fn of(cache: Option<Outcome>) -> Self {
+        match cache {
+            Some(Outcome::Hit | Outcome::HitRefreshing | Outcome::RefreshFailed) => {
+                RequestOutcome::Hit
+            }
+            Some(Outcome::Refreshed) => RequestOutcome::Refresh,
+            Some(Outcome::Miss | Outcome::Expired) | None => RequestOutcome::Miss,
+        }
+    }
+}
+
+/// Signing error categories (the `category` label of `sign_errors`).
+pub const SIGN_ERROR_CATEGORIES: [&str; 3] = ["no_credentials", "signer", "invalid_uri"];
+
+const RESPONSE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// A defined metric, or a no-op when the host refused to define it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Handle(Option<u32>);
+
+/// Every metric of one origin label, defined once.
+#[derive(Debug, Clone, Default)]
+pub struct OriginMetrics {
+    requests: [Handle; 6],
+    cache_hits: Handle,
+    cache_misses: Handle,
+    cache_refreshes: Handle,
+    cache_expired: Handle,
+    cache_corrupt: Handle,
+    cache_collisions: Handle,
+    urls_signed: Handle,
+    sign_errors: [Handle; 3],
+    store_get_ok: Handle,
+    store_get_error: Handle,
+    store_set_ok: Handle,
+    store_set_error: Handle,
+    store_cas_conflict: Handle,
+    auth_stripped: Handle,
+    origin_responses: [Handle; 5],
+    origin_403: Handle,
+    sign_us: Handle,
+    filter_us: Handle,
+    e2e_us: Handle,
+    cache_entries: Handle,
+    cache_bytes: Handle,
+    cache_capacity: Handle,
+}
+
+/// Names every metric (documented in README.md), and defines them.
+struct Definer<'a> {
+    backend: &'a dyn MetricsBackend,
+    origin: &'a str,
+}
+
+impl Definer<'_> {
+    fn def(&self, kind: MetricKind, metric: &str, extra: Option<(&str, &str)>) -> Handle {
+        let name = match extra {
+            Some((label, value)) => format!(
+                "envoy_presign.{metric}.origin.{}.{label}.{value}",
+                self.origin
+            ),
+            None => format!("envoy_presign.{metric}.origin.{}", self.origin),
+        };
+        Handle(self.backend.define(kind, &name))
+    }
+    fn counter(&self, metric: &str) -> Handle {
+        self.def(MetricKind::Counter, metric, None)
+    }
+    fn labelled<const N: usize>(
+        &self,
+        metric: &str,
+        label: &str,
+        values: [&str; N],
+    ) -> [Handle; N] {
+        values.map(|v| self.def(MetricKind::Counter, metric, Some((label, v))))
+    }
+}
+
+impl OriginMetrics {
+    /// Defines all metrics of one origin label.
+    pub fn define(backend: &dyn MetricsBackend, origin: &str) -> Self {
+        let d = Definer { backend, origin };
+        use MetricKind::{Gauge, Histogram};
+        Self {
+            requests: d.labelled(
+                "requests",
+                "outcome",
+                RequestOutcome::ALL.map(RequestOutcome::label),
+            ),
+            cache_hits: d.counter("cache_hits"),
+            cache_misses: d.counter("cache_misses"),
+            cache_refreshes: d.counter("cache_refreshes"),
+            cache_expired: d.counter("cache_expired"),
+            cache_corrupt: d.counter("cache_corrupt"),
+            cache_collisions: d.counter("cache_collisions"),
+            urls_signed: d.counter("urls_signed"),
+            sign_errors: d.labelled("sign_errors", "category", SIGN_ERROR_CATEGORIES),
+            store_get_ok: d.def(MetricKind::Counter, "store_ops", Some(("op", "get_ok"))),
+            store_get_error: d.def(MetricKind::Counter, "store_ops", Some(("op", "get_error"))),
+            store_set_ok: d.def(MetricKind::Counter, "store_ops", Some(("op", "set_ok"))),
+            store_set_error: d.def(MetricKind::Counter, "store_ops", Some(("op", "set_error"))),
+            store_cas_conflict: d.def(
+                MetricKind::Counter,
+                "store_ops",
+                Some(("op", "set_cas_conflict")),
+            ),
+            auth_stripped: d.counter("auth_stripped"),
+            origin_responses: d.labelled("origin_responses", "class", RESPONSE_CLASSES),
+            origin_403: d.counter("origin_403"),
+            sign_us: d.def(Histogram, "sign_duration_us", None),
+            filter_us: d.def(Histogram, "filter_duration_us", None),
+            e2e_us: d.def(Histogram, "e2e_duration_us", None),
+            cache_entries: d.def(Gauge, "cache_entries", None),
+            cache_bytes: d.def(Gauge, "cache_bytes", None),
+            cache_capacity: d.def(Gauge, "cache_capacity", None),
+        }
+    }
+}
+
+/// Records one event onto a handle (no-op when undefined).
+fn add(b: &dyn MetricsBackend, h: Handle, delta: u64) {
+    if let (Some(id), true) = (h.0, delta > 0) {
+        b.add(id, delta);
+    }
+}
+
+fn record(b: &dyn MetricsBackend, h: Handle, value: u64) {
+    if let Some(id) = h.0 {
+        b.record(id, value);
+    }
+}
+
+/// Everything the filter learned about one request, recorded in one call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestRecord {
+    /// How the request ended in the filter.
+    pub outcome: Option<RequestOutcome>,
+    /// The cache's answer, when the cache was consulted.
+    pub cache: Option<Outcome>,
+    /// Store operations.
+    pub ops: StoreOps,
+    /// Signing error category, when signing failed.
+    pub sign_error: Option<&'static str>,
+    /// Client auth headers and query parameters removed.
+    pub auth_stripped: u64,
+    /// Microseconds spent signing (0: no signing).
+    pub sign_us: Option<u64>,
+    /// Microseconds spent in the request-headers callback.
+    pub filter_us: Option<u64>,
+}
+
+impl OriginMetrics {
+    /// Records what the request-headers callback did.
+    pub fn record_request(&self, b: &dyn MetricsBackend, r: &RequestRecord) {
+        if let Some(o) = r.outcome {
+            if let Some(i) = RequestOutcome::ALL.iter().position(|x| *x == o) {
+                add(b, self.requests.get(i).copied().unwrap_or_default(), 1);
+            }
+        }
+        match r.cache {
+            Some(Outcome::Hit | Outcome::HitRefreshing | Outcome::RefreshFailed) => {
+                add(b, self.cache_hits, 1)
+            }
+            Some(Outcome::Miss) => add(b, self.cache_misses, 1),
+            Some(Outcome::Expired) => {
+                add(b, self.cache_misses, 1);
+                add(b, self.cache_expired, 1);
+            }
+            Some(Outcome::Refreshed) => add(b, self.cache_refreshes, 1),
+            None => {}
+        }
+        let ops = &r.ops;
+        add(b, self.urls_signed, u64::from(ops.signings));
+        add(
+            b,
+            self.cache_corrupt,
+            u64::from(ops.corrupt + ops.other_version),
+        );
+        add(b, self.cache_collisions, u64::from(ops.collisions));
+        add(b, self.store_get_ok, u64::from(ops.get_ok));
+        add(b, self.store_get_error, u64::from(ops.get_err));
+        add(b, self.store_set_ok, u64::from(ops.set_ok));
+        add(b, self.store_set_error, u64::from(ops.set_err));
+        add(b, self.store_cas_conflict, u64::from(ops.cas_conflicts));
+        if let Some(cat) = r.sign_error {
+            if let Some(i) = SIGN_ERROR_CATEGORIES.iter().position(|c| *c == cat) {
+                add(b, self.sign_errors.get(i).copied().unwrap_or_default(), 1);
+            }
+        }
+        add(b, self.auth_stripped, r.auth_stripped);
+        if let Some(us) = r.sign_us {
+            record(b, self.sign_us, us);
+        }
+        if let Some(us) = r.filter_us {
+            record(b, self.filter_us, us);
+        }
+    }
+
+    /// Records the response status the origin (or Envoy's router) returned
+    /// for a forwarded request, and the end-to-end latency.
+    pub fn record_response(&self, b: &dyn MetricsBackend, status: u32, e2e_us: Option<u64>) {
+        let class = usize::try_from(status / 100).unwrap_or(0);
+        if (1..=5).contains(&class) {
+            add(
+                b,
+                self.origin_responses
+                    .get(class - 1)
+                    .copied()
+                    .unwrap_or_default(),
+                1,
+            );
+        }
+        if status == 403 {
+            add(b, self.origin_403, 1);
+        }
+        if let Some(us) = e2e_us {
+            record(b, self.e2e_us, us);
+        }
+    }
+
+    /// Publishes a cache scan: entries and bytes held for this origin.
+    pub fn record_cache(&self, b: &dyn MetricsBackend, entries: u64, bytes: u64, capacity: u64) {
+        record(b, self.cache_entries, entries);
+        record(b, self.cache_bytes, bytes);
+        record(b, self.cache_capacity, capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    /// Records definitions and values by name.
+    #[derive(Default)]
+    struct Recorder {
+        names: RefCell<Vec<(MetricKind, String)>>,
+        values: RefCell<BTreeMap<String, u64>>,
+    }
+
+    impl Recorder {
+        fn get(&self, name: &str) -> u64 {
+            self.values.borrow().get(name).copied().unwrap_or(0)
+        }
+    }
+
+    impl MetricsBackend for Recorder {
+        fn define(&self, kind: MetricKind, name: &str) -> Option<u32> {
+            let mut n = self.names.borrow_mut();
+            n.push((kind, name.to_string()));
+            u32::try_from(n.len() - 1).ok()
+        }
+        fn add(&self, id: u32, delta: u64) {
+            let name = self.names.borrow()[id as usize].1.clone();
+            *self.values.borrow_mut().entry(name).or_default() += delta;
+        }
+        fn record(&self, id: u32, value: u64) {
+            let name = self.names.borrow()[id as usize].1.clone();
+            self.values.borrow_mut().insert(name, value);
+        }
+    }
+
+    #[test]
+    fn names_carry_the_origin_and_labels() {
+        let r = Recorder::default();
+        OriginMetrics::define(&r, "media");
+        let names = r.names.borrow();
+        assert!(names
+            .iter()
+            .all(|(_, n)| n.starts_with("envoy_presign.") && n.contains(".origin.media")));
+        assert!(names
+            .iter()
+            .any(|(_, n)| n == "envoy_presign.requests.origin.media.outcome.hit"));
+        assert!(names
+            .iter()
+            .any(|(_, n)| n == "envoy_presign.store_ops.origin.media.op.set_cas_conflict"));
+        assert!(names.iter().any(|(k, n)| *k == MetricKind::Histogram
+            && n == "envoy_presign.sign_duration_us.origin.media"));
+        let unique: std::collections::HashSet<_> = names.iter().map(|(_, n)| n).collect();
+        assert_eq!(unique.len(), names.len(), "no name defined twice");
+    }
+
+    #[test]
+    fn a_request_maps_onto_counters() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        let ops = StoreOps {
+            get_ok: 2,
+            set_ok: 1,
+            cas_conflicts: 1,
+            signings: 1,
+            corrupt: 1,
+            ..StoreOps::default()
+        };
+        m.record_request(
+            &r,
+            &RequestRecord {
+                outcome: Some(RequestOutcome::of(Some(Outcome::Expired))),
+                cache: Some(Outcome::Expired),
+                ops,
+                auth_stripped: 2,
+                sign_us: Some(40),
+                filter_us: Some(55),
+                ..RequestRecord::default()
+            },
+        );
+        m.record_response(&r, 403, Some(900));
+        assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.miss"), 1);
+        assert_eq!(r.get("envoy_presign.cache_misses.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.cache_expired.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.urls_signed.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.cache_corrupt.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_ok"), 2);
+        assert_eq!(
+            r.get("envoy_presign.store_ops.origin.o.op.set_cas_conflict"),
+            1
+        );
+        assert_eq!(r.get("envoy_presign.auth_stripped.origin.o"), 2);
+        assert_eq!(r.get("envoy_presign.sign_duration_us.origin.o"), 40);
+        assert_eq!(
+            r.get("envoy_presign.origin_responses.origin.o.class.4xx"),
+            1
+        );
+        assert_eq!(r.get("envoy_presign.origin_403.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.e2e_duration_us.origin.o"), 900);
+
+        m.record_request(
+            &r,
+            &RequestRecord {
+                outcome: Some(RequestOutcome::Denied),
+                sign_error: Some("no_credentials"),
+                ..RequestRecord::default()
+            },
+        );
+        assert_eq!(
+            r.get("envoy_presign.sign_errors.origin.o.category.no_credentials"),
+            1
+        );
+        assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 1);
+    }
+
+    #[test]
+    fn outcome_mapping() {
+        assert_eq!(
+            RequestOutcome::of(Some(Outcome::HitRefreshing)),
+            RequestOutcome::Hit
+        );
+        assert_eq!(
+            RequestOutcome::of(Some(Outcome::RefreshFailed)),
+            RequestOutcome::Hit
+        );
+        assert_eq!(
+            RequestOutcome::of(Some(Outcome::Refreshed)),
+            RequestOutcome::Refresh
+        );
+        assert_eq!(RequestOutcome::of(None), RequestOutcome::Miss);
+    }
+
+    /// A refused definition makes a no-op handle, never a panic.
+    #[test]
+    fn refused_definitions_are_no_ops() {
+        struct Refuse;
+        impl MetricsBackend for Refuse {
+            fn define(&self, _: MetricKind, _: &str) -> Option<u32> {
+                None
+            }
+            fn add(&self, _: u32, _: u64) {
+                unreachable!()
+            }
+            fn record(&self, _: u32, _: u64) {
+                unreachable!()
+            }
+        }
+        let m = OriginMetrics::define(&Refuse, "o");
+        m.record_request(&Refuse, &RequestRecord::default());
+        m.record_response(&Refuse, 200, Some(1));
+    }
+}
