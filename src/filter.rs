@@ -13,7 +13,9 @@ use crate::cache_scan::{next_worker_id, try_lease, Scanner};
 use crate::canonical::{count_auth_params, split_path};
 use crate::config::{Config, Origin};
 use crate::credentials::CredentialsSource;
-use crate::host::{install_panic_hook, micros_since, now, HeaderSnapshot, SharedData, WasmMetrics};
+use crate::host::{
+    flush_counters, install_panic_hook, micros_since, now, HeaderSnapshot, SharedData, WasmMetrics,
+};
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord, UNMATCHED_ORIGIN};
 use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
@@ -101,9 +103,8 @@ impl RootContext for PresignRoot {
         if self.worker_id == 0 {
             self.worker_id = next_worker_id(&SharedData, unix_ms(now()));
         }
-        if config.cache.enabled {
-            self.set_tick_period(TICK);
-        }
+        // Ticks flush batched counters, and drive the cache-size scan.
+        self.set_tick_period(TICK);
         self.scanner.reset();
         self.shared = Some(Rc::new(Shared {
             config,
@@ -114,10 +115,14 @@ impl RootContext for PresignRoot {
     }
 
     fn on_tick(&mut self) {
+        flush_counters();
         let Some(shared) = self.shared.clone() else {
             return;
         };
         let cache = &shared.config.cache;
+        if !cache.enabled {
+            return;
+        }
         let hold = 3 * u64::try_from(TICK.as_millis()).unwrap_or(1000);
         if !try_lease(&SharedData, self.worker_id, unix_ms(now()), hold) {
             self.scanner.reset();
@@ -202,10 +207,12 @@ impl HttpContext for PresignRequest {
         };
         let mut report = UrlReport::default();
         let mut sign_error = None;
-        let clock = now;
+        // The lookup runs at the request's arrival time (one clock hostcall
+        // fewer); only signing is timed with the live clock.
         let host = Host {
             store: &SharedData,
-            clock: &clock,
+            now: started,
+            clock: &now,
         };
         let mut sign = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
             let req = ObjectRequest { method, key, query };

@@ -20,11 +20,13 @@ pub struct UrlReport {
     pub sign_us: Option<u64>,
 }
 
-/// The host facilities a URL lookup uses: the shared store and the clock.
+/// The host facilities a URL lookup uses: the shared store and the time.
 pub struct Host<'a, S: Store + ?Sized> {
     /// Shared data.
     pub store: &'a S,
-    /// Wall clock (the host's).
+    /// The time the lookup runs at (the request's arrival).
+    pub now: SystemTime,
+    /// Live wall clock, only to time the signing itself.
     pub clock: &'a dyn Fn() -> SystemTime,
 }
 
@@ -77,7 +79,7 @@ pub fn presigned_path<S: Store + ?Sized>(
         .signer
         .as_ref()
         .map_err(|_| FallbackReason::NoCredentials)?;
-    let now = (host.clock)();
+    let now = host.now;
     let mut sign_us = 0u64;
     let mut sign_at = |at: SystemTime, expires: Duration| {
         let start = (host.clock)();
@@ -136,10 +138,10 @@ mod tests {
 
     fn get(c: &Config, store: &FakeStore, key: &str, now_s: u64) -> (String, UrlReport) {
         let mut report = UrlReport::default();
-        let clock = move || UNIX_EPOCH + Duration::from_secs(now_s);
         let host = Host {
             store,
-            clock: &clock,
+            now: UNIX_EPOCH + Duration::from_secs(now_s),
+            clock: &SystemTime::now,
         };
         let req = ObjectRequest {
             method: Method::Get,
@@ -226,6 +228,7 @@ mod tests {
         let mut report = UrlReport::default();
         let host = Host {
             store: &FakeStore::default(),
+            now: UNIX_EPOCH,
             clock: &|| UNIX_EPOCH,
         };
         let req = ObjectRequest {
