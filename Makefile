@@ -8,7 +8,7 @@ TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/envoy_presign.wasm
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup wasm-target build run test unit lint integration vectors clean
+.PHONY: setup wasm-target build run test unit lint integration vectors clean bench fuzz
 
 ## setup: Wasm target + a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest (idempotent)
 setup: wasm-target $(STAMP)
@@ -50,3 +50,24 @@ vectors: $(STAMP)
 
 clean:
 	cargo clean
+
+NOOP_WASM := bench/noop-filter/target/$(TARGET)/release/noop_filter.wasm
+
+## bench: throughput/latency next to passthrough, native signing and a no-op Wasm floor (see bench/)
+bench: build $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	cd bench/noop-filter && cargo build --release --target $(TARGET)
+	$(PY) bench/run.py
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config canonical cache_entry
+
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && cp -n seeds/$$t/* corpus/$$t/ 2>/dev/null; \
+	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	    | grep -E 'stat::number_of_executed_units|Done|ERROR|SUMMARY' | sed "s/^/$$t: /" || exit 1; \
+	  test -z "$$(ls artifacts/$$t 2>/dev/null)" || { echo "$$t: crash artifacts in fuzz/artifacts/$$t"; exit 1; }; \
+	done

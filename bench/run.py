@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""`make bench`: envoy-presign next to Envoy passthrough, Envoy's native
+`aws_request_signing` filter (query-string mode) and a do-nothing Wasm filter.
+
+Every configuration is the same Envoy (one worker) with the same route and
+cluster; only the HTTP filters differ. The origin is another Envoy answering
+with a direct response, so the proxy under test is the bottleneck. Loads run
+with wrk (fixed connections and duration), configurations interleaved
+A B C D E A B C D E ..., and medians are reported. One more run goes through
+SeaweedFS for realism, and one with far more distinct keys than the cache has
+slots shows throughput and memory staying bounded.
+
+Results: a Markdown table printed and saved under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from stack import (  # noqa: E402  (path set above)
+    WASM_PATH,
+    Envoy,
+    SeaweedFS,
+    env_credentials,
+    raw_request,
+)
+
+NOOP_WASM = HERE / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+BENCH_TEMPLATE = HERE / "envoy-bench.yaml"
+ORIGIN_TEMPLATE = HERE / "origin.yaml"
+ACCESS_KEY = "AKIDBENCHMARK0000000"
+SECRET_KEY = "bench/Secret+Key0000000000000000000000000"
+REGION = "us-east-1"
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def wasm_filter(name: str, wasm: Path, configuration: dict | None) -> dict:
+    """A Wasm HTTP filter entry (V8), configured with a JSON string."""
+    config = {
+        "name": name,
+        "root_id": name,
+        "vm_config": {
+            "vm_id": name,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(wasm)}},
+            "environment_variables": {"host_env_keys": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]},
+        },
+    }
+    if configuration is not None:
+        config["configuration"] = {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json.dumps(configuration),
+        }
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
+    }
+
+
+def presign_config(origin_port: int, cache: dict) -> dict:
+    return {
+        "credentials": {"source": "env"},
+        "cache": cache,
+        "origins": [{
+            "name": "media",
+            "match": {"prefix": "/media/"},
+            "endpoint": f"http://127.0.0.1:{origin_port}",
+            "bucket": "media",
+            "region": REGION,
+            "expires_in": 3600,
+        }],
+    }
+
+
+def native_signing(origin_port: int) -> dict:
+    """Envoy's own SigV4 filter in query-string mode, same credentials, region and host."""
+    return {
+        "name": "envoy.filters.http.aws_request_signing",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+            "service_name": "s3",
+            "region": REGION,
+            "host_rewrite": f"127.0.0.1:{origin_port}",
+            "use_unsigned_payload": True,
+            "query_string": {"expiration_time": "3600s"},
+        },
+    }
+
+
+def configurations(origin_port: int) -> dict[str, list[dict]]:
+    """The five proxies: the only difference between them is this list."""
+    return {
+        "a passthrough": [ROUTER],
+        "b native signing": [native_signing(origin_port), ROUTER],
+        "c presign, cache hits": [wasm_filter("envoy_presign", WASM_PATH, presign_config(origin_port, {})), ROUTER],
+        "d presign, sign every request": [
+            wasm_filter("envoy_presign", WASM_PATH, presign_config(origin_port, {"enabled": False})), ROUTER],
+        "e no-op wasm floor": [wasm_filter("noop", NOOP_WASM, None), ROUTER],
+    }
+
+
+def start_proxy(workdir: Path, filters: list[dict], origin_port: int, env: dict) -> Envoy:
+    envoy = Envoy(workdir, BENCH_TEMPLATE, WASM_PATH, {}, origin_port, env=env, concurrency=1,
+                  extra_substitutions={"HTTP_FILTERS": json.dumps(filters)})
+    return envoy.start()
+
+
+LAT_RE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+UNIT_US = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def wrk(port: int, path: str, seconds: int, connections: int, script: Path | None = None) -> dict:
+    """One wrk run: requests/s, p50 and p99 in µs, non-2xx count."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        argv += ["-s", str(script)]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {q: float(v) * UNIT_US[u] for q, v, u in LAT_RE.findall(out)}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def vm_quantiles(envoy: Envoy, name: str) -> dict[str, float]:
+    """P50/P99 of one of the filter's in-VM histograms (µs), cumulative."""
+    data = json.loads(envoy._admin_get("/stats?format=json&filter=" + name))
+    for entry in data.get("stats", []):
+        h = entry.get("histograms")
+        if not h:
+            continue
+        qs = h.get("supported_quantiles", [])
+        for hist in h.get("computed_quantiles", []):
+            if hist["name"] == f"wasmcustom.{name}.origin.media":
+                values = {str(q): v.get("cumulative") for q, v in zip(qs, hist["values"])}
+                return {"p50": values.get("50"), "p99": values.get("99")}
+    return {}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), "0")
+    envoy_version = subprocess.run([str(ROOT / ".venv/bin/envoy"), "--version"], capture_output=True,
+                                   text=True).stdout.strip().split("version:")[-1].strip()
+    return (f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB, {platform.system()} "
+            f"{platform.release()}; Envoy {envoy_version}; wrk 1 thread")
+
+
+def fmt_us(v: float | None) -> str:
+    return "-" if v is None else (f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=16)
+    args = ap.parse_args()
+    for path in (WASM_PATH, NOOP_WASM):
+        if not path.exists():
+            sys.exit(f"{path} is missing: run `make bench`, which builds it")
+    env = env_credentials(ACCESS_KEY, SECRET_KEY)
+    results: dict[str, list[dict]] = {}
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="envoy-presign-bench-") as tmp:
+        tmp = Path(tmp)
+        origin = Envoy(tmp, ORIGIN_TEMPLATE, WASM_PATH, {}, 0, concurrency=1).start()
+        proxies = {}
+        try:
+            for name, filters in configurations(origin.port).items():
+                proxies[name] = start_proxy(tmp, filters, origin.port, env)
+            path = "/media/video/clip-0001.mp4"
+            for name, p in proxies.items():
+                r = raw_request(p.port, "GET", path)
+                assert r.status == 200, f"{name}: warm-up got {r.status}"
+                wrk(p.port, path, 2, args.connections)
+            for rnd in range(args.rounds):
+                for name, p in proxies.items():
+                    r = wrk(p.port, path, args.seconds, args.connections)
+                    results.setdefault(name, []).append(r)
+                    print(f"round {rnd + 1} {name}: {r['rps']:.0f} req/s p50 {fmt_us(r['p50'])} "
+                          f"p99 {fmt_us(r['p99'])}", flush=True)
+            med = {n: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
+                   for n, rs in results.items()}
+            mem = {n: rss_kib(p.proc.pid) for n, p in proxies.items()}
+            vm = {n: {h: vm_quantiles(proxies[n], f"envoy_presign.{h}")
+                      for h in ("sign_duration_us", "filter_duration_us")}
+                  for n in ("c presign, cache hits", "d presign, sign every request")}
+            errors = sum(r["non2xx"] for rs in results.values() for r in rs)
+            scale = scale_run(tmp, origin.port, env, args)
+        finally:
+            for p in proxies.values():
+                p.stop()
+            origin.stop()
+        seaweed = seaweed_run(tmp, env, args)
+
+    a, b, c, d, e = (med[n]["rps"] for n in configurations(0))
+    lines.append(f"# envoy-presign benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    lines.append(f"Machine: {machine()}.")
+    lines.append(f"Load: wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds, "
+                 f"medians; Envoy --concurrency 1; origin: Envoy direct_response.\n")
+    lines.append("| configuration | req/s | p50 | p99 | Envoy RSS |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for n, m in med.items():
+        lines.append(f"| {n} | {m['rps']:.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | {mem[n] // 1024} MiB |")
+    lines.append("")
+    lines.append(f"Ratios: c/e = {c / e:.3f} (target ≥ 0.95), c/b = {c / b:.3f} (target ≥ 1.15), "
+                 f"d/b = {d / b:.3f} (target ≥ 1.0), c/a = {c / a:.3f}. Non-2xx responses: {errors}.\n")
+    lines.append("In-VM histograms (cumulative over the runs):\n")
+    lines.append("| configuration | signing p50 | signing p99 | time in filter p50 | time in filter p99 |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for n, h in vm.items():
+        s, f = h["sign_duration_us"], h["filter_duration_us"]
+        lines.append(f"| {n} | {fmt_us(s.get('p50'))} | {fmt_us(s.get('p99'))} | "
+                     f"{fmt_us(f.get('p50'))} | {fmt_us(f.get('p99'))} |")
+    lines.append("")
+    lines.append(f".wasm size: {WASM_PATH.stat().st_size} bytes ({WASM_PATH.stat().st_size / 1024:.0f} KiB); "
+                 f"no-op floor .wasm: {NOOP_WASM.stat().st_size} bytes.\n")
+    lines.append(f"Realism (c through SeaweedFS, {args.seconds}s): {seaweed['rps']:.0f} req/s, p50 "
+                 f"{fmt_us(seaweed['p50'])}, p99 {fmt_us(seaweed['p99'])}, non-2xx {seaweed['non2xx']}.\n")
+    lines.append(f"Scale (c with max_entries {scale['max_entries']}, random keys out of {scale['keyspace']}): "
+                 f"first half {scale['first']['rps']:.0f} req/s, second half {scale['second']['rps']:.0f} req/s; "
+                 f"Envoy RSS {scale['rss'][0] // 1024} → {scale['rss'][1] // 1024} → {scale['rss'][2] // 1024} MiB; "
+                 f"cache entries {scale['entries']} (≤ {scale['max_entries']}); non-2xx "
+                 f"{scale['first']['non2xx'] + scale['second']['non2xx']}.")
+    report = "\n".join(lines) + "\n"
+    print("\n" + report)
+    out = HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report)
+    print(f"saved {out.relative_to(ROOT)}")
+    return 0
+
+
+RANDOM_KEYS_LUA = """
+math.randomseed(42)
+request = function()
+  return wrk.format("GET", "/media/scale/" .. math.random(1, %d) .. ".bin")
+end
+"""
+
+
+def scale_run(tmp: Path, origin_port: int, env: dict, args) -> dict:
+    """Far more distinct keys than slots: throughput and memory stay bounded."""
+    max_entries, keyspace = 1000, 200_000
+    cfg = presign_config(origin_port, {"max_entries": max_entries, "scan_interval": 1})
+    proxy = start_proxy(tmp, [wasm_filter("envoy_presign", WASM_PATH, cfg), ROUTER], origin_port, env)
+    script = tmp / "random_keys.lua"
+    script.write_text(RANDOM_KEYS_LUA % keyspace)
+    try:
+        rss0 = rss_kib(proxy.proc.pid)
+        first = wrk(proxy.port, "/", args.seconds, args.connections, script)
+        rss1 = rss_kib(proxy.proc.pid)
+        second = wrk(proxy.port, "/", args.seconds, args.connections, script)
+        rss2 = rss_kib(proxy.proc.pid)
+        time.sleep(2.5)
+        entries = proxy.stats().get("wasmcustom.envoy_presign.cache_entries.origin.media")
+    finally:
+        proxy.stop()
+    return {"max_entries": max_entries, "keyspace": keyspace, "first": first, "second": second,
+            "rss": (rss0, rss1, rss2), "entries": entries}
+
+
+def seaweed_run(tmp: Path, env: dict, args) -> dict:
+    """Config c in front of a real S3 server that checks every signature."""
+    with SeaweedFS(tmp, ACCESS_KEY, SECRET_KEY) as s3:
+        s3.client().put_object(Bucket="media", Key="video/clip-0001.mp4", Body=os.urandom(64 * 1024))
+        cfg = presign_config(s3.s3_port, {})
+        proxy = start_proxy(tmp, [wasm_filter("envoy_presign", WASM_PATH, cfg), ROUTER], s3.s3_port, env)
+        try:
+            return wrk(proxy.port, "/media/video/clip-0001.mp4", args.seconds, args.connections)
+        finally:
+            proxy.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
