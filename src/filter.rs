@@ -199,11 +199,16 @@ impl HttpContext for PresignRequest {
         self.started = Some(started);
         let shared = Rc::clone(&self.shared);
         let head = HeaderSnapshot::from_pairs(self.get_http_request_headers_bytes());
-        let Some(path) = head.path.as_deref() else {
+        let path = match &head.path {
+            Some(Ok(p)) => p.as_str(),
+            // No path (CONNECT): nothing to sign.
+            None => return Action::Continue,
             // A non-UTF-8 path cannot be decoded into a key; Envoy's codecs
             // normally refuse such bytes before we see them.
-            self.reply(LocalReply::INVALID_PATH_ENCODING);
-            return Action::Pause;
+            Some(Err(())) => {
+                self.reply(LocalReply::INVALID_PATH_ENCODING);
+                return Action::Pause;
+            }
         };
         let mut report = UrlReport::default();
         let mut sign_error = None;

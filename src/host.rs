@@ -20,8 +20,9 @@ pub struct HeaderSnapshot {
     pub method: String,
     /// `:authority`.
     pub authority: String,
-    /// `:path`; `None` if the bytes were not UTF-8 (the filter rejects those).
-    pub path: Option<String>,
+    /// `:path`; `None` when absent (e.g. CONNECT), `Some(Err(()))` when its
+    /// bytes are not UTF-8 (the filter rejects those).
+    pub path: Option<Result<String, ()>>,
     /// `x-request-id`, the correlation id used in logs.
     pub request_id: String,
     /// Names of headers that carry client credentials, to strip.
@@ -36,7 +37,7 @@ impl HeaderSnapshot {
             match name.as_str() {
                 ":method" => s.method = String::from_utf8(value).unwrap_or_default(),
                 ":authority" => s.authority = String::from_utf8(value).unwrap_or_default(),
-                ":path" => s.path = String::from_utf8(value).ok(),
+                ":path" => s.path = Some(String::from_utf8(value).map_err(|_| ())),
                 "x-request-id" => s.request_id = String::from_utf8(value).unwrap_or_default(),
                 _ if crate::request::is_client_auth_header(&name) => s.auth_headers.push(name),
                 _ => {}
