@@ -16,8 +16,6 @@ pub const SLOT_KEY_PREFIX: &str = "envoy_presign.cache.";
 /// How many times a CAS conflict is resolved by re-reading before giving up on
 /// storing (the request is still served).
 pub const MAX_CAS_ATTEMPTS: u32 = 3;
-/// How long one request's claim to refresh an entry holds off the others.
-pub const REFRESH_CLAIM: Duration = Duration::from_secs(2);
 
 /// The shared store, as the cache needs it: Envoy's shared data semantics
 /// (a `cas` token per key; a set with a stale token fails).
@@ -42,14 +40,21 @@ pub fn slot_key(slot: u32) -> String {
     format!("{SLOT_KEY_PREFIX}{slot}")
 }
 
-/// The slot of an identity: FNV-1a (stable across workers, builds and hosts)
-/// reduced modulo `max_entries`, so every slot index is below the bound.
+/// The slot of an identity: FNV-1a (stable across workers, builds and hosts),
+/// with MurmurHash3's finaliser so every output bit depends on every input
+/// byte (plain FNV-1a modulo a small power of two only sees the low bits of
+/// each byte), reduced modulo `max_entries`, so every slot is below the bound.
 pub fn slot_of(identity: &str, max_entries: u32) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in identity.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     let n = u64::from(max_entries.max(1));
     u32::try_from(h % n).unwrap_or(0)
 }
@@ -175,11 +180,18 @@ pub enum Freshness {
 }
 
 impl Policy {
-    /// Length of an alignment window.
+    /// Length of an alignment window, in whole seconds (`X-Amz-Date` has
+    /// second precision, so window starts must fall on whole seconds).
     pub fn window_ms(&self) -> u64 {
-        self.expires_in_ms
-            .saturating_sub(self.refresh_before_ms)
-            .max(1000)
+        let w = self.expires_in_ms.saturating_sub(self.refresh_before_ms);
+        (w - w % 1000).max(1000)
+    }
+
+    /// How long one request's claim to refresh an entry holds off the others:
+    /// a quarter of the refresh window, between 100 ms and 2 s, so a failed
+    /// refresh is retried well before the entry stops being servable.
+    pub fn claim_ms(&self) -> u64 {
+        (self.refresh_before_ms.saturating_sub(self.min_remaining_ms) / 4).clamp(100, 2000)
     }
 
     /// The `X-Amz-Date` to sign with at `now_ms`: the current second, or with
@@ -333,7 +345,7 @@ pub fn resolve<S: Store + ?Sized, E>(
                 }
                 Freshness::Refresh => {
                     let claimed = Entry {
-                        claim_until_ms: now_ms + duration_ms(REFRESH_CLAIM),
+                        claim_until_ms: now_ms + policy.claim_ms(),
                         ..entry.clone()
                     };
                     match store.set(lookup.slot_key, &claimed.encode(), cas) {
@@ -427,10 +439,6 @@ fn count_set_error(ops: &mut StoreOps, e: StoreError) {
         StoreError::CasMismatch => ops.cas_conflicts += 1,
         StoreError::Failed => ops.set_err += 1,
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn sign_entry<E>(
@@ -742,11 +750,20 @@ mod tests {
         }
         assert_eq!(slot_of("x", 0), 0);
         assert_eq!(slot_key(42), "envoy_presign.cache.42");
-        // Stable across builds and hosts (FNV-1a of "a" mod 1000).
-        assert_eq!(
-            slot_of("a", 1_000_000),
-            (0xaf63_dc4c_8601_ec8c_u64 % 1_000_000) as u32
-        );
+        // A fixed function of the bytes: the same slot on every worker and host.
+        assert_eq!(slot_of("a", 1_000_000), 828_315);
+        // Keys differing in one character spread over a small power-of-two table.
+        let slots: std::collections::HashSet<u32> = [
+            "img/a.jpg",
+            "img/q.jpg",
+            "img/A.jpg",
+            "img/Q.jpg",
+            "img/1.jpg",
+        ]
+        .iter()
+        .map(|k| slot_of(k, 16))
+        .collect();
+        assert!(slots.len() >= 3, "{slots:?}");
     }
 
     #[test]

@@ -437,25 +437,38 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         ));
     }
 
-    // Defaults: refresh in the last 20% of a URL's life, never serve in the last 4%.
-    let refresh_before = o.refresh_before.unwrap_or(expires_secs / 5);
-    if refresh_before >= expires_secs {
+    // Defaults (in ms, so short lifetimes keep a margin): refresh in the last
+    // 20% of a URL's life, never serve in the last 4%.
+    let expires_ms = expires_secs * 1000;
+    let refresh_before_ms = o
+        .refresh_before
+        .map_or(expires_ms / 5, |v| v.saturating_mul(1000));
+    if refresh_before_ms >= expires_ms {
         return Err(ConfigError::new(
             field("refresh_before"),
-            format!("must be less than expires_in ({expires_secs} s), got {refresh_before}"),
+            format!(
+                "must be less than expires_in ({expires_secs} s), got {}",
+                refresh_before_ms / 1000
+            ),
         ));
     }
-    let min_remaining = o.min_remaining.unwrap_or(refresh_before / 5);
-    if min_remaining > refresh_before {
+    let min_remaining_ms = o
+        .min_remaining
+        .map_or(refresh_before_ms / 5, |v| v.saturating_mul(1000));
+    if min_remaining_ms > refresh_before_ms {
         return Err(ConfigError::new(
             field("min_remaining"),
-            format!("must not exceed refresh_before ({refresh_before} s), got {min_remaining}"),
+            format!(
+                "must not exceed refresh_before ({} s), got {}",
+                refresh_before_ms / 1000,
+                min_remaining_ms / 1000
+            ),
         ));
     }
     let policy = Policy {
-        expires_in_ms: expires_secs * 1000,
-        refresh_before_ms: refresh_before * 1000,
-        min_remaining_ms: min_remaining * 1000,
+        expires_in_ms: expires_ms,
+        refresh_before_ms,
+        min_remaining_ms,
         align: cache.align,
     };
 

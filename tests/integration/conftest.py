@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import string
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -167,6 +168,44 @@ def build_corpus(seed: int = 20241128) -> Corpus:
 
 
 # ---------------------------------------------------------------------------
+# Request helpers shared by the test modules
+# ---------------------------------------------------------------------------
+
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def pct(char: str, lower: bool = False) -> str:
+    return "".join(("%{:02x}" if lower else "%{:02X}").format(b) for b in char.encode())
+
+
+def encode_full(key: str) -> str:
+    """Encode every byte except unreserved characters and '/' (as S3 and the filter do)."""
+    return "".join(c if c in UNRESERVED or c == "/" else pct(c) for c in key)
+
+
+def media_path(key: str, encoder=encode_full) -> str:
+    return "/media/" + encoder(key)
+
+
+def describe(method: str, path: str, resp) -> str:
+    """The exact request and the gist of the response, for failure reports."""
+    text = f"{method} {path if len(path) <= 200 else path[:200] + '...'} -> {resp.status}"
+    if "x-presign-error" in resp.headers:
+        text += f" x-presign-error={resp.headers['x-presign-error']}"
+    if resp.status >= 300:
+        text += f" body={resp.body[:160]!r}"
+    return text
+
+
+def assert_each(keys: list[str], check, what: str, workers: int = 8) -> None:
+    """Run ``check(key) -> failure message | None`` for every key concurrently and
+    report all failures at once, so one broken character class doesn't hide another."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        failures = [message for message in pool.map(check, keys) if message]
+    assert not failures, f"{len(failures)}/{len(keys)} {what} failed:\n" + "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
 
@@ -203,13 +242,16 @@ def seaweedfs(tmp_path_factory, corpus: Corpus):
 def start_envoy(tmp_path_factory, wasm_path: Path, seaweedfs: SeaweedFS):
     """Factory: ``start_envoy(config, env)`` -> a started Envoy, stopped at session end.
 
-    ``start=False`` returns it unstarted, for tests that expect ``start()`` to fail.
+    ``start=False`` returns it unstarted, for tests that expect ``start()`` to fail;
+    ``extra_substitutions`` fills or overrides template placeholders (see stack.Envoy).
     """
     started: list[Envoy] = []
 
-    def make(config: dict, env: dict[str, str] | None = None, start: bool = True) -> Envoy:
+    def make(config: dict, env: dict[str, str] | None = None, start: bool = True,
+             extra_substitutions: dict[str, object] | None = None) -> Envoy:
         envoy = Envoy(tmp_path_factory.mktemp("envoy"), TEMPLATE_PATH, wasm_path, config,
-                      seaweedfs.s3_port, env=env or {}, concurrency=2)
+                      seaweedfs.s3_port, env=env or {}, concurrency=2,
+                      extra_substitutions=extra_substitutions)
         started.append(envoy)
         return envoy.start() if start else envoy
 

@@ -9,33 +9,32 @@ from __future__ import annotations
 
 import json
 import random
-import string
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
-from conftest import ACCESS_KEY, SECRET_KEY, VERSIONED_BUCKET, Corpus
+from conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    UNRESERVED,
+    VERSIONED_BUCKET,
+    Corpus,
+    assert_each,
+    describe,
+    encode_full,
+    media_path,
+    pct,
+)
 
 from stack import ProcessExited, env_credentials, filter_config, raw_request
 
-UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 # What RFC 3986 lets a path segment carry literally (pchar) plus the separator.
 PATH_LITERAL = UNRESERVED | frozenset("!$&'()*+,;=:@/")
 
 
-def _pct(char: str, lower: bool = False) -> str:
-    return "".join(("%{:02x}" if lower else "%{:02X}").format(b) for b in char.encode())
-
-
 def encode_raw(key: str) -> str:
     """Encode only what the request line forces (space, %, #, ?, non-ASCII, controls, ...)."""
-    return "".join(c if c in PATH_LITERAL else _pct(c) for c in key)
-
-
-def encode_full(key: str) -> str:
-    """Encode every byte except unreserved characters and '/'."""
-    return "".join(c if c in UNRESERVED or c == "/" else _pct(c) for c in key)
+    return "".join(c if c in PATH_LITERAL else pct(c) for c in key)
 
 
 def encode_mixed(key: str) -> str:
@@ -47,35 +46,13 @@ def encode_mixed(key: str) -> str:
         if c == "/":
             out.append(c)
         elif c not in PATH_LITERAL or rng.random() < 0.4:
-            out.append(_pct(c, lower=rng.random() < 0.5))
+            out.append(pct(c, lower=rng.random() < 0.5))
         else:
             out.append(c)
     return "".join(out)
 
 
 ENCODERS = {"raw": encode_raw, "full": encode_full, "mixed": encode_mixed}
-
-
-def media_path(key: str, encoder=encode_full) -> str:
-    return "/media/" + encoder(key)
-
-
-def _describe(method: str, path: str, resp) -> str:
-    """The exact request and the gist of the response, for failure reports."""
-    text = f"{method} {path if len(path) <= 200 else path[:200] + '...'} -> {resp.status}"
-    if "x-presign-error" in resp.headers:
-        text += f" x-presign-error={resp.headers['x-presign-error']}"
-    if resp.status >= 300:
-        text += f" body={resp.body[:160]!r}"
-    return text
-
-
-def assert_each(keys: list[str], check, what: str, workers: int = 8) -> None:
-    """Run ``check(key) -> failure message | None`` for every key concurrently and
-    report all failures at once, so one broken character class doesn't hide another."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        failures = [message for message in pool.map(check, keys) if message]
-    assert not failures, f"{len(failures)}/{len(keys)} {what} failed:\n" + "\n".join(failures)
 
 
 def assert_local_reply(resp, status: int, code: str) -> None:
@@ -97,7 +74,7 @@ def test_get_every_key(envoy, corpus: Corpus, variant: str):
         path = media_path(key, encoder)
         resp = raw_request(envoy.port, "GET", path)
         if resp.status != 200 or resp.body != corpus.objects[key]:
-            return f"{key!r}: {_describe('GET', path, resp)} ({len(resp.body)} of {len(corpus.objects[key])} bytes)"
+            return f"{key!r}: {describe('GET', path, resp)} ({len(resp.body)} of {len(corpus.objects[key])} bytes)"
         return None
 
     assert_each(corpus.keys, check, f"{variant}-encoded GETs")
@@ -121,7 +98,7 @@ def test_get_every_key(envoy, corpus: Corpus, variant: str):
 )
 def test_get_hand_written_paths(envoy, corpus: Corpus, path: str, key: str):
     resp = raw_request(envoy.port, "GET", path)
-    assert resp.status == 200, _describe("GET", path, resp)
+    assert resp.status == 200, describe("GET", path, resp)
     assert resp.body == corpus.objects[key]
 
 
@@ -131,7 +108,7 @@ def test_head_every_key(envoy, corpus: Corpus):
         resp = raw_request(envoy.port, "HEAD", path)
         length = resp.headers.get("content-length")
         if resp.status != 200 or resp.body or length != str(len(corpus.objects[key])):
-            return f"{key!r}: {_describe('HEAD', path, resp)} content-length={length} body={len(resp.body)} bytes"
+            return f"{key!r}: {describe('HEAD', path, resp)} content-length={length} body={len(resp.body)} bytes"
         return None
 
     assert_each(corpus.keys, check, "HEADs")
@@ -144,7 +121,7 @@ def test_range_every_large_key(envoy, corpus: Corpus):
         resp = raw_request(envoy.port, "GET", path, headers={"Range": "bytes=0-99"})
         expected = (206, data[:100], f"bytes 0-99/{len(data)}")
         if (resp.status, resp.body, resp.headers.get("content-range")) != expected:
-            return f"{key!r}: {_describe('GET', path, resp)} content-range={resp.headers.get('content-range')}"
+            return f"{key!r}: {describe('GET', path, resp)} content-range={resp.headers.get('content-range')}"
         return None
 
     keys = corpus.with_min_size(200)
@@ -175,7 +152,7 @@ FORGED_HEADERS = {
 def test_client_auth_and_unlisted_query_are_dropped(envoy, corpus: Corpus, key: str, query: str):
     path = f"{media_path(key, encode_raw)}?{query}"
     resp = raw_request(envoy.port, "GET", path, headers=FORGED_HEADERS)
-    assert resp.status == 200, _describe("GET", path, resp)
+    assert resp.status == 200, describe("GET", path, resp)
     assert resp.body == corpus.objects[key]
     assert resp.headers.get("content-type") != "text/evil"
 
@@ -201,7 +178,7 @@ def test_version_id_is_forwarded_and_signed(envoy, versions):
     assert (latest.status, latest.body) == (200, new_body), latest
     path = f"/versioned/doc/my%20file(1).txt?versionId={quote(old_id, safe='')}"
     resp = raw_request(envoy.port, "GET", path)
-    assert (resp.status, resp.body) == (200, old_body), _describe("GET", path, resp)
+    assert (resp.status, resp.body) == (200, old_body), describe("GET", path, resp)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,325 @@
+"""Shared-data URL cache, end to end: Envoy with two workers in front of strict SeaweedFS.
+
+Every Envoy here logs the rewritten ``:path`` (the presigned URL the origin
+received) with the request's start time and status, so the tests read exactly
+which URL each request carried.  The shipped config never logs it (see the
+ACCESS_LOG_FORMAT comment in envoy/envoy.yaml).
+
+Counter assertions wait for the request's counters to reach Envoy first
+(``Stats.wait``): the filter may batch counter increments per worker.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote
+
+import pytest
+from conftest import ACCESS_KEY, SECRET_KEY, Corpus, assert_each, describe, media_path
+
+from stack import BUCKET, Envoy, SeaweedFS, access_log_format, env_credentials, filter_config, raw_request
+
+PATH_LOG = access_log_format("%START_TIME(%s.%3f)% %RESPONSE_CODE% %REQ(:METHOD)% %REQ(:PATH)%\n")
+KEYS = ["my file(1).mp4", "emoji/😀🎬.mp4", "all !$&'()*+,;=:@~ subdelims.bin"]
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """One access-log line: a request and the presigned path the origin received."""
+
+    start: float  # request start, Unix seconds (ms precision)
+    status: int
+    method: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        return unquote(self.path.partition("?")[0].removeprefix(f"/{BUCKET}/"))
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.path.partition("?")[2], keep_blank_values=True))
+
+    @property
+    def signed_at(self) -> int:
+        """X-Amz-Date as Unix seconds."""
+        return calendar.timegm(time.strptime(self.query["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
+
+    @property
+    def expires_at(self) -> int:
+        return self.signed_at + int(self.query["X-Amz-Expires"])
+
+
+def poll(read, done, timeout: float = 5.0):
+    """``read()`` until ``done(value)`` or the timeout; the last value either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def forwarded(envoy: Envoy, count: int) -> list[Forwarded]:
+    """The access log's lines once it holds ``count`` (Envoy flushes it every 100 ms)."""
+    lines = poll(lambda: [line for line in envoy.access_log_text().splitlines(keepends=True)
+                          if line.endswith("\n")],
+                 lambda lines: len(lines) >= count)
+    assert len(lines) == count, f"expected {count} access-log lines, got {len(lines)}"
+    result = []
+    for line in lines:
+        start, status, method, path = line.rstrip("\n").split(" ", 3)
+        result.append(Forwarded(float(start), int(status), method, path))
+    return result
+
+
+class Stats:
+    """The filter's stats of origin ``media`` by short name (``cache_hits``,
+    ``requests.outcome.hit``, ``store_ops.op.get_ok``), as deltas from creation."""
+
+    PREFIX = "wasmcustom.envoy_presign."
+    ORIGIN = ".origin.media"
+
+    def __init__(self, envoy: Envoy):
+        self.envoy = envoy
+        self.base = self.read()
+
+    def read(self) -> dict[str, int]:
+        return {name[len(self.PREFIX):].replace(self.ORIGIN, "", 1): value
+                for name, value in self.envoy.stats().items()
+                if name.startswith(self.PREFIX) and self.ORIGIN in name}
+
+    def delta(self) -> dict[str, int]:
+        return {name: value - self.base.get(name, 0) for name, value in self.read().items()}
+
+    def wait(self, requests: int) -> dict[str, int]:
+        """Deltas once every counter of ``requests`` requests, each answered by
+        the origin, has reached Envoy."""
+        def counted(delta: dict[str, int]) -> tuple[int, int]:
+            return (sum(v for k, v in delta.items() if k.startswith("requests.outcome.")),
+                    sum(v for k, v in delta.items() if k.startswith("origin_responses.class.")))
+
+        delta = poll(self.delta, lambda d: counted(d) == (requests, requests))
+        assert counted(delta) == (requests, requests), f"(requests, origin responses) counted:\n{delta}"
+        return delta
+
+
+def connections_per_worker(envoy: Envoy) -> dict[str, int]:
+    """Downstream connections each worker accepted on the media listener."""
+    pattern = re.compile(rf"^listener\.127\.0\.0\.1_{envoy.port}\.(worker_\d+)\.downstream_cx_total$")
+    return {m.group(1): v for name, v in envoy.stats().items() if (m := pattern.match(name))}
+
+
+def start_cache_envoy(start_envoy, seaweedfs: SeaweedFS, cache: dict | None = None, **origin) -> Envoy:
+    """An Envoy logging presigned paths, with the cache settings given (merged
+    over the documented defaults) and env credentials."""
+    config = filter_config(seaweedfs.s3_port, **origin)
+    config["cache"] = {"enabled": True, "max_entries": 10000, "align": True, "scan_interval": 10,
+                       **(cache or {})}
+    return start_envoy(config, env_credentials(ACCESS_KEY, SECRET_KEY), extra_substitutions=PATH_LOG)
+
+
+def get_ok(envoy: Envoy, objects: dict[str, bytes]):
+    """A check for assert_each: GET the key, expect 200 and its exact bytes."""
+    def check(key: str) -> str | None:
+        path = media_path(key)
+        resp = raw_request(envoy.port, "GET", path)
+        if resp.status != 200 or resp.body != objects[key]:
+            return f"{key!r}: {describe('GET', path, resp)} ({len(resp.body)} of {len(objects[key])} bytes)"
+        return None
+    return check
+
+
+def sleep_into_next_window(window: int, margin: float = 0.25) -> float:
+    """Sleep until ``margin`` seconds after the next multiple of ``window`` seconds
+    since the epoch (an aligned window start); return that window's start."""
+    start = (int(time.time()) // window + 1) * window
+    time.sleep(max(0.0, start + margin - time.time()))
+    return start
+
+
+def urls_by_key(lines: list[Forwarded]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for line in lines:
+        result.setdefault(line.key, set()).add(line.path)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+
+def test_sequential_requests_are_one_miss_then_hits(start_envoy, seaweedfs, corpus: Corpus):
+    envoy = start_cache_envoy(start_envoy, seaweedfs)
+    stats = Stats(envoy)
+    count = 20
+    for _ in range(count):
+        assert get_ok(envoy, corpus.objects)(KEYS[0]) is None
+
+    expected = {
+        "cache_misses": 1, "cache_hits": count - 1, "cache_refreshes": 0, "cache_expired": 0,
+        "urls_signed": 1, "origin_403": 0,
+        "requests.outcome.miss": 1, "requests.outcome.hit": count - 1, "requests.outcome.refresh": 0,
+        "store_ops.op.get_ok": count, "store_ops.op.set_ok": 1, "store_ops.op.set_cas_conflict": 0,
+    }
+    delta = stats.wait(count)
+    assert {name: delta[name] for name in expected} == expected
+    lines = forwarded(envoy, count)
+    assert len({line.path for line in lines}) == 1, "every hit carries the URL the miss signed"
+    assert lines[0].key == KEYS[0]
+
+
+def test_one_url_per_key_per_window_across_workers(start_envoy, seaweedfs, corpus: Corpus):
+    """200 requests over 200 connections (both workers) reach the origin with one
+    URL per key and window, signed at most once per worker; the next window brings
+    a new URL per key, made by exactly one refresh each."""
+    window = 4
+    envoy = start_cache_envoy(start_envoy, seaweedfs, expires_in=2 * window, refresh_before=window)
+    stats = Stats(envoy)
+    keys = [KEYS[i % len(KEYS)] for i in range(200)]
+
+    sleep_into_next_window(window)
+    assert_each(keys, get_ok(envoy, corpus.objects), "GETs")
+    workers = connections_per_worker(envoy)
+    assert len(workers) == 2 and all(workers.values()), f"connections per worker: {workers}"
+    delta = stats.wait(len(keys))
+    burst = forwarded(envoy, len(keys))
+
+    windows = {(line.key, line.signed_at) for line in burst}
+    for key, urls in urls_by_key(burst).items():
+        assert len(urls) == len({signed_at for k, signed_at in windows if k == key}), \
+            f"{key!r}: more than one URL in a window:\n" + "\n".join(sorted(urls))
+    assert {(line.signed_at % window, line.query["X-Amz-Expires"]) for line in burst} == {(0, str(2 * window))}
+    # A worker signs a key at most once per window (the second worker may race
+    # the first to an empty slot); everything else is a hit.
+    assert delta["urls_signed"] <= 2 * len(windows), delta
+    assert delta["cache_hits"] >= len(keys) - 2 * len(windows), delta
+
+    stats = Stats(envoy)
+    window_start = sleep_into_next_window(window)
+    for key in KEYS:
+        assert get_ok(envoy, corpus.objects)(key) is None
+    delta = stats.wait(len(KEYS))
+    after = forwarded(envoy, len(keys) + len(KEYS))[len(keys):]
+    old = urls_by_key(burst)
+    for line in after:
+        assert line.path not in old[line.key], f"{line.key!r}: same URL after the window"
+        assert line.signed_at == window_start, line
+    assert (delta["cache_refreshes"], delta["urls_signed"]) == (len(KEYS), len(KEYS)), delta
+
+
+def test_short_lived_urls_are_refreshed_before_expiry(start_envoy, seaweedfs, corpus: Corpus):
+    """2 s windows for ~10 s of continuous traffic: URLs are replaced before they
+    expire, the origin never refuses one, and no request is sent with less than
+    min_remaining of lifetime left."""
+    expires_in, refresh_before, min_remaining, run_for = 4, 2, 1, 10.0
+    envoy = start_cache_envoy(start_envoy, seaweedfs, expires_in=expires_in,
+                              refresh_before=refresh_before, min_remaining=min_remaining)
+    stats = Stats(envoy)
+    failures: list[str] = []
+    sent = [0] * 4
+    deadline = time.monotonic() + run_for
+
+    def client(n: int) -> None:
+        check = get_ok(envoy, corpus.objects)
+        while time.monotonic() < deadline:
+            key = KEYS[(n + sent[n]) % len(KEYS)]
+            try:
+                failure = check(key)
+            except OSError as error:
+                failure = f"{key!r}: {error!r}"
+            sent[n] += 1
+            if failure:
+                failures.append(failure)
+            time.sleep(0.01)  # pacing only: ~ 300 requests/s in all
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(len(sent))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, f"{len(failures)}/{sum(sent)} GETs failed:\n" + "\n".join(failures[:20])
+
+    delta = stats.wait(sum(sent))
+    lines = forwarded(envoy, sum(sent))
+    assert delta["origin_403"] == 0 and {line.status for line in lines} == {200}
+    too_short = [line for line in lines if line.expires_at < line.start + min_remaining]
+    assert not too_short, f"{len(too_short)} requests sent with < {min_remaining} s left:\n" + \
+        "\n".join(f"start={line.start} {line.path}" for line in too_short[:10])
+    assert delta["cache_refreshes"] > 0, delta
+    windows = run_for / (expires_in - refresh_before)
+    for key, urls in urls_by_key(lines).items():
+        assert len(urls) >= windows - 1, f"{key!r}: {len(urls)} URLs in {run_for} s"
+
+
+MAX_ENTRIES = 16
+
+
+@pytest.fixture(scope="module")
+def many_objects(seaweedfs) -> dict[str, bytes]:
+    """200 small objects: far more keys than MAX_ENTRIES."""
+    rng = random.Random(16)
+    objects = {f"cache-bound/obj-{i:03d}.bin": rng.randbytes(rng.randint(1, 64)) for i in range(200)}
+    client = seaweedfs.client()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda item: client.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]),
+                      objects.items()))
+    return objects
+
+
+def test_more_keys_than_slots_stay_bounded(start_envoy, seaweedfs, many_objects: dict[str, bytes]):
+    envoy = start_cache_envoy(start_envoy, seaweedfs, cache={"max_entries": MAX_ENTRIES, "scan_interval": 1})
+    stats = Stats(envoy)
+    keys = list(many_objects)
+    assert_each(keys, get_ok(envoy, many_objects), "GETs through a 16-slot cache")
+
+    delta = stats.wait(len(keys))
+    assert delta["urls_signed"] == delta["cache_misses"] == delta["requests.outcome.miss"], delta
+    assert delta["cache_hits"] + delta["cache_misses"] == len(keys), delta
+    # Once the 16 slots are taken, every new key evicts another: a slot read as
+    # empty at most once per worker.
+    assert delta["cache_collisions"] >= len(keys) - 2 * MAX_ENTRIES, delta
+    assert len({line.path for line in forwarded(envoy, len(keys))}) == len(keys)
+
+    time.sleep(2.5)  # a scan pass completes every second (scan_interval 1)
+    gauges = poll(stats.read, lambda g: g["cache_entries"] > 0)
+    assert gauges["cache_capacity"] == MAX_ENTRIES, gauges
+    assert 0 < gauges["cache_entries"] <= MAX_ENTRIES, gauges
+    assert gauges["cache_bytes"] > 0, gauges
+
+
+def test_two_envoys_sign_byte_identical_urls(start_envoy, seaweedfs, corpus: Corpus):
+    """Same config and credentials, separate processes (separate shared data):
+    the same URL for the same request in the same window, though the second
+    Envoy signs it a second or more later than the first."""
+    envoys = [start_cache_envoy(start_envoy, seaweedfs) for _ in range(2)]
+    requests = [(method, key) for key in KEYS for method in ("GET", "HEAD")]
+    for attempt in range(2):
+        logged = []
+        for envoy in envoys:
+            sleep_into_next_window(1)  # without alignment, a new second is a new URL
+            for method, key in requests:
+                resp = raw_request(envoy.port, method, media_path(key))
+                assert resp.status == 200, describe(method, media_path(key), resp)
+            logged.append(forwarded(envoy, len(requests) * (attempt + 1))[-len(requests):])
+        if len({line.signed_at for lines in logged for line in lines}) == 1:
+            break  # else a window boundary fell between the requests: retry once
+
+    window = 3600 - 3600 // 5  # expires_in - refresh_before, the defaults
+    assert {line.signed_at % window for lines in logged for line in lines} == {0}
+    first, second = ([(line.method, line.key, line.path) for line in lines] for lines in logged)
+    assert [line[:2] for line in first] == requests
+    assert first == second
+    assert len({line[2] for line in first}) == len(requests), "GET and HEAD are signed apart"
