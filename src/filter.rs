@@ -17,11 +17,12 @@ use crate::host::{
     flush_counters, install_panic_hook, micros_since, now, HeaderSnapshot, SharedData, WasmMetrics,
 };
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord, UNMATCHED_ORIGIN};
-use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
+use crate::request::{decide, Decision, LocalReply, RequestHead};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // Debug reaches Envoy, whose own wasm log level (info by default) filters it.
+    proxy_wasm::set_log_level(LogLevel::Debug);
     install_panic_hook();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PresignRoot::default()) });
 }}
@@ -166,17 +167,31 @@ struct PresignRequest {
 
 impl Context for PresignRequest {}
 
-/// One JSON line per failure: a stable category, the origin, the method and the
-/// request id; never a key, signature or URL.
-fn log_failure(event: &str, category: &str, origin: &str, method: &str, request_id: &str) {
+/// One JSON line per failure: the event, a stable category, the status sent
+/// (0 when forwarded), the origin, the method and the request id as correlation
+/// id; never a key, signature or URL. Signing failures are warnings; client
+/// mistakes (400, 405) are only logged at debug level, so bad traffic cannot
+/// flood the log.
+fn log_failure(
+    level: log::Level,
+    event: &str,
+    category: &str,
+    status: u32,
+    origin: &str,
+    head: &HeaderSnapshot,
+) {
+    if !log::log_enabled!(level) {
+        return;
+    }
     let line = serde_json::json!({
         "event": event,
         "category": category,
+        "status": status,
         "origin": origin,
-        "method": method,
-        "request_id": request_id,
+        "method": head.method,
+        "request_id": head.request_id,
     });
-    log::warn!("{line}");
+    log::log!(level, "{line}");
 }
 
 impl PresignRequest {
@@ -242,13 +257,17 @@ impl HttpContext for PresignRequest {
                 reply,
                 failure,
             } => {
-                let category = failure.map_or(reply.code, FallbackReason::category);
+                let (level, category) = match failure {
+                    Some(f) => (log::Level::Warn, f.category()),
+                    None => (log::Level::Debug, reply.code),
+                };
                 log_failure(
+                    level,
                     "presign_rejected",
                     category,
+                    reply.status,
                     &origin.name,
-                    &head.method,
-                    &head.request_id,
+                    &head,
                 );
                 self.reply(reply);
                 record.outcome = Some(RequestOutcome::Denied);
@@ -265,12 +284,14 @@ impl HttpContext for PresignRequest {
                 let stripped = head.auth_headers.len() as u64;
                 record.outcome = Some(match (&rewrite, fallback) {
                     (_, Some(reason)) => {
+                        let category = reason.category();
                         log_failure(
+                            log::Level::Warn,
                             "presign_fallback",
-                            reason.category(),
+                            category,
+                            0,
                             &origin.name,
-                            &head.method,
-                            &head.request_id,
+                            &head,
                         );
                         RequestOutcome::Fallback
                     }
