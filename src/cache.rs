@@ -257,8 +257,6 @@ pub struct StoreOps {
     pub other_version: u32,
     /// Slots holding a different identity (collision or replaced key).
     pub collisions: u32,
-    /// Signatures computed.
-    pub signings: u32,
 }
 
 /// The URL a request gets, and how.
@@ -357,7 +355,7 @@ pub fn resolve<S: Store + ?Sized, E>(
                     }
                     // We hold the claim: sign the replacement; on failure the
                     // old URL is still valid and the claim lapses by itself.
-                    return match sign_entry(lookup, sign, &mut ops) {
+                    return match sign_entry(lookup, sign) {
                         Ok(fresh) => {
                             // Unconditional: our claim keeps other refreshers
                             // off; a colliding key may still take the slot.
@@ -385,7 +383,7 @@ pub fn resolve<S: Store + ?Sized, E>(
         // Miss (or too late): sign once, then store with CAS.
         let entry = match signed.take() {
             Some(e) => e,
-            None => sign_entry(lookup, sign, &mut ops).map_err(|e| (e, ops))?,
+            None => sign_entry(lookup, sign).map_err(|e| (e, ops))?,
         };
         match store.set(lookup.slot_key, &entry.encode(), cas) {
             Ok(()) => {
@@ -413,7 +411,7 @@ pub fn resolve<S: Store + ?Sized, E>(
     // Out of attempts (or the store is failing): serve what we signed, unstored.
     let entry = match signed {
         Some(e) => e,
-        None => sign_entry(lookup, sign, &mut ops).map_err(|e| (e, ops))?,
+        None => sign_entry(lookup, sign).map_err(|e| (e, ops))?,
     };
     let outcome = if found_too_late {
         Outcome::Expired
@@ -441,14 +439,9 @@ fn count_set_error(ops: &mut StoreOps, e: StoreError) {
     }
 }
 
-fn sign_entry<E>(
-    lookup: Lookup<'_>,
-    sign: &mut SignAt<'_, E>,
-    ops: &mut StoreOps,
-) -> Result<Entry, E> {
+fn sign_entry<E>(lookup: Lookup<'_>, sign: &mut SignAt<'_, E>) -> Result<Entry, E> {
     let policy = lookup.policy;
     let signed_at_ms = policy.signing_time_ms(lookup.now_ms);
-    ops.signings += 1;
     let path = sign(
         UNIX_EPOCH + Duration::from_millis(signed_at_ms),
         Duration::from_millis(policy.expires_in_ms),

@@ -16,8 +16,8 @@ use crate::credentials::CredentialsSource;
 use crate::host::{
     flush_counters, install_panic_hook, micros_since, now, HeaderSnapshot, SharedData, WasmMetrics,
 };
-use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord, UNMATCHED_ORIGIN};
-use crate::request::{decide, Decision, LocalReply, RequestHead};
+use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
+use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
 
 proxy_wasm::main! {{
@@ -63,7 +63,13 @@ struct PresignRoot {
     scanner: Scanner,
 }
 
-impl Context for PresignRoot {}
+impl Context for PresignRoot {
+    fn on_done(&mut self) -> bool {
+        // The VM is going away (drain, reload): hand over the last counts.
+        flush_counters();
+        true
+    }
+}
 
 impl RootContext for PresignRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -100,7 +106,7 @@ impl RootContext for PresignRoot {
             .iter()
             .map(|o| OriginMetrics::define(&WasmMetrics, &o.name))
             .collect();
-        let unmatched = OriginMetrics::define(&WasmMetrics, UNMATCHED_ORIGIN);
+        let unmatched = OriginMetrics::define_unmatched(&WasmMetrics);
         if self.worker_id == 0 {
             self.worker_id = next_worker_id(&SharedData, unix_ms(now()));
         }
@@ -222,11 +228,16 @@ impl HttpContext for PresignRequest {
             // normally refuse such bytes before we see them.
             Some(Err(())) => {
                 self.reply(LocalReply::INVALID_PATH_ENCODING);
+                let record = RequestRecord {
+                    outcome: Some(RequestOutcome::Denied),
+                    filter_us: Some(micros_since(started)),
+                    ..RequestRecord::default()
+                };
+                shared.unmatched.record_request(&WasmMetrics, &record);
                 return Action::Pause;
             }
         };
         let mut report = UrlReport::default();
-        let mut sign_error = None;
         // The lookup runs at the request's arrival time (one clock hostcall
         // fewer); only signing is timed with the live clock.
         let host = Host {
@@ -236,9 +247,7 @@ impl HttpContext for PresignRequest {
         };
         let mut sign = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
             let req = ObjectRequest { method, key, query };
-            presigned_path(&shared.config, &host, origin, req, &mut report).inspect_err(|e| {
-                sign_error = Some(e.category());
-            })
+            presigned_path(&shared.config, &host, origin, req, &mut report)
         };
         let req = RequestHead {
             method: &head.method,
@@ -311,7 +320,8 @@ impl HttpContext for PresignRequest {
         };
         record.cache = report.outcome;
         record.ops = report.ops;
-        record.sign_error = sign_error;
+        record.sign_error = report.sign_error.map(FallbackReason::category);
+        record.signed = report.signed;
         record.sign_us = report.sign_us;
         record.filter_us = Some(micros_since(started));
         metrics.record_request(&WasmMetrics, &record);

@@ -155,6 +155,30 @@ impl Definer<'_> {
 }
 
 impl OriginMetrics {
+    /// The metrics of requests no origin matched: only what can happen to
+    /// them (`requests` with outcome `bypass`, or `denied` for a path that is
+    /// not UTF-8, and the time in the filter), so no always-zero series
+    /// clutter the output.
+    pub fn define_unmatched(backend: &dyn MetricsBackend) -> Self {
+        let d = Definer {
+            backend,
+            origin: UNMATCHED_ORIGIN,
+        };
+        let requests = RequestOutcome::ALL.map(|o| match o {
+            RequestOutcome::Bypass | RequestOutcome::Denied => d.def(
+                MetricKind::Counter,
+                "requests",
+                Some(("outcome", o.label())),
+            ),
+            _ => Handle::default(),
+        });
+        Self {
+            requests,
+            filter_us: d.def(MetricKind::Histogram, "filter_duration_us", None),
+            ..Self::default()
+        }
+    }
+
     /// Defines all metrics of one origin label.
     pub fn define(backend: &dyn MetricsBackend, origin: &str) -> Self {
         let d = Definer { backend, origin };
@@ -217,6 +241,8 @@ pub struct RequestRecord {
     pub cache: Option<Outcome>,
     /// Store operations.
     pub ops: StoreOps,
+    /// URLs signed successfully.
+    pub signed: u32,
     /// Signing error category, when signing failed.
     pub sign_error: Option<&'static str>,
     /// Client auth headers and query parameters removed.
@@ -248,7 +274,7 @@ impl OriginMetrics {
             None => {}
         }
         let ops = &r.ops;
-        add(b, self.urls_signed, u64::from(ops.signings));
+        add(b, self.urls_signed, u64::from(r.signed));
         add(
             b,
             self.cache_corrupt,
@@ -367,7 +393,6 @@ mod tests {
             get_ok: 2,
             set_ok: 1,
             cas_conflicts: 1,
-            signings: 1,
             corrupt: 1,
             ..StoreOps::default()
         };
@@ -377,6 +402,7 @@ mod tests {
                 outcome: Some(RequestOutcome::of(Some(Outcome::Expired))),
                 cache: Some(Outcome::Expired),
                 ops,
+                signed: 1,
                 auth_stripped: 2,
                 sign_us: Some(40),
                 filter_us: Some(55),
@@ -416,6 +442,37 @@ mod tests {
             1
         );
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 1);
+    }
+
+    #[test]
+    fn unmatched_defines_only_what_can_happen() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define_unmatched(&r);
+        let names: Vec<String> = r.names.borrow().iter().map(|(_, n)| n.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "envoy_presign.requests.origin._unmatched.outcome.denied",
+                "envoy_presign.requests.origin._unmatched.outcome.bypass",
+                "envoy_presign.filter_duration_us.origin._unmatched"
+            ]
+        );
+        m.record_request(
+            &r,
+            &RequestRecord {
+                outcome: Some(RequestOutcome::Denied),
+                filter_us: Some(3),
+                ..RequestRecord::default()
+            },
+        );
+        assert_eq!(
+            r.get("envoy_presign.filter_duration_us.origin._unmatched"),
+            3
+        );
+        assert_eq!(
+            r.get("envoy_presign.requests.origin._unmatched.outcome.denied"),
+            1
+        );
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub struct UrlReport {
     pub outcome: Option<Outcome>,
     /// Store operations made.
     pub ops: StoreOps,
+    /// URLs signed successfully (the plan's "AWS API call volume").
+    pub signed: u32,
+    /// The last signing failure, including one during a refresh that was
+    /// answered with the still-valid entry.
+    pub sign_error: Option<FallbackReason>,
     /// Microseconds spent computing signatures (the plan's URL generation time).
     pub sign_us: Option<u64>,
 }
@@ -75,12 +80,13 @@ pub fn presigned_path<S: Store + ?Sized>(
     req: ObjectRequest<'_>,
     report: &mut UrlReport,
 ) -> Result<String, FallbackReason> {
-    let signer = config
-        .signer
-        .as_ref()
-        .map_err(|_| FallbackReason::NoCredentials)?;
+    let Ok(signer) = config.signer.as_ref() else {
+        report.sign_error = Some(FallbackReason::NoCredentials);
+        return Err(FallbackReason::NoCredentials);
+    };
     let now = host.now;
     let mut sign_us = 0u64;
+    let mut attempts = 0u32;
     let mut sign_at = |at: SystemTime, expires: Duration| {
         let start = (host.clock)();
         let r = presign(origin, req.method, req.key, req.query, signer, at, expires)
@@ -88,34 +94,39 @@ pub fn presigned_path<S: Store + ?Sized>(
             .map_err(FallbackReason::SignError);
         let took = (host.clock)().duration_since(start).unwrap_or_default();
         sign_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        attempts += 1;
+        match &r {
+            Ok(_) => report.signed += 1,
+            Err(e) => report.sign_error = Some(*e),
+        }
         r
     };
-    if !config.cache.enabled {
-        report.ops.signings += 1;
+    let result = if config.cache.enabled {
+        let identity = cache_identity(origin, signer, req.method, req.key, req.query);
+        let slot = slot_key(slot_of(&identity, config.cache.max_entries));
+        let lookup = Lookup {
+            slot_key: &slot,
+            identity: &identity,
+            policy: &origin.policy,
+            now_ms: unix_ms(now),
+        };
+        match resolve(host.store, lookup, &mut sign_at) {
+            Ok(r) => {
+                report.outcome = Some(r.outcome);
+                report.ops = r.ops;
+                Ok(r.path)
+            }
+            Err((e, ops)) => {
+                report.ops = ops;
+                Err(e)
+            }
+        }
+    } else {
         let at = SystemTime::UNIX_EPOCH
             + Duration::from_millis(origin.policy.signing_time_ms(unix_ms(now)));
-        let r = sign_at(at, origin.expires_in);
-        report.sign_us = Some(sign_us);
-        return r;
-    }
-    let identity = cache_identity(origin, signer, req.method, req.key, req.query);
-    let slot = slot_key(slot_of(&identity, config.cache.max_entries));
-    let lookup = Lookup {
-        slot_key: &slot,
-        identity: &identity,
-        policy: &origin.policy,
-        now_ms: unix_ms(now),
+        sign_at(at, origin.expires_in)
     };
-    let result = resolve(host.store, lookup, &mut sign_at);
-    let (result, ops) = match result {
-        Ok(r) => {
-            report.outcome = Some(r.outcome);
-            (Ok(r.path), r.ops)
-        }
-        Err((e, ops)) => (Err(e), ops),
-    };
-    report.ops = ops;
-    report.sign_us = (ops.signings > 0).then_some(sign_us);
+    report.sign_us = (attempts > 0).then_some(sign_us);
     result
 }
 
@@ -216,7 +227,7 @@ mod tests {
         let c = config(json!({"enabled": false}), "s1");
         let store = FakeStore::default();
         let (_, r) = get(&c, &store, "k", 1_700_000_000);
-        assert_eq!((r.outcome, r.ops.signings), (None, 1));
+        assert_eq!((r.outcome, r.signed), (None, 1));
         assert!(store.data.borrow().is_empty());
     }
 
