@@ -7,8 +7,10 @@ PY      := $(VENV)/bin/python
 TARGET  := wasm32-wasip1
 WASM    := target/$(TARGET)/release/envoy_presign.wasm
 STAMP   := $(VENV)/.installed
+# Test-only proxy-wasm filter that plants bytes in the cache's shared data.
+WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools build run test unit lint rules integration vectors clean bench fuzz
+.PHONY: setup wasm-target prometheus-tools build run test unit lint rules integration vectors clean bench fuzz soak
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## and Debian's prometheus (promtool; the metrics tests) (idempotent)
@@ -51,6 +53,7 @@ lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
+	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 
 ## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml)
 rules: prometheus-tools
@@ -66,6 +69,7 @@ vectors: $(STAMP)
 
 clean:
 	cargo clean
+	cd $(WRITER) && cargo clean
 
 NOOP_WASM := bench/noop-filter/target/$(TARGET)/release/noop_filter.wasm
 
@@ -88,3 +92,10 @@ fuzz:
 	    | grep -E 'stat::number_of_executed_units|Done|ERROR|SUMMARY' | sed "s/^/$$t: /" || exit 1; \
 	  test -z "$$(ls artifacts/$$t 2>/dev/null)" || { echo "$$t: crash artifacts in fuzz/artifacts/$$t"; exit 1; }; \
 	done
+
+SOAK_SECONDS ?= 60
+
+## soak: SOAK_SECONDS (default 60) of mixed traffic through Envoy (2 workers, 64 cache slots): no 5xx,
+## counters equal to what was sent, cache within its bound, flat RSS (SOAK_SECONDS=10: quick run)
+soak: build $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) tests/soak.py

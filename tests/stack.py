@@ -41,6 +41,9 @@ from typing import Callable, NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = REPO_ROOT / "envoy" / "envoy.yaml"
+# The reloadable variant: a bootstrap whose listener comes from a watched LDS file.
+LDS_BOOTSTRAP_PATH = REPO_ROOT / "envoy" / "envoy-lds.yaml"
+LDS_TEMPLATE_PATH = REPO_ROOT / "envoy" / "lds.yaml"
 WASM_PATH = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "envoy_presign.wasm"
 BUCKET = "media"
 REGION = "us-east-1"
@@ -290,15 +293,20 @@ class SeaweedFS(_ManagedProcess):
     ADMIN_WORKER_OFFSET = 10000
 
     def __init__(self, workdir: Path | str, access_key: str, secret_key: str,
-                 startup_timeout: float = 60.0, bucket: str = BUCKET):
+                 startup_timeout: float = 60.0, bucket: str = BUCKET,
+                 extra_identities: dict[str, str] | None = None):
         super().__init__()
         self.access_key = access_key
         self.secret_key = secret_key
+        # access key -> secret of more identities, read-only (GET/HEAD/list), e.g.
+        # the credentials a live configuration change rotates to.
+        self.extra_identities = dict(extra_identities or {})
         self.bucket = bucket
         self.startup_timeout = startup_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="seaweedfs-", dir=workdir))
         self.data_dir = self.dir / "data"
         self.s3_port: int | None = None
+        self.argv: list[str] = []  # of the last start, reused by restart()
 
     @property
     def endpoint(self) -> str:
@@ -323,7 +331,11 @@ class SeaweedFS(_ManagedProcess):
                 "name": "envoy-presign",
                 "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }]
+            }] + [{
+                "name": f"envoy-presign-{n}",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Read", "List"],
+            } for n, (access_key, secret_key) in enumerate(self.extra_identities.items(), start=2)]
         }
         path.write_text(json.dumps(identity))
         path.chmod(0o600)
@@ -356,7 +368,8 @@ class SeaweedFS(_ManagedProcess):
         for attempt in range(1, _START_ATTEMPTS + 1):
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir.mkdir()
-            self._spawn(self._argv(config, self.data_dir), _clean_env(), self.dir / "weed.log", cwd=self.dir)
+            self.argv = self._argv(config, self.data_dir)
+            self._spawn(self.argv, _clean_env(), self.dir / "weed.log", cwd=self.dir)
             try:
                 self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port")
                 client = self.client()
@@ -368,6 +381,18 @@ class SeaweedFS(_ManagedProcess):
                 if attempt == _START_ATTEMPTS or not _is_port_clash(error):
                     raise
         raise AssertionError("unreachable")
+
+    def restart(self) -> "SeaweedFS":
+        """Stop (if running) and start again with the same ports, identity and data
+        directory: an origin outage that ends, the objects still there.  The new
+        process logs to weed-restarted.log; fails if it is not serving again."""
+        self.stop()
+        self._spawn(self.argv, _clean_env(), self.dir / "weed-restarted.log", cwd=self.dir)
+        self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port after restart")
+        client = self.client()
+        self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
+                        f"head_bucket {self.bucket} after restart")
+        return self
 
     def __enter__(self) -> "SeaweedFS":
         return self.start()
@@ -436,6 +461,27 @@ def access_log_format(log_format: str) -> dict[str, str]:
     return {"ACCESS_LOG_FORMAT": json.dumps(log_format)}
 
 
+# The route timeout of the shipped config (its ROUTE_TIMEOUT placeholder); tests of
+# a slow origin shorten it through extra_substitutions.
+DEFAULT_ROUTE_TIMEOUT = "30s"
+
+
+def prepend_list_items(text: str, items: dict[str, list[dict]]) -> str:
+    """Rendered YAML ``text`` with ``items[key]`` put first in the block list under
+    the one ``key:`` line of the text (tests only: a second access log, a test filter
+    before envoy-presign in ``http_filters``).  Items are written as JSON flow
+    mappings, which YAML reads as they are."""
+    lines = text.splitlines(keepends=True)
+    for key, new in items.items():
+        at = [i for i, line in enumerate(lines) if line.strip() == f"{key}:"]
+        if len(at) != 1 or at[0] + 1 >= len(lines) or not lines[at[0] + 1].lstrip().startswith("- "):
+            raise KeyError(f"no single block list {key!r} in the rendered template")
+        first = lines[at[0] + 1]
+        indent = first[:len(first) - len(first.lstrip())]
+        lines[at[0] + 1:at[0] + 1] = [f"{indent}- {json.dumps(item)}\n" for item in new]
+    return "".join(lines)
+
+
 # The admin endpoint is on loopback: never route it through an HTTP(S)_PROXY.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -455,7 +501,8 @@ class Envoy(_ManagedProcess):
                  filter_config: dict, origin_port: int, env: dict[str, str] | None = None,
                  concurrency: int = 2, extra_substitutions: dict[str, object] | None = None,
                  listen_port: int | None = None, admin_port: int | None = None,
-                 startup_timeout: float = 60.0):
+                 startup_timeout: float = 60.0, extra_args: list[str] | None = None,
+                 extra_list_items: dict[str, list[dict]] | None = None):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="envoy-", dir=workdir))
         self.template_path = Path(template_path)
@@ -467,6 +514,9 @@ class Envoy(_ManagedProcess):
         self.extra_substitutions = dict(extra_substitutions or {})
         self.fixed_ports = (listen_port, admin_port)
         self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args or [])  # more Envoy flags, e.g. --drain-time-s
+        # Test-only additions to the rendered template's lists (see prepend_list_items).
+        self.extra_list_items = dict(extra_list_items or {})
         self.config_path = self.dir / "envoy.yaml"
         self.log_path = self.dir / "envoy.log"
         self.access_log_path = self.dir / "access.log"
@@ -475,6 +525,10 @@ class Envoy(_ManagedProcess):
 
     def render(self) -> str:
         """Fill the template; paths are JSON-quoted (valid YAML) to survive spaces."""
+        return prepend_list_items(self.fill(self.template_path), self.extra_list_items)
+
+    def substitutions(self) -> dict[str, object]:
+        """The value of every placeholder, ``extra_substitutions`` last."""
         values = {
             "ADMIN_PORT": self.admin_port,
             "LISTEN_PORT": self.port,
@@ -484,22 +538,31 @@ class Envoy(_ManagedProcess):
             "WASM_PATH": json.dumps(str(self.wasm_path)),
             "ORIGIN_PORT": self.origin_port,
             **access_log_format(SAFE_ACCESS_LOG_FORMAT),
+            "ROUTE_TIMEOUT": DEFAULT_ROUTE_TIMEOUT,
         }
         values.update(self.extra_substitutions)
+        return values
+
+    def fill(self, template_path: Path) -> str:
+        """``template_path`` with its placeholders filled from ``substitutions()``."""
         # safe_substitute: the template's comments mention a literal "${...}",
         # which substitute() rejects; a forgotten placeholder is caught below.
-        text = string.Template(self.template_path.read_text()).safe_substitute(values)
+        text = string.Template(Path(template_path).read_text()).safe_substitute(self.substitutions())
         missing = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
         if missing:
-            raise KeyError(f"{self.template_path}: no value for placeholder(s) {missing}")
+            raise KeyError(f"{template_path}: no value for placeholder(s) {missing}")
         return text
+
+    def write_config(self) -> None:
+        """Write what Envoy reads at start (the rendered bootstrap)."""
+        self.config_path.write_text(self.render())
 
     def start(self) -> "Envoy":
         listen, admin = self.fixed_ports
         for attempt in range(1, _START_ATTEMPTS + 1):
             self.port = listen or free_port()
             self.admin_port = admin or free_port()
-            self.config_path.write_text(self.render())
+            self.write_config()
             self.log_path.unlink(missing_ok=True)  # Envoy appends; a retry starts fresh
             argv = [
                 _binary("envoy"), "-c", str(self.config_path),
@@ -509,6 +572,7 @@ class Envoy(_ManagedProcess):
                 "-l", "info", "--log-path", str(self.log_path),
                 # Logs are buffered (10 s by default); tests read them while Envoy runs.
                 "--file-flush-interval-msec", "100",
+                *self.extra_args,
             ]
             self._spawn(argv, _clean_env(self.env), self.dir / "console.log", cwd=self.dir)
             try:
@@ -548,6 +612,125 @@ class Envoy(_ManagedProcess):
         return self.start()
 
 
+def top_level_block(template_path: Path | str, key: str) -> str:
+    """The ``key:`` entry of a YAML template's top-level mapping, verbatim: from its line
+    to the next top-level key, without the comments and blank lines leading to that key.
+    How envoy/envoy-lds.yaml gets envoy/envoy.yaml's stats_config (its STATS_CONFIG)."""
+    lines = Path(template_path).read_text().splitlines()
+    start = lines.index(f"{key}:")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in ("", " ", "#")), len(lines))
+    block = lines[start:end]
+    while not block[-1].strip() or block[-1].startswith("#"):
+        block.pop()
+    return "\n".join(block)
+
+
+class LdsEnvoy(Envoy):
+    """Envoy from the envoy/envoy-lds.yaml bootstrap: the listener, with the filter and
+    its configuration, is the LDS file ``lds_path`` rendered from envoy/lds.yaml, in a
+    directory Envoy watches.  ``update()`` replaces it live as an operator would: the
+    whole new file is written next to it and renamed onto it.
+
+    Placeholders are shared with Envoy (LISTEN_PORT, FILTER_CONFIG, ACCESS_LOG_FORMAT,
+    ...); the bootstrap adds LDS_PATH, LDS_DIR and STATS_CONFIG (envoy/envoy.yaml's
+    stats_config block, so the two bootstraps cannot drift), the listener LDS_VERSION.
+    """
+
+    def __init__(self, workdir: Path | str, wasm_path: Path | str, filter_config: dict,
+                 origin_port: int, bootstrap_path: Path | str = LDS_BOOTSTRAP_PATH,
+                 lds_template_path: Path | str = LDS_TEMPLATE_PATH, **kwargs):
+        super().__init__(workdir, bootstrap_path, wasm_path, filter_config, origin_port, **kwargs)
+        self.lds_template_path = Path(lds_template_path)
+        self.lds_dir = self.dir / "lds"
+        self.lds_path = self.lds_dir / "lds.yaml"
+        self.version = 1
+
+    def substitutions(self) -> dict[str, object]:
+        return {
+            "LDS_PATH": json.dumps(str(self.lds_path)),
+            "LDS_DIR": json.dumps(str(self.lds_dir)),
+            "LDS_VERSION": json.dumps(str(self.version)),
+            "STATS_CONFIG": top_level_block(TEMPLATE_PATH, "stats_config"),
+            **super().substitutions(),
+        }
+
+    def render(self) -> str:
+        """The bootstrap (the lists extra_list_items extends are in the listener)."""
+        return self.fill(self.template_path)
+
+    def render_lds(self) -> str:
+        """The LDS file: envoy/lds.yaml filled, with extra_list_items."""
+        return prepend_list_items(self.fill(self.lds_template_path), self.extra_list_items)
+
+    def write_config(self) -> None:
+        self.lds_dir.mkdir(exist_ok=True)
+        self._replace(self.lds_path, self.render_lds())
+        super().write_config()
+
+    def update(self, filter_config: dict | None = None,
+               extra_substitutions: dict[str, object] | None = None) -> str:
+        """Publish a new listener (a new filter configuration and/or placeholder values)
+        with the next version; returns that version_info.  Envoy picks it up
+        asynchronously: see ``wait_for_lds``."""
+        if filter_config is not None:
+            self.filter_config = filter_config
+        self.extra_substitutions.update(extra_substitutions or {})
+        self.version += 1
+        self._replace(self.lds_path, self.render_lds())
+        return str(self.version)
+
+    @staticmethod
+    def _replace(path: Path, text: str) -> None:
+        """Write ``text`` to a temporary file beside ``path`` and rename it onto ``path``
+        (atomic on one file system): the watcher only ever sees a complete file.  Owner
+        read/write only from the start: the file may hold inline credentials."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+
+    def wait_for_lds(self, before: dict[str, int], accepted: bool = True,
+                     timeout: float = 30.0) -> dict[str, int]:
+        """Poll the admin stats until the update published after ``before`` (a
+        ``stats()``) is done; returns the stats then.
+
+        Accepted: ``lds.update_success`` went up and ``lds.version_text`` is ours, every
+        worker has the new listener (``listener_create_success`` up by the concurrency:
+        each worker counts one once it swapped), none is warming: from then on, every
+        new connection gets the new filter chain.  (A filter-chain-only change is an
+        in-place update: the old chain drains, ``total_filter_chains_draining``; a
+        listener-level one drains the whole old listener, ``total_listeners_draining``.
+        /config_dump keeps the old version_info on an in-place update.)  Rejected:
+        ``lds.update_rejected`` went up.  Fails on the other outcome or on timeout."""
+        def grew(stats: dict[str, int], name: str) -> int:
+            name = f"listener_manager.{name}"
+            return stats.get(name, 0) - before.get(name, 0)
+
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            success, rejected = grew(stats, "lds.update_success"), grew(stats, "lds.update_rejected")
+            if success and rejected:
+                raise AssertionError(f"LDS update both accepted and rejected: {success=} {rejected=}")
+            if accepted and rejected:
+                raise AssertionError(f"LDS update rejected:\n{_tail(self.log_text())}")
+            if not accepted and success:
+                raise AssertionError("LDS update accepted, expected a rejection")
+            if rejected or (
+                success and grew(stats, "listener_create_success") >= self.concurrency
+                and stats.get("listener_manager.total_listeners_warming", 0) == 0
+                and stats.get("listener_manager.lds.version_text") == str(self.version)
+            ):
+                return stats
+            if time.monotonic() > deadline:
+                raise AssertionError(f"LDS update not done after {timeout:.0f}s: "
+                                     f"{ {k: v for k, v in stats.items() if k.startswith('listener_manager.')} }")
+            time.sleep(0.1)
+
+
 # ---------------------------------------------------------------------------
 # Raw HTTP/1.1 client
 # ---------------------------------------------------------------------------
@@ -567,6 +750,15 @@ def raw_request(port: int, method: str, raw_path: str | bytes, headers: dict[str
     cases the filter must handle, so this writes the bytes itself (a ``str``
     path is sent as UTF-8, unescaped) and parses the response by hand.
     """
+    request = _request_bytes(method, raw_path, headers, host, body, close=True)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        reader = sock.makefile("rb")
+        return _read_response(reader, head_request=method.upper() == "HEAD")
+
+
+def _request_bytes(method: str, raw_path: str | bytes, headers: dict[str, str] | None, host: str,
+                   body: bytes, close: bool) -> bytes:
     target = raw_path.encode("utf-8") if isinstance(raw_path, str) else raw_path
     headers = dict(headers or {})
     if not any(name.lower() == "host" for name in headers):
@@ -576,15 +768,49 @@ def raw_request(port: int, method: str, raw_path: str | bytes, headers: dict[str
         lines.append(f"{name}: {value}".encode("latin-1"))
     if body:
         lines.append(b"Content-Length: %d" % len(body))
-    lines.append(b"Connection: close")
-    request = b"\r\n".join(lines) + b"\r\n\r\n" + body
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        reader = sock.makefile("rb")
-        return _read_response(reader, head_request=method.upper() == "HEAD")
+    if close:
+        lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def _read_response(reader, head_request: bool) -> Response:
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection: requests written as raw_request writes
+    them (exact request line), without ``Connection: close``.  ``closed`` is set
+    once the server said it will close (``Connection: close``) or did."""
+
+    def __init__(self, port: int, host: str = "localhost", timeout: float = 30.0):
+        self.host = host
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.reader = self.sock.makefile("rb")
+        self.closed = False
+
+    def request(self, method: str, raw_path: str | bytes, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> Response:
+        if self.closed:
+            raise ConnectionError("the server closed this connection")
+        self.sock.sendall(_request_bytes(method, raw_path, headers, self.host, body, close=False))
+        try:
+            resp = _read_response(self.reader, head_request=method.upper() == "HEAD", keep_alive=True)
+        except (OSError, ValueError, IndexError):
+            self.closed = True
+            raise
+        if resp.headers.get("connection", "").lower() == "close":
+            self.closed = True
+        return resp
+
+    def close(self) -> None:
+        self.closed = True
+        self.reader.close()
+        self.sock.close()
+
+    def __enter__(self) -> "HttpConnection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_response(reader, head_request: bool, keep_alive: bool = False) -> Response:
     status_line = reader.readline()
     if not status_line:
         raise ConnectionError("connection closed before a response")
@@ -601,7 +827,8 @@ def _read_response(reader, head_request: bool) -> Response:
     if head_request or status in (204, 304) or 100 <= status < 200:
         # No body is allowed; we asked for Connection: close, so whatever
         # arrives before EOF is reported, letting tests assert it is empty.
-        return Response(status, headers, reader.read())
+        # (On a kept-alive connection, the next bytes belong to the next response.)
+        return Response(status, headers, b"" if keep_alive else reader.read())
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return Response(status, headers, _read_chunked(reader))
     if "content-length" in headers:

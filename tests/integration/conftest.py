@@ -9,12 +9,20 @@ through Envoy, whatever encoding the client used for the path.
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import os
 import random
+import re
+import select
+import socket
 import string
 import sys
+import threading
+import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +35,9 @@ from stack import (  # noqa: E402
     TEMPLATE_PATH,
     WASM_PATH,
     Envoy,
+    LdsEnvoy,
     SeaweedFS,
+    access_log_format,
     env_credentials,
     filter_config,
     origin_config,
@@ -36,6 +46,10 @@ from stack import (  # noqa: E402
 ACCESS_KEY = "AKIDPRESIGNTEST0001"
 # Distinctive so a leak into a response or a log can be grepped for.
 SECRET_KEY = "sEcReT-e2e/DO+NOT=LEAK-4f1c9a7e"
+# A second, read-only identity of the session's SeaweedFS: the credentials a live
+# configuration change (test_reload.py) rotates to.
+ALT_ACCESS_KEY = "AKIDPRESIGNTEST0002"
+ALT_SECRET_KEY = "sEcReT-alt/DO+NOT=LEAK-90d2b3c8"
 VERSIONED_BUCKET = "versioned"
 
 
@@ -206,6 +220,208 @@ def assert_each(keys: list[str], check, what: str, workers: int = 8) -> None:
 
 
 # ---------------------------------------------------------------------------
+# A stand-in origin
+# ---------------------------------------------------------------------------
+
+
+class StubOrigin:
+    """A stand-in S3 origin on a loopback port, served from a thread.
+
+    Answers GET and HEAD of ``objects`` (by key, under ``/<bucket>/``; one
+    ``Range: bytes=a-b`` honoured with a 206) without checking signatures, 404
+    otherwise, and records every request target it gets in ``paths``.  A request
+    whose key starts with ``hold_prefix`` is held unanswered until ``release()``
+    or until the client (Envoy) closes the connection.  ``events`` lists, in
+    order, ``("held" | "cancelled" | "served", key)``.
+    """
+
+    def __init__(self, objects: dict[str, bytes], hold_prefix: str | None = None, bucket: str = BUCKET):
+        self.objects = objects
+        self.hold_prefix = hold_prefix
+        self.bucket = bucket
+        self.paths: list[str] = []
+        self.events: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def record(self, event: str, key: str) -> None:
+        with self._lock:
+            self.events.append((event, key))
+
+    def count(self, event: str) -> int:
+        with self._lock:
+            return sum(1 for e, _ in self.events if e == event)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _handler(self):
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _closed_by_peer(self) -> bool:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                try:
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
+            def _answer(self, head: bool) -> None:
+                with stub._lock:
+                    stub.paths.append(self.path)
+                raw_key = self.path.partition("?")[0].removeprefix(f"/{stub.bucket}/")
+                key = urllib.parse.unquote(raw_key)
+                if stub.hold_prefix is not None and key.startswith(stub.hold_prefix):
+                    stub.record("held", key)
+                    while not stub._released.wait(0.02):
+                        if self._closed_by_peer():
+                            stub.record("cancelled", key)
+                            self.close_connection = True
+                            return
+                body = stub.objects.get(key)
+                status, extra = 200, {}
+                if body is None:
+                    status, body = 404, b"<Error><Code>NoSuchKey</Code></Error>"
+                elif (m := re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))):
+                    first = int(m.group(1))
+                    last = min(int(m.group(2)) if m.group(2) else len(body) - 1, len(body) - 1)
+                    extra["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+                    status, body = 206, body[first:last + 1]
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), "ETag": '"stub"', **extra}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+                stub.record("served", key)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(head=False)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._answer(head=True)
+
+        return Handler
+
+    def __enter__(self) -> "StubOrigin":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# ---------------------------------------------------------------------------
+# The access log (the URL the origin got) and the filter's stats
+# ---------------------------------------------------------------------------
+
+# A test-only access log format (stack.access_log_format): the request's start time, status
+# and method, the :path the origin received (the presigned URL), and the client's X-Test-Tag
+# header ("-" without one). The shipped config never logs :path (see envoy/envoy.yaml).
+PATH_LOG = access_log_format(
+    "%START_TIME(%s.%3f)% %RESPONSE_CODE% %REQ(:METHOD)% %REQ(:PATH)% %REQ(X-TEST-TAG)%\n")
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """One PATH_LOG line: a request and the presigned path the origin received."""
+
+    start: float  # request start, Unix seconds (ms precision)
+    status: int
+    method: str
+    path: str
+    tag: str = "-"
+
+    @property
+    def key(self) -> str:
+        return urllib.parse.unquote(self.path.partition("?")[0].removeprefix(f"/{BUCKET}/"))
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(urllib.parse.parse_qsl(self.path.partition("?")[2], keep_blank_values=True))
+
+    @property
+    def signed_at(self) -> int:
+        """X-Amz-Date as Unix seconds."""
+        return calendar.timegm(time.strptime(self.query["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
+
+    @property
+    def expires_at(self) -> int:
+        return self.signed_at + int(self.query["X-Amz-Expires"])
+
+    @property
+    def access_key(self) -> str:
+        """The access key id the URL was signed with (first part of X-Amz-Credential)."""
+        return self.query.get("X-Amz-Credential", "").partition("/")[0]
+
+
+def poll(read, done, timeout: float = 5.0):
+    """``read()`` until ``done(value)`` or the timeout; the last value either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def forwarded(envoy: Envoy, count: int) -> list[Forwarded]:
+    """The PATH_LOG lines once the log holds ``count`` (Envoy flushes it every 100 ms)."""
+    lines = poll(lambda: [line for line in envoy.access_log_text().splitlines(keepends=True)
+                          if line.endswith("\n")],
+                 lambda lines: len(lines) >= count)
+    assert len(lines) == count, f"expected {count} access-log lines, got {len(lines)}"
+    result = []
+    for line in lines:
+        start, status, method, rest = line.rstrip("\n").split(" ", 3)
+        path, _, tag = rest.rpartition(" ") if rest.count(" ") else (rest, "", "-")
+        result.append(Forwarded(float(start), int(status), method, path, tag))
+    return result
+
+
+class Stats:
+    """The filter's stats of origin ``media`` by short name (``cache_hits``,
+    ``requests.outcome.hit``, ``store_ops.op.get_ok``), as deltas from creation."""
+
+    PREFIX = "wasmcustom.envoy_presign."
+    ORIGIN = ".origin.media"
+
+    def __init__(self, envoy: Envoy):
+        self.envoy = envoy
+        self.base = self.read()
+
+    def read(self) -> dict[str, int]:
+        return {name[len(self.PREFIX):].replace(self.ORIGIN, "", 1): value
+                for name, value in self.envoy.stats().items()
+                if name.startswith(self.PREFIX) and self.ORIGIN in name}
+
+    def delta(self) -> dict[str, int]:
+        return {name: value - self.base.get(name, 0) for name, value in self.read().items()}
+
+    def wait(self, requests: int) -> dict[str, int]:
+        """Deltas once every counter of ``requests`` requests, each answered by
+        the origin, has reached Envoy (counters are flushed once a second)."""
+        def counted(delta: dict[str, int]) -> tuple[int, int]:
+            return (sum(v for k, v in delta.items() if k.startswith("requests.outcome.")),
+                    sum(v for k, v in delta.items() if k.startswith("origin_responses.class.")))
+
+        delta = poll(self.delta, lambda d: counted(d) == (requests, requests))
+        assert counted(delta) == (requests, requests), f"(requests, origin responses) counted:\n{delta}"
+        return delta
+
+
+# ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
 
@@ -230,7 +446,8 @@ def corpus() -> Corpus:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory, corpus: Corpus):
     """One strict-auth SeaweedFS holding the corpus in bucket ``media``."""
-    with SeaweedFS(tmp_path_factory.mktemp("origin"), ACCESS_KEY, SECRET_KEY) as origin:
+    with SeaweedFS(tmp_path_factory.mktemp("origin"), ACCESS_KEY, SECRET_KEY,
+                   extra_identities={ALT_ACCESS_KEY: ALT_SECRET_KEY}) as origin:
         client = origin.client()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda item: client.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]),
@@ -243,15 +460,19 @@ def start_envoy(tmp_path_factory, wasm_path: Path, seaweedfs: SeaweedFS):
     """Factory: ``start_envoy(config, env)`` -> a started Envoy, stopped at session end.
 
     ``start=False`` returns it unstarted, for tests that expect ``start()`` to fail;
-    ``extra_substitutions`` fills or overrides template placeholders (see stack.Envoy).
+    ``extra_substitutions`` fills or overrides template placeholders (see stack.Envoy);
+    ``origin_port`` points it at another origin than the session's SeaweedFS;
+    ``extra_list_items`` adds test-only list items (see stack.prepend_list_items).
     """
     started: list[Envoy] = []
 
     def make(config: dict, env: dict[str, str] | None = None, start: bool = True,
-             extra_substitutions: dict[str, object] | None = None) -> Envoy:
+             extra_substitutions: dict[str, object] | None = None, concurrency: int = 2,
+             origin_port: int | None = None,
+             extra_list_items: dict[str, list[dict]] | None = None) -> Envoy:
         envoy = Envoy(tmp_path_factory.mktemp("envoy"), TEMPLATE_PATH, wasm_path, config,
-                      seaweedfs.s3_port, env=env or {}, concurrency=2,
-                      extra_substitutions=extra_substitutions)
+                      origin_port or seaweedfs.s3_port, env=env or {}, concurrency=concurrency,
+                      extra_substitutions=extra_substitutions, extra_list_items=extra_list_items)
         started.append(envoy)
         return envoy.start() if start else envoy
 
@@ -268,3 +489,24 @@ def envoy(start_envoy, seaweedfs: SeaweedFS) -> Envoy:
         seaweedfs.s3_port, name="versioned", match={"prefix": "/versioned/"},
         bucket=VERSIONED_BUCKET, strip_prefix="/versioned/"))
     return start_envoy(config, env_credentials(ACCESS_KEY, SECRET_KEY))
+
+
+@pytest.fixture(scope="session")
+def start_lds_envoy(tmp_path_factory, wasm_path: Path, seaweedfs: SeaweedFS):
+    """Factory like start_envoy for a stack.LdsEnvoy: the listener, with the filter's
+    configuration, in a watched LDS file that ``envoy.update(config)`` replaces live.
+    ``extra_args`` adds Envoy flags (e.g. ``--drain-time-s``)."""
+    started: list[LdsEnvoy] = []
+
+    def make(config: dict, env: dict[str, str] | None = None,
+             extra_substitutions: dict[str, object] | None = None,
+             extra_args: list[str] | None = None, concurrency: int = 2) -> LdsEnvoy:
+        envoy = LdsEnvoy(tmp_path_factory.mktemp("envoy-lds"), wasm_path, config, seaweedfs.s3_port,
+                         env=env or {}, concurrency=concurrency,
+                         extra_substitutions=extra_substitutions, extra_args=extra_args)
+        started.append(envoy)
+        return envoy.start()
+
+    yield make
+    for envoy in started:
+        envoy.stop()

@@ -11,108 +11,35 @@ Counter assertions wait for the request's counters to reach Envoy first
 
 from __future__ import annotations
 
-import calendar
 import random
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote
 
 import pytest
-from conftest import ACCESS_KEY, SECRET_KEY, Corpus, assert_each, describe, media_path
+from conftest import (
+    ACCESS_KEY,
+    PATH_LOG,
+    SECRET_KEY,
+    Corpus,
+    Forwarded,
+    Stats,
+    assert_each,
+    describe,
+    forwarded,
+    media_path,
+    poll,
+)
 
-from stack import BUCKET, Envoy, SeaweedFS, access_log_format, env_credentials, filter_config, raw_request
+from stack import BUCKET, Envoy, SeaweedFS, env_credentials, filter_config, raw_request
 
-PATH_LOG = access_log_format("%START_TIME(%s.%3f)% %RESPONSE_CODE% %REQ(:METHOD)% %REQ(:PATH)%\n")
 KEYS = ["my file(1).mp4", "emoji/😀🎬.mp4", "all !$&'()*+,;=:@~ subdelims.bin"]
 
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Forwarded:
-    """One access-log line: a request and the presigned path the origin received."""
-
-    start: float  # request start, Unix seconds (ms precision)
-    status: int
-    method: str
-    path: str
-
-    @property
-    def key(self) -> str:
-        return unquote(self.path.partition("?")[0].removeprefix(f"/{BUCKET}/"))
-
-    @property
-    def query(self) -> dict[str, str]:
-        return dict(parse_qsl(self.path.partition("?")[2], keep_blank_values=True))
-
-    @property
-    def signed_at(self) -> int:
-        """X-Amz-Date as Unix seconds."""
-        return calendar.timegm(time.strptime(self.query["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
-
-    @property
-    def expires_at(self) -> int:
-        return self.signed_at + int(self.query["X-Amz-Expires"])
-
-
-def poll(read, done, timeout: float = 5.0):
-    """``read()`` until ``done(value)`` or the timeout; the last value either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def forwarded(envoy: Envoy, count: int) -> list[Forwarded]:
-    """The access log's lines once it holds ``count`` (Envoy flushes it every 100 ms)."""
-    lines = poll(lambda: [line for line in envoy.access_log_text().splitlines(keepends=True)
-                          if line.endswith("\n")],
-                 lambda lines: len(lines) >= count)
-    assert len(lines) == count, f"expected {count} access-log lines, got {len(lines)}"
-    result = []
-    for line in lines:
-        start, status, method, path = line.rstrip("\n").split(" ", 3)
-        result.append(Forwarded(float(start), int(status), method, path))
-    return result
-
-
-class Stats:
-    """The filter's stats of origin ``media`` by short name (``cache_hits``,
-    ``requests.outcome.hit``, ``store_ops.op.get_ok``), as deltas from creation."""
-
-    PREFIX = "wasmcustom.envoy_presign."
-    ORIGIN = ".origin.media"
-
-    def __init__(self, envoy: Envoy):
-        self.envoy = envoy
-        self.base = self.read()
-
-    def read(self) -> dict[str, int]:
-        return {name[len(self.PREFIX):].replace(self.ORIGIN, "", 1): value
-                for name, value in self.envoy.stats().items()
-                if name.startswith(self.PREFIX) and self.ORIGIN in name}
-
-    def delta(self) -> dict[str, int]:
-        return {name: value - self.base.get(name, 0) for name, value in self.read().items()}
-
-    def wait(self, requests: int) -> dict[str, int]:
-        """Deltas once every counter of ``requests`` requests, each answered by
-        the origin, has reached Envoy."""
-        def counted(delta: dict[str, int]) -> tuple[int, int]:
-            return (sum(v for k, v in delta.items() if k.startswith("requests.outcome.")),
-                    sum(v for k, v in delta.items() if k.startswith("origin_responses.class.")))
-
-        delta = poll(self.delta, lambda d: counted(d) == (requests, requests))
-        assert counted(delta) == (requests, requests), f"(requests, origin responses) counted:\n{delta}"
-        return delta
 
 
 def connections_per_worker(envoy: Envoy) -> dict[str, int]:

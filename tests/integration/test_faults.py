@@ -1,0 +1,335 @@
+"""Hardening: the origin failing, the shared cache holding bad bytes, a hot key under load.
+
+Real Envoy (two workers, four for the hot key) in front of a real SeaweedFS or of a
+stand-in origin (conftest.StubOrigin).  Counter assertions wait for the counters to
+reach Envoy (``Stats.wait``): the filter batches them per worker and flushes each second.
+
+Bad cache entries are planted with a test-only proxy-wasm filter,
+``tests/fixtures/shared-data-writer`` (built here with cargo), placed before
+envoy-presign in the same ``vm_id``: Envoy scopes shared data by ``vm_id``, not by
+plugin or code, so the writer reads and writes the cache's slots
+(``test_writer_shares_the_cache_shared_data`` checks that first).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import (
+    ACCESS_KEY,
+    PATH_LOG,
+    SECRET_KEY,
+    Corpus,
+    Stats,
+    StubOrigin,
+    describe,
+    forwarded,
+    media_path,
+    poll,
+)
+from test_cache import connections_per_worker, get_ok
+
+from stack import BUCKET, REPO_ROOT, Envoy, SeaweedFS, env_credentials, filter_config, raw_request
+
+KEY = "my file(1).mp4"  # in the session corpus
+CREDENTIALS = env_credentials(ACCESS_KEY, SECRET_KEY)
+
+
+def access_log_lines(envoy: Envoy, count: int) -> list[list[str]]:
+    """The shipped-format access log's fields (method, status, flags, upstream host,
+    request id), once it holds ``count`` lines (Envoy flushes it every 100 ms)."""
+    lines = poll(lambda: envoy.access_log_text().splitlines(), lambda lines: len(lines) >= count)
+    assert len(lines) == count, f"expected {count} access-log lines, got {len(lines)}"
+    return [line.split(" ") for line in lines]
+
+
+def assert_envoy_error(resp, status: int, body: bytes) -> None:
+    """A reply made by Envoy's router, not by the filter (which always sets x-presign-error)."""
+    assert resp.status == status, resp
+    assert "x-presign-error" not in resp.headers, resp.headers
+    assert body in resp.body, resp.body
+
+
+# ---------------------------------------------------------------------------
+# Origin down, then back
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_seaweedfs(tmp_path):
+    """A SeaweedFS of this test's own (the test stops and restarts it) holding KEY."""
+    with SeaweedFS(tmp_path, ACCESS_KEY, SECRET_KEY) as origin:
+        origin.client().put_object(Bucket=BUCKET, Key=KEY, Body=b"outage test body")
+        yield origin
+
+
+def test_origin_down_is_a_clear_503_then_recovers(start_envoy, own_seaweedfs: SeaweedFS):
+    """With the origin stopped, each request gets Envoy's own 503 (connection refused:
+    response flag UF), counted as an origin 5xx and never as a 403; once the origin
+    is back on the same port with the same data, requests succeed again."""
+    origin = own_seaweedfs
+    envoy = start_envoy(filter_config(origin.s3_port), CREDENTIALS, origin_port=origin.s3_port)
+    stats = Stats(envoy)
+    path = media_path(KEY)
+    resp = raw_request(envoy.port, "GET", path)
+    assert (resp.status, resp.body) == (200, b"outage test body"), describe("GET", path, resp)
+    stats.wait(1)
+
+    stats = Stats(envoy)
+    origin.stop()
+    requests = [("GET", path), ("HEAD", path)] * 3
+    for method, target in requests:
+        resp = raw_request(envoy.port, method, target)
+        assert_envoy_error(resp, 503, b"" if method == "HEAD" else b"upstream connect error")
+    delta = stats.wait(len(requests))
+    responses = {name: value for name, value in delta.items() if name.startswith("origin_responses.")}
+    assert responses == {"origin_responses.class.1xx": 0, "origin_responses.class.2xx": 0,
+                         "origin_responses.class.3xx": 0, "origin_responses.class.4xx": 0,
+                         "origin_responses.class.5xx": len(requests)}, delta
+    assert delta["origin_403"] == 0, delta
+    # The cache still answers: the URLs are fine, the origin is not there.
+    assert delta["requests.outcome.hit"] + delta["requests.outcome.miss"] == len(requests), delta
+    logged = access_log_lines(envoy, 1 + len(requests))[1:]
+    assert {(fields[1], fields[2]) for fields in logged} == {("503", "UF")}, logged
+
+    port = origin.s3_port
+    origin.restart()
+    assert origin.s3_port == port
+    stats = Stats(envoy)
+    for method in ("GET", "HEAD", "GET"):
+        resp = raw_request(envoy.port, method, path)
+        assert resp.status == 200, describe(method, path, resp)
+    assert resp.body == b"outage test body"
+    delta = stats.wait(3)
+    assert (delta["origin_responses.class.2xx"], delta["origin_responses.class.5xx"]) == (3, 0), delta
+
+
+# ---------------------------------------------------------------------------
+# Origin slower than the route timeout
+# ---------------------------------------------------------------------------
+
+SLOW, FAST = 6, 4
+
+
+def test_slow_origin_times_out_without_stalling_workers(start_envoy):
+    """Requests the origin never answers get Envoy's 504 at the route timeout
+    (response flag UT) and Envoy drops their upstream connections; while they are
+    pending, and after, other requests on both workers are served."""
+    objects = {"fast.txt": b"fast", **{f"slow/{i}.txt": b"never sent" for i in range(SLOW)}}
+    with StubOrigin(objects, hold_prefix="slow/") as stub:
+        envoy = start_envoy(filter_config(stub.port), CREDENTIALS, origin_port=stub.port,
+                            extra_substitutions={"ROUTE_TIMEOUT": "2s"})
+        stats = Stats(envoy)
+        fast = media_path("fast.txt")
+        with ThreadPoolExecutor(max_workers=SLOW) as pool:
+            slow = [pool.submit(raw_request, envoy.port, "GET", media_path(f"slow/{i}.txt")) for i in range(SLOW)]
+            held = poll(lambda: stub.count("held"), lambda n: n == SLOW, timeout=10)
+            assert held == SLOW, f"the origin got {held} of {SLOW} slow requests"
+            during = [raw_request(envoy.port, "GET", fast) for _ in range(FAST)]
+            slow_responses = [future.result() for future in slow]
+        after = [raw_request(envoy.port, "GET", fast) for _ in range(FAST)]
+        cancelled = poll(lambda: stub.count("cancelled"), lambda n: n == SLOW)
+        events = list(stub.events)
+
+    for resp in during + after:
+        assert (resp.status, resp.body) == (200, b"fast"), describe("GET", fast, resp)
+    for resp in slow_responses:
+        assert_envoy_error(resp, 504, b"upstream request timeout")
+    assert cancelled == SLOW, f"Envoy dropped {cancelled} of {SLOW} timed-out upstream requests"
+    # The fast requests sent while the slow ones were held were answered before
+    # Envoy gave up on any slow one (the route timeout is 2 s; they take ms).
+    first_cancel = events.index(next(e for e in events if e[0] == "cancelled"))
+    assert events[:first_cancel].count(("served", "fast.txt")) >= FAST, events
+    assert all("X-Amz-Signature=" in p for p in stub.paths), "the origin got an unsigned request"
+
+    delta = stats.wait(SLOW + 2 * FAST)
+    assert (delta["origin_responses.class.5xx"], delta["origin_responses.class.2xx"]) == (SLOW, 2 * FAST), delta
+    assert delta["origin_403"] == 0
+    statuses = [(fields[1], fields[2]) for fields in access_log_lines(envoy, SLOW + 2 * FAST)]
+    assert statuses.count(("504", "UT")) == SLOW and statuses.count(("200", "-")) == 2 * FAST, statuses
+    workers = connections_per_worker(envoy)
+    assert len(workers) == 2 and all(workers.values()), f"connections per worker: {workers}"
+
+
+# ---------------------------------------------------------------------------
+# Corrupt and older-format entries in the shared cache
+# ---------------------------------------------------------------------------
+
+WRITER_DIR = REPO_ROOT / "tests" / "fixtures" / "shared-data-writer"
+WRITER_WASM = WRITER_DIR / "target" / "wasm32-wasip1" / "release" / "shared_data_writer.wasm"
+SLOTS = 4  # cache.max_entries: small enough to overwrite every slot
+GARBAGE = bytes(range(256)) + b"\x00not an entry\xff"
+# The current layout (three u64, identity, path) under the previous magic.
+OLDER_FORMAT = b"EPC0" + bytes(24) + (4).to_bytes(4, "big") + b"id\n\n" + (2).to_bytes(4, "big") + b"/x"
+
+
+@pytest.fixture(scope="session")
+def writer_wasm() -> Path:
+    """The shared-data writer fixture, built once per session."""
+    result = subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1"],
+                            cwd=WRITER_DIR, capture_output=True, text=True)
+    if result.returncode != 0 or not WRITER_WASM.is_file():
+        pytest.fail(f"building {WRITER_DIR.relative_to(REPO_ROOT)} failed (exit {result.returncode}):\n"
+                    + "\n".join((result.stdout + result.stderr).splitlines()[-30:]), pytrace=False)
+    return WRITER_WASM
+
+
+def writer_filter(wasm: Path) -> dict:
+    """The writer as an http filter in envoy-presign's vm_id (so: its shared data)."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "shared_data_writer",
+                "root_id": "shared_data_writer",
+                "vm_config": {
+                    "vm_id": "envoy_presign",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+            },
+        },
+    }
+
+
+def slot_key(slot: int) -> str:
+    return f"envoy_presign.cache.{slot}"
+
+
+def write_slot(envoy: Envoy, key: str, value: bytes) -> None:
+    resp = raw_request(envoy.port, "GET", "/", headers={"x-test-write-slot": key,
+                                                        "x-test-write-value-hex": value.hex()})
+    assert (resp.status, resp.headers.get("x-test-writer")) == (200, "1"), resp
+
+
+def read_slot(envoy: Envoy, key: str) -> bytes | None:
+    resp = raw_request(envoy.port, "GET", "/", headers={"x-test-read-slot": key})
+    assert resp.headers.get("x-test-writer") == "1" and resp.status in (200, 404), resp
+    return bytes.fromhex(resp.body.decode()) if resp.status == 200 else None
+
+
+@pytest.fixture(scope="module")
+def writer_envoy(start_envoy, seaweedfs, writer_wasm: Path) -> Envoy:
+    """envoy-presign with a SLOTS-slot cache, behind the writer in the same vm_id."""
+    config = filter_config(seaweedfs.s3_port)
+    config["cache"] = {"enabled": True, "max_entries": SLOTS}
+    return start_envoy(config, CREDENTIALS, extra_list_items={"http_filters": [writer_filter(writer_wasm)]})
+
+
+def test_writer_shares_the_cache_shared_data(writer_envoy: Envoy, corpus: Corpus):
+    """What the filter stores, the writer reads: both plugins see one shared-data
+    namespace, that of their common vm_id (Envoy keys shared data by vm_id only)."""
+    stats = Stats(writer_envoy)
+    assert get_ok(writer_envoy, corpus.objects)(KEY) is None
+    stats.wait(1)  # before the next test takes its baseline
+    slots = [read_slot(writer_envoy, slot_key(n)) for n in range(SLOTS)]
+    entries = [value for value in slots if value is not None and value.startswith(b"EPC1")]
+    assert len(entries) == 1, slots
+    assert f"/{BUCKET}/my%20file%281%29.mp4?".encode() in entries[0]
+    assert read_slot(writer_envoy, slot_key(SLOTS)) is None, "the filter wrote beyond max_entries"
+
+
+@pytest.mark.parametrize("planted", [GARBAGE, OLDER_FORMAT], ids=["garbage", "older-format"])
+def test_corrupt_or_older_entries_are_misses_and_replaced(writer_envoy: Envoy, corpus: Corpus, planted: bytes):
+    check = get_ok(writer_envoy, corpus.objects)
+    stats = Stats(writer_envoy)
+    assert check(KEY) is None  # the key is cached now (a miss or a hit)
+    stats.wait(1)
+    for n in range(SLOTS):
+        write_slot(writer_envoy, slot_key(n), planted)
+    assert {read_slot(writer_envoy, slot_key(n)) for n in range(SLOTS)} == {planted}
+
+    stats = Stats(writer_envoy)
+    assert check(KEY) is None
+    delta = stats.wait(1)
+    expected = {"cache_misses": 1, "cache_corrupt": 1, "urls_signed": 1, "cache_hits": 0,
+                "cache_collisions": 0, "requests.outcome.miss": 1, "store_ops.op.set_ok": 1}
+    assert {name: delta[name] for name in expected} == expected, delta
+
+    stats = Stats(writer_envoy)
+    assert check(KEY) is None
+    delta = stats.wait(1)
+    expected = {"cache_hits": 1, "cache_misses": 0, "cache_corrupt": 0, "urls_signed": 0}
+    assert {name: delta[name] for name in expected} == expected, delta
+    slots = [read_slot(writer_envoy, slot_key(n)) for n in range(SLOTS)]
+    assert sum(value.startswith(b"EPC1") for value in slots) == 1 and slots.count(planted) == SLOTS - 1, slots
+
+
+# ---------------------------------------------------------------------------
+# One hot key, many workers, short windows
+# ---------------------------------------------------------------------------
+
+
+def test_hot_key_is_signed_once_per_window_by_many_workers(start_envoy, seaweedfs, corpus: Corpus):
+    """16 clients hammer one key for ~8 s through 4 workers with 2 s windows
+    (expires_in 4, refresh_before 2, min_remaining 1): no 5xx, no 403, and one
+    signature per window (the first window may see one per worker racing the first
+    miss), the CAS conflicts bounded the same way.
+
+    Every URL's X-Amz-Date is a multiple of the window: signing on a window
+    boundary is the aligned case.  Exact boundaries (a request 1 ms before or at
+    the window start) are covered by the unit test
+    ``cache::tests::window_alignment_at_boundaries`` in src/cache.rs; an
+    integration test cannot place a request on a millisecond."""
+    concurrency, clients, run_for = 4, 16, 8.0
+    expires_in, refresh_before, min_remaining = 4, 2, 1
+    window = expires_in - refresh_before
+    config = filter_config(seaweedfs.s3_port, expires_in=expires_in, refresh_before=refresh_before,
+                           min_remaining=min_remaining)
+    config["cache"] = {"enabled": True, "align": True}
+    envoy = start_envoy(config, CREDENTIALS, extra_substitutions=PATH_LOG, concurrency=concurrency)
+    stats = Stats(envoy)
+    check = get_ok(envoy, corpus.objects)
+    failures: list[str] = []
+    sent = [0] * clients
+    lock = threading.Lock()
+    started = time.time()
+    deadline = time.monotonic() + run_for
+
+    def client(n: int) -> None:
+        while time.monotonic() < deadline:
+            try:
+                failure = check(KEY)
+            except OSError as error:
+                failure = f"{error!r}"
+            sent[n] += 1
+            if failure:
+                with lock:
+                    failures.append(failure)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ended = time.time()
+    total = sum(sent)
+    assert not failures, f"{len(failures)}/{total} GETs failed:\n" + "\n".join(failures[:20])
+
+    delta = stats.wait(total)
+    lines = forwarded(envoy, total)
+    windows = int(ended // window) - int(started // window) + 1
+    report = (f"{total} GETs over {windows} windows: urls_signed={delta['urls_signed']} "
+              f"set_cas_conflict={delta['store_ops.op.set_cas_conflict']} "
+              f"misses={delta['cache_misses']} refreshes={delta['cache_refreshes']} "
+              f"expired={delta['cache_expired']} "
+              f"workers={connections_per_worker(envoy)}")
+    print(report)
+    assert {line.status for line in lines} == {200}
+    assert delta["origin_responses.class.5xx"] == delta["origin_403"] == 0, report
+    workers = connections_per_worker(envoy)
+    assert len(workers) == concurrency and all(workers.values()), report
+    # One signature per window; the first miss may race on every worker (+1 slack).
+    # Envoy's shared data has no create-if-absent: two workers missing on the never
+    # written slot both store (no CAS conflict); aligned, they stored the same URL.
+    assert delta["urls_signed"] <= windows + concurrency, report
+    assert delta["store_ops.op.set_cas_conflict"] <= (concurrency - 1) * (windows + 1), report
+    # Aligned: every X-Amz-Date starts a window and lifetimes are expires_in.
+    assert {(line.signed_at % window, line.query["X-Amz-Expires"]) for line in lines} == {(0, str(expires_in))}
+    assert len({line.path for line in lines}) == len({line.signed_at for line in lines}) <= windows, report

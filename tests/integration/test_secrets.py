@@ -1,0 +1,236 @@
+"""Hardening: no secret, signature or presigned URL leaves Envoy except towards the origin.
+
+Three Envoys get traffic of every kind, then every surface an operator or a client can
+see is scanned: Envoy's log file and console output, the shipped-format access log,
+``/stats``, ``/stats?format=json``, ``/stats/prometheus`` and the other admin pages, and
+every response's status line, headers and body (local replies included).
+
+* ``signing``: env credentials with a session token, in front of a stand-in origin
+  (``conftest.StubOrigin``: SeaweedFS refuses session tokens it did not issue).
+  Misses, hits, HEAD, Range, a 404, client credentials to strip, a 400, a 405, an
+  unmatched path.
+* ``unsigned``: no credentials, ``on_error: deny`` -> 503 ``signing_unavailable``.
+* ``wrong_keys``: inline credentials with a wrong secret, in front of the session's
+  strict SeaweedFS -> its 403 ``SignatureDoesNotMatch``.
+
+A presigned URL is only visible inside Envoy, so ``signing`` and ``wrong_keys`` get a
+second, test-only access log with ``%REQ(:PATH)%`` (the rewritten path): it teaches the
+test every signature and URL, which must then appear nowhere else.  The shipped access
+log format, kept as the first access log, must not hold them either.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+import pytest
+from conftest import ACCESS_KEY, StubOrigin, media_path, poll
+
+from stack import Envoy, Response, env_credentials, filter_config, raw_request
+
+# Distinctive, so that any copy is found; only characters JSON and YAML leave alone.
+SIGNING_ACCESS_KEY = "AKIDSECRETSCAN000001"
+ENV_SECRET = "sEcReT-scan/env+secret=c81f2d9a"
+SESSION_TOKEN = "ToKeN-scan/session+token=5e0a8f13" + "Zz" * 40
+INLINE_SECRET = "sEcReT-scan/inline+wrong=7a3be640"
+
+OBJECTS = {"secrets/a.txt": b"alpha " * 40, "secrets/b.bin": bytes(range(256))}
+ADMIN_PAGES = ["/stats", "/stats?format=json", "/stats/prometheus", "/stats?usedonly",
+               "/server_info", "/clusters", "/listeners", "/runtime", "/certs", "/config_dump"]
+
+
+def learning_log(path: Path) -> dict[str, list[dict]]:
+    """``extra_list_items`` adding a test-only access log of the rewritten :path."""
+    return {"access_log": [{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(path),
+            "log_format": {"text_format_source": {"inline_string": "%REQ(:PATH)%\n"}},
+        },
+    }]}
+
+
+@dataclass
+class Surfaces:
+    """What each Envoy shows, by a name for failure reports."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    config_dumps: dict[str, str] = field(default_factory=dict)
+    presigned: list[str] = field(default_factory=list)  # learned rewritten paths
+    origin_paths: list[str] = field(default_factory=list)  # what the stand-in origin got
+    responses: dict[str, Response] = field(default_factory=dict)
+
+    def add_responses(self, envoy_name: str, exchanges: list[tuple[str, str, dict, Response]]) -> None:
+        for n, (method, path, _, resp) in enumerate(exchanges):
+            name = f"{envoy_name} response #{n} ({method} {path} -> {resp.status})"
+            self.responses[name] = resp
+            head = f"{resp.status}\n" + "\n".join(f"{k}: {v}" for k, v in resp.headers.items())
+            self.texts[name] = head + "\n\n" + resp.body.decode("latin-1")
+
+    def add_envoy(self, name: str, envoy: Envoy) -> None:
+        """Admin pages while it runs; logs once stopped (flushed)."""
+        for page in ADMIN_PAGES:
+            text = envoy._admin_get(page)
+            if page == "/config_dump":
+                self.config_dumps[name] = text
+            else:
+                self.texts[f"{name} {page}"] = text
+        envoy.stop()
+        self.texts[f"{name} envoy log + console"] = envoy.log_text()
+        self.texts[f"{name} access log (shipped format)"] = envoy.access_log_text()
+
+
+def exchange(envoy: Envoy, requests: list[tuple[str, str, dict]]) -> list[tuple[str, str, dict, Response]]:
+    return [(method, path, headers, raw_request(envoy.port, method, path, headers=headers))
+            for method, path, headers in requests]
+
+
+def learned(path: Path, count: int) -> list[str]:
+    """The test log's paths once it holds ``count`` lines."""
+    lines = poll(lambda: path.read_text().splitlines() if path.exists() else [], lambda l: len(l) >= count)
+    assert len(lines) == count, f"{path.name}: {len(lines)} lines, expected {count}"
+    return lines
+
+
+SIGNING_TRAFFIC = [
+    ("GET", media_path("secrets/a.txt"), {}),  # miss
+    ("GET", media_path("secrets/a.txt"), {}),  # hit
+    ("GET", media_path("secrets/a.txt"), {}),  # hit
+    ("HEAD", media_path("secrets/a.txt"), {}),  # miss (HEAD is signed apart)
+    ("HEAD", media_path("secrets/a.txt"), {}),  # hit
+    ("GET", media_path("secrets/b.bin"), {"Range": "bytes=10-19"}),  # miss, 206
+    ("GET", media_path("secrets/b.bin"), {"Range": "bytes=0-"}),  # hit, 206
+    ("GET", media_path("secrets/b.bin") + "?X-Amz-Signature=client&versionId=v1",  # stripped / allowed
+     {"Authorization": "AWS4-HMAC-SHA256 Credential=client/x", "x-amz-security-token": "client"}),
+    ("GET", media_path("secrets/missing.txt"), {}),  # origin 404
+    ("GET", "/media/bad%zzescape", {}),  # 400 invalid_path_encoding
+    ("POST", media_path("secrets/a.txt"), {}),  # 405 method_not_allowed
+    ("DELETE", media_path("secrets/a.txt"), {}),  # 405
+    ("GET", "/unmatched/x", {}),  # bypass: unsigned, origin 404
+]
+SIGNED = 9  # requests of SIGNING_TRAFFIC the filter presigned
+EXPECTED_STATUSES = [200, 200, 200, 200, 200, 206, 206, 200, 404, 400, 405, 405, 404]
+
+
+@pytest.fixture(scope="module")
+def surfaces(start_envoy, seaweedfs, tmp_path_factory) -> Surfaces:
+    found = Surfaces()
+    logs = tmp_path_factory.mktemp("learned")
+
+    with StubOrigin(OBJECTS) as stub:
+        signing = start_envoy(
+            filter_config(stub.port), env_credentials(SIGNING_ACCESS_KEY, ENV_SECRET, SESSION_TOKEN),
+            origin_port=stub.port, extra_list_items=learning_log(logs / "signing.log"))
+        exchanges = exchange(signing, SIGNING_TRAFFIC)
+        assert [resp.status for *_, resp in exchanges] == EXPECTED_STATUSES, exchanges
+        found.add_responses("signing", exchanges)
+        found.presigned += [p for p in learned(logs / "signing.log", len(SIGNING_TRAFFIC))
+                            if "X-Amz-Signature=" in p]
+        found.origin_paths = list(stub.paths)
+        # Every matched request is counted before the stats are read.
+        matched = len(SIGNING_TRAFFIC) - 1
+        poll(lambda: sum(v for k, v in signing.stats().items()
+                         if k.startswith("wasmcustom.envoy_presign.requests.origin.media.")),
+             lambda n: n == matched)
+        found.add_envoy("signing", signing)
+
+    unsigned = start_envoy(filter_config(seaweedfs.s3_port, on_error="deny"), {})
+    exchanges = exchange(unsigned, [("GET", media_path("secrets/a.txt"), {}),
+                                    ("HEAD", media_path("secrets/a.txt"), {})])
+    assert [resp.status for *_, resp in exchanges] == [503, 503], exchanges
+    assert all(resp.headers.get("x-presign-error") == "signing_unavailable" for *_, resp in exchanges)
+    found.add_responses("unsigned", exchanges)
+    found.add_envoy("unsigned", unsigned)
+
+    wrong_keys = start_envoy(
+        filter_config(seaweedfs.s3_port, credentials={
+            "source": "inline", "access_key_id": ACCESS_KEY, "secret_access_key": INLINE_SECRET}),
+        extra_list_items=learning_log(logs / "wrong_keys.log"))
+    exchanges = exchange(wrong_keys, [("GET", media_path("my file(1).mp4"), {}),
+                                      ("HEAD", media_path("my file(1).mp4"), {})])
+    assert [resp.status for *_, resp in exchanges] == [403, 403], exchanges
+    assert b"SignatureDoesNotMatch" in exchanges[0][3].body
+    found.add_responses("wrong_keys", exchanges)
+    found.presigned += learned(logs / "wrong_keys.log", 2)
+    found.add_envoy("wrong_keys", wrong_keys)
+    return found
+
+
+def signatures(paths: list[str]) -> set[str]:
+    return {parse_qs(p.partition("?")[2])["X-Amz-Signature"][0] for p in paths}
+
+
+def needles(found: Surfaces) -> dict[str, str]:
+    """What must appear on no surface, by a name that does not reveal it."""
+    result = {
+        "the env secret key": ENV_SECRET,
+        "the session token": SESSION_TOKEN,
+        "the session token, URL-encoded": quote(SESSION_TOKEN, safe=""),
+        "the inline secret key": INLINE_SECRET,
+        "X-Amz-Credential": "X-Amz-Credential",
+        "x-amz-credential": "x-amz-credential",
+    }
+    for n, signature in enumerate(sorted(signatures(found.presigned))):
+        result[f"signature #{n}"] = signature
+    for n, path in enumerate(sorted(set(found.presigned))):
+        result[f"presigned URL #{n}"] = path
+        result[f"presigned URL #{n}'s query"] = path.partition("?")[2]
+    return result
+
+
+def test_the_learning_logs_saw_every_presigned_url(surfaces: Surfaces):
+    """The needles are complete: every URL the origin received was learned, and
+    each distinct request (GET, HEAD, per key) has its own signature."""
+    signing_paths = [p for p in surfaces.presigned if SIGNING_ACCESS_KEY in p]
+    assert len(signing_paths) == SIGNED
+    assert sorted(p for p in surfaces.origin_paths if "X-Amz-Signature=" in p) == sorted(signing_paths)
+    assert len(signatures(signing_paths)) == 5  # GET a, HEAD a, GET b, GET b?versionId, GET missing
+    assert len(signatures(surfaces.presigned)) == 7  # and wrong_keys' GET, HEAD
+    assert all(quote(SESSION_TOKEN, safe="") in p for p in signing_paths), "the token is signed into the URL"
+
+
+def test_no_secret_signature_or_url_on_any_surface(surfaces: Surfaces):
+    leaks = [(what, where) for what, needle in needles(surfaces).items()
+             for where, text in surfaces.texts.items() if needle in text]
+    assert not leaks, "\n".join(f"{what} in {where}" for what, where in leaks)
+    scanned = set(surfaces.texts)
+    for name in ("signing", "unsigned", "wrong_keys"):
+        assert {f"{name} envoy log + console", f"{name} access log (shipped format)",
+                f"{name} /stats", f"{name} /stats/prometheus", f"{name} /stats?format=json"} <= scanned
+    assert len(surfaces.responses) == len(SIGNING_TRAFFIC) + 4
+
+
+def test_local_replies_carry_only_their_code(surfaces: Surfaces):
+    local = {name: resp for name, resp in surfaces.responses.items() if "x-presign-error" in resp.headers}
+    assert sorted(resp.status for resp in local.values()) == [400, 405, 405, 503, 503]
+    for name, resp in local.items():
+        code = resp.headers["x-presign-error"]
+        if resp.body:  # HEAD replies have none
+            assert json.loads(resp.body) == {"error": code}, name
+
+
+def test_shipped_access_log_format_logs_no_url(surfaces: Surfaces):
+    """The shipped format logs each request (method, status, flags, upstream, id)
+    and nothing of its path: not the client's, not the presigned one."""
+    log = surfaces.texts["signing access log (shipped format)"].splitlines()
+    assert len(log) == len(SIGNING_TRAFFIC)
+    assert not [line for line in log if "/" in line or "X-Amz" in line], log
+
+
+def test_config_dump_holds_inline_secrets_but_never_env_ones(surfaces: Surfaces):
+    """Env credentials stay out of /config_dump (only the variable names are
+    configured); inline credentials are part of the filter's configuration and so
+    are shown to anyone who can read the admin endpoint: the documented risk of
+    ``"source": "inline"``."""
+    for dump in surfaces.config_dumps.values():
+        for secret in (ENV_SECRET, SESSION_TOKEN):
+            assert secret not in dump
+        for signature in signatures(surfaces.presigned):
+            assert signature not in dump
+    assert "AWS_SECRET_ACCESS_KEY" in surfaces.config_dumps["signing"]
+    assert INLINE_SECRET in surfaces.config_dumps["wrong_keys"]
+    assert INLINE_SECRET not in surfaces.config_dumps["signing"] + surfaces.config_dumps["unsigned"]
