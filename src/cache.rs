@@ -264,6 +264,9 @@ pub struct StoreOps {
 pub struct Resolved {
     /// Presigned `:path`.
     pub path: String,
+    /// When the URL expires (Unix ms), so a per-worker copy can obey the same
+    /// expiry rules.
+    pub expires_at_ms: u64,
     /// How it was obtained.
     pub outcome: Outcome,
     /// What it cost in store operations.
@@ -331,11 +334,11 @@ pub fn resolve<S: Store + ?Sized, E>(
         if let Some(entry) = current {
             match policy.freshness(&entry, now_ms) {
                 Freshness::Fresh => {
-                    return Ok(resolved(entry.path, Outcome::Hit, ops, signed.is_some()))
+                    return Ok(resolved(entry, Outcome::Hit, ops, signed.is_some()))
                 }
                 Freshness::Refresh if entry.claim_until_ms > now_ms => {
                     return Ok(resolved(
-                        entry.path,
+                        entry,
                         Outcome::HitRefreshing,
                         ops,
                         signed.is_some(),
@@ -365,15 +368,12 @@ pub fn resolve<S: Store + ?Sized, E>(
                             }
                             Ok(Resolved {
                                 path: fresh.path,
+                                expires_at_ms: fresh.expires_at_ms,
                                 outcome: Outcome::Refreshed,
                                 ops,
                             })
                         }
-                        Err(_) => Ok(Resolved {
-                            path: entry.path,
-                            outcome: Outcome::RefreshFailed,
-                            ops,
-                        }),
+                        Err(_) => Ok(resolved(entry, Outcome::RefreshFailed, ops, false)),
                     };
                 }
                 Freshness::TooLate => found_too_late = true,
@@ -393,11 +393,7 @@ pub fn resolve<S: Store + ?Sized, E>(
                 } else {
                     Outcome::Miss
                 };
-                return Ok(Resolved {
-                    path: entry.path,
-                    outcome,
-                    ops,
-                });
+                return Ok(resolved(entry, outcome, ops, false));
             }
             Err(e) => {
                 count_set_error(&mut ops, e);
@@ -418,18 +414,23 @@ pub fn resolve<S: Store + ?Sized, E>(
     } else {
         Outcome::Miss
     };
-    Ok(Resolved {
-        path: entry.path,
-        outcome,
-        ops,
-    })
+    Ok(resolved(entry, outcome, ops, false))
 }
 
-/// A hit served after this request had already signed (it lost a CAS race to
-/// an equivalent entry) still counts as the miss it was.
-fn resolved(path: String, hit: Outcome, ops: StoreOps, signed_already: bool) -> Resolved {
-    let outcome = if signed_already { Outcome::Miss } else { hit };
-    Resolved { path, outcome, ops }
+/// The answer for `entry`. A hit served after this request had already signed
+/// (it lost a CAS race to an equivalent entry) still counts as the miss it was.
+fn resolved(entry: Entry, outcome: Outcome, ops: StoreOps, signed_already: bool) -> Resolved {
+    let outcome = if signed_already {
+        Outcome::Miss
+    } else {
+        outcome
+    };
+    Resolved {
+        path: entry.path,
+        expires_at_ms: entry.expires_at_ms,
+        outcome,
+        ops,
+    }
 }
 
 fn count_set_error(ops: &mut StoreOps, e: StoreError) {

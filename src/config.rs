@@ -86,8 +86,20 @@ struct RawConfig {
     credentials: Option<RawCredentials>,
     #[serde(default)]
     cache: Option<RawCache>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
     origins: Vec<RawOrigin>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    latency_sample_every: Option<u32>,
+}
+
+/// Upper bound on `metrics.latency_sample_every`.
+pub const MAX_LATENCY_SAMPLE_EVERY: u32 = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +112,8 @@ struct RawCache {
     align: Option<bool>,
     #[serde(default)]
     scan_interval: Option<u64>,
+    #[serde(default)]
+    local_entries: Option<u32>,
 }
 
 /// Default number of cache slots (shared-data keys) when `cache.max_entries` is omitted.
@@ -118,7 +132,14 @@ pub struct CacheSettings {
     pub align: bool,
     /// Seconds per full pass of the cache-size scan (gauges `cache_entries`, `cache_bytes`).
     pub scan_interval_secs: u64,
+    /// Slots of each worker's local copy of fresh rewrites (0: off).
+    pub local_entries: u32,
 }
+
+/// Default slots of the per-worker local cache.
+pub const DEFAULT_LOCAL_ENTRIES: u32 = 1024;
+/// Upper bound on `cache.local_entries`.
+pub const MAX_LOCAL_ENTRIES: u32 = 1_000_000;
 
 /// Default seconds per cache-size scan pass.
 pub const DEFAULT_SCAN_INTERVAL_SECS: u64 = 10;
@@ -249,6 +270,9 @@ pub struct Config {
     pub credentials_source: CredentialsSource,
     /// Global cache settings.
     pub cache: CacheSettings,
+    /// Record the time-in-filter and end-to-end histograms for one request in
+    /// this many, per worker (1: every request). Counters are always exact.
+    pub latency_sample_every: u32,
 }
 
 impl Config {
@@ -269,6 +293,18 @@ impl Config {
             ));
         }
         let cache = compile_cache(raw.cache)?;
+        let latency_sample_every = raw
+            .metrics
+            .and_then(|m| m.latency_sample_every)
+            .unwrap_or(1);
+        if !(1..=MAX_LATENCY_SAMPLE_EVERY).contains(&latency_sample_every) {
+            return Err(ConfigError::new(
+                "metrics.latency_sample_every",
+                format!(
+                    "must be between 1 and {MAX_LATENCY_SAMPLE_EVERY}, got {latency_sample_every}"
+                ),
+            ));
+        }
         let mut origins = Vec::with_capacity(raw.origins.len());
         for (i, o) in raw.origins.into_iter().enumerate() {
             let compiled = compile_origin(o, &format!("origins[{i}]"), &cache)?;
@@ -286,6 +322,7 @@ impl Config {
             signer: credentials.map(|c| Signer::new(&c)),
             credentials_source,
             cache,
+            latency_sample_every,
         })
     }
 
@@ -329,7 +366,15 @@ fn compile_cache(raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {
         max_entries: None,
         align: None,
         scan_interval: None,
+        local_entries: None,
     });
+    let local_entries = raw.local_entries.unwrap_or(DEFAULT_LOCAL_ENTRIES);
+    if local_entries > MAX_LOCAL_ENTRIES {
+        return Err(ConfigError::new(
+            "cache.local_entries",
+            format!("must be between 0 and {MAX_LOCAL_ENTRIES}, got {local_entries}"),
+        ));
+    }
     let scan_interval_secs = raw.scan_interval.unwrap_or(DEFAULT_SCAN_INTERVAL_SECS);
     if !(1..=3600).contains(&scan_interval_secs) {
         return Err(ConfigError::new(
@@ -349,6 +394,7 @@ fn compile_cache(raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {
         max_entries,
         align: raw.align.unwrap_or(true),
         scan_interval_secs,
+        local_entries,
     })
 }
 

@@ -2,20 +2,24 @@
 //! defines the metrics once per VM, and scans the cache size on ticks; each
 //! HTTP context carries out `request::decide` for one request and records it.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::cache::unix_ms;
+use crate::cache::{unix_ms, Outcome};
 use crate::cache_scan::{next_worker_id, try_lease, Scanner};
 use crate::canonical::{count_auth_params, split_path};
 use crate::config::{Config, Origin};
 use crate::credentials::CredentialsSource;
+use crate::headers::HeaderView;
 use crate::host::{
-    flush_counters, install_panic_hook, micros_since, now, HeaderSnapshot, SharedData, WasmMetrics,
+    flush_counters, install_panic_hook, micros_since, now, request_header_map, SharedData,
+    WasmMetrics,
 };
+use crate::local_cache::LocalCache;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
 use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
@@ -36,6 +40,10 @@ struct Shared {
     config: Config,
     origins: Vec<OriginMetrics>,
     unmatched: OriginMetrics,
+    /// This worker's copy of fresh rewrites (see `local_cache`).
+    local: RefCell<LocalCache>,
+    /// Requests seen, for latency sampling.
+    seen: std::cell::Cell<u32>,
 }
 
 impl Shared {
@@ -45,6 +53,14 @@ impl Shared {
             .origins
             .iter()
             .position(|o| std::ptr::eq(o, origin))
+    }
+
+    /// Whether this request's latencies are recorded (one in
+    /// `latency_sample_every`; each sample costs clock and metric hostcalls).
+    fn sample_latency(&self) -> bool {
+        let n = self.seen.get();
+        self.seen.set(n.wrapping_add(1));
+        n % self.config.latency_sample_every.max(1) == 0
     }
 
     /// The metrics of an origin position, or the unmatched set.
@@ -113,10 +129,17 @@ impl RootContext for PresignRoot {
         // Ticks flush batched counters, and drive the cache-size scan.
         self.set_tick_period(TICK);
         self.scanner.reset();
+        let local_size = if config.cache.enabled {
+            usize::try_from(config.cache.local_entries).unwrap_or(0)
+        } else {
+            0
+        };
         self.shared = Some(Rc::new(Shared {
             config,
             origins,
             unmatched,
+            local: RefCell::new(LocalCache::new(local_size)),
+            seen: std::cell::Cell::new(0),
         }));
         true
     }
@@ -153,6 +176,7 @@ impl RootContext for PresignRoot {
             shared,
             forwarded: None,
             started: None,
+            sampled: false,
         }))
     }
 
@@ -169,6 +193,8 @@ struct PresignRequest {
     forwarded: Option<usize>,
     /// When request headers arrived (for end-to-end latency).
     started: Option<SystemTime>,
+    /// Whether this request's latencies are recorded.
+    sampled: bool,
 }
 
 impl Context for PresignRequest {}
@@ -184,7 +210,7 @@ fn log_failure(
     category: &str,
     status: u32,
     origin: &str,
-    head: &HeaderSnapshot,
+    head: &HeaderView<'_>,
 ) {
     if !log::log_enabled!(level) {
         return;
@@ -214,29 +240,52 @@ impl PresignRequest {
     }
 }
 
-impl HttpContext for PresignRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let started = now();
-        self.started = Some(started);
+impl PresignRequest {
+    /// Sends a matched request on: strips client credentials and, when there
+    /// is one, applies the rewrite. Returns how many credentials it stripped.
+    fn forward(&mut self, head: &HeaderView<'_>, path: &str, rewrite: Option<(&str, &str)>) -> u64 {
+        for name in &head.auth_headers {
+            self.set_http_request_header(name, None);
+        }
+        let mut stripped = u64::try_from(head.auth_headers.len()).unwrap_or(0);
+        if let Some((authority, new_path)) = rewrite {
+            stripped += count_auth_params(split_path(path).1);
+            self.set_http_request_header(":authority", Some(authority));
+            self.set_http_request_header(":path", Some(new_path));
+        }
+        stripped
+    }
+
+    /// The fast path: a fresh rewrite this worker made for the same request.
+    fn forward_local_hit(
+        &mut self,
+        head: &HeaderView<'_>,
+        path: &str,
+        now_ms: u64,
+    ) -> Option<RequestRecord> {
         let shared = Rc::clone(&self.shared);
-        let head = HeaderSnapshot::from_pairs(self.get_http_request_headers_bytes());
-        let path = match &head.path {
-            Some(Ok(p)) => p.as_str(),
-            // No path (CONNECT): nothing to sign.
-            None => return Action::Continue,
-            // A non-UTF-8 path cannot be decoded into a key; Envoy's codecs
-            // normally refuse such bytes before we see them.
-            Some(Err(())) => {
-                self.reply(LocalReply::INVALID_PATH_ENCODING);
-                let record = RequestRecord {
-                    outcome: Some(RequestOutcome::Denied),
-                    filter_us: Some(micros_since(started)),
-                    ..RequestRecord::default()
-                };
-                shared.unmatched.record_request(&WasmMetrics, &record);
-                return Action::Pause;
-            }
-        };
+        let local = shared.local.borrow();
+        let hit = local.get(head.method, head.authority, path, now_ms)?;
+        let origin = shared.config.origins.get(hit.origin)?;
+        let stripped = self.forward(head, path, Some((&origin.authority, hit.rewrite)));
+        self.forwarded = Some(hit.origin);
+        Some(RequestRecord {
+            outcome: Some(RequestOutcome::Hit),
+            cache: Some(Outcome::Hit),
+            auth_stripped: stripped,
+            ..RequestRecord::default()
+        })
+    }
+
+    /// The full path: match, decode, consult the shared cache or sign, and
+    /// carry out the decision.
+    fn handle(
+        &mut self,
+        head: &HeaderView<'_>,
+        path: &str,
+        started: SystemTime,
+    ) -> (Option<usize>, RequestRecord, Action) {
+        let shared = Rc::clone(&self.shared);
         let mut report = UrlReport::default();
         // The lookup runs at the request's arrival time (one clock hostcall
         // fewer); only signing is timed with the live clock.
@@ -250,16 +299,16 @@ impl HttpContext for PresignRequest {
             presigned_path(&shared.config, &host, origin, req, &mut report)
         };
         let req = RequestHead {
-            method: &head.method,
-            authority: &head.authority,
+            method: head.method,
+            authority: head.authority,
             path,
         };
         let decision = decide(&shared.config, req, &mut sign);
         let mut record = RequestRecord::default();
-        let (metrics, action) = match decision {
+        let (index, action) = match decision {
             Decision::Bypass => {
                 record.outcome = Some(RequestOutcome::Bypass);
-                (&shared.unmatched, Action::Continue)
+                (None, Action::Continue)
             }
             Decision::Reject {
                 origin,
@@ -276,21 +325,18 @@ impl HttpContext for PresignRequest {
                     category,
                     reply.status,
                     &origin.name,
-                    &head,
+                    head,
                 );
                 self.reply(reply);
                 record.outcome = Some(RequestOutcome::Denied);
-                (shared.metrics(shared.index_of(origin)), Action::Pause)
+                (shared.index_of(origin), Action::Pause)
             }
             Decision::Forward {
                 origin,
                 rewrite,
                 fallback,
             } => {
-                for name in &head.auth_headers {
-                    self.set_http_request_header(name, None);
-                }
-                let stripped = head.auth_headers.len() as u64;
+                let index = shared.index_of(origin);
                 record.outcome = Some(match (&rewrite, fallback) {
                     (_, Some(reason)) => {
                         let category = reason.category();
@@ -300,22 +346,29 @@ impl HttpContext for PresignRequest {
                             category,
                             0,
                             &origin.name,
-                            &head,
+                            head,
                         );
                         RequestOutcome::Fallback
                     }
                     (None, None) => RequestOutcome::Bypass,
                     (Some(_), None) => RequestOutcome::of(report.outcome),
                 });
-                if let Some((authority, new_path)) = rewrite {
-                    record.auth_stripped = stripped + count_auth_params(split_path(path).1);
-                    self.set_http_request_header(":authority", Some(authority));
-                    self.set_http_request_header(":path", Some(&new_path));
-                } else {
-                    record.auth_stripped = stripped;
+                let rewrite = rewrite.as_ref().map(|(a, p)| (*a, p.as_str()));
+                record.auth_stripped = self.forward(head, path, rewrite);
+                if let (Some((_, new_path)), None, Some(i), Some(until)) =
+                    (rewrite, fallback, index, report.fresh_until_ms)
+                {
+                    shared.local.borrow_mut().put(
+                        head.method,
+                        head.authority,
+                        path,
+                        i,
+                        new_path,
+                        until,
+                    );
                 }
-                self.forwarded = shared.index_of(origin);
-                (shared.metrics(self.forwarded), Action::Continue)
+                self.forwarded = index;
+                (index, Action::Continue)
             }
         };
         record.cache = report.outcome;
@@ -323,8 +376,41 @@ impl HttpContext for PresignRequest {
         record.sign_error = report.sign_error.map(FallbackReason::category);
         record.signed = report.signed;
         record.sign_us = report.sign_us;
-        record.filter_us = Some(micros_since(started));
-        metrics.record_request(&WasmMetrics, &record);
+        (index, record, action)
+    }
+}
+
+impl HttpContext for PresignRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let started = now();
+        self.started = Some(started);
+        let buf = request_header_map();
+        let head = HeaderView::parse(&buf);
+        let (index, mut record, action) = match head.path {
+            Some(Ok(path)) => match self.forward_local_hit(&head, path, unix_ms(started)) {
+                Some(record) => (self.forwarded, record, Action::Continue),
+                None => self.handle(&head, path, started),
+            },
+            // No path (CONNECT): nothing to sign.
+            None => return Action::Continue,
+            // A non-UTF-8 path cannot be decoded into a key; Envoy's codecs
+            // normally refuse such bytes before we see them.
+            Some(Err(())) => {
+                self.reply(LocalReply::INVALID_PATH_ENCODING);
+                let record = RequestRecord {
+                    outcome: Some(RequestOutcome::Denied),
+                    ..RequestRecord::default()
+                };
+                (None, record, Action::Pause)
+            }
+        };
+        self.sampled = self.shared.sample_latency();
+        if self.sampled {
+            record.filter_us = Some(micros_since(started));
+        }
+        self.shared
+            .metrics(index)
+            .record_request(&WasmMetrics, &record);
         action
     }
 
@@ -340,7 +426,7 @@ impl HttpContext for PresignRequest {
                     .and_then(|s| s.parse::<u32>().ok())
             })
             .unwrap_or(0);
-        let e2e = self.started.map(micros_since);
+        let e2e = self.started.filter(|_| self.sampled).map(micros_since);
         if let Some(m) = self.shared.origins.get(i) {
             m.record_response(&WasmMetrics, status, e2e);
         }

@@ -1,8 +1,7 @@
-//! The proxy-wasm side of the host-facing pieces: the panic hook and the
-//! helpers the filter uses to read request headers without trusting them to be
-//! UTF-8 (the SDK's `String` getters panic on other bytes).
-
-use proxy_wasm::types::Bytes;
+//! The proxy-wasm side of the host-facing pieces: the panic hook, the request
+//! header map read in one call (parsed in place by `headers`, never trusting
+//! the bytes to be UTF-8: the SDK's `String` getters panic on other bytes),
+//! shared data as the cache's store, metrics, and the clock.
 
 /// Logs a panic at critical level before the VM aborts, so the cause of a dead
 /// worker is in Envoy's log (the message never holds secrets: the core has no
@@ -13,37 +12,30 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// The request facts the filter needs, read from one header-map hostcall.
-#[derive(Debug, Default)]
-pub struct HeaderSnapshot {
-    /// `:method`, or empty if it was not UTF-8.
-    pub method: String,
-    /// `:authority`.
-    pub authority: String,
-    /// `:path`; `None` when absent (e.g. CONNECT), `Some(Err(()))` when its
-    /// bytes are not UTF-8 (the filter rejects those).
-    pub path: Option<Result<String, ()>>,
-    /// `x-request-id`, the correlation id used in logs.
-    pub request_id: String,
-    /// Names of headers that carry client credentials, to strip.
-    pub auth_headers: Vec<String>,
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The proxy-wasm ABI call behind the SDK's header getters (map type 0 is
+    /// the request headers); called directly to parse the result in place.
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
 }
 
-impl HeaderSnapshot {
-    /// Builds the snapshot from the header pairs Envoy returned.
-    pub fn from_pairs(pairs: Vec<(String, Bytes)>) -> Self {
-        let mut s = Self::default();
-        for (name, value) in pairs {
-            match name.as_str() {
-                ":method" => s.method = String::from_utf8(value).unwrap_or_default(),
-                ":authority" => s.authority = String::from_utf8(value).unwrap_or_default(),
-                ":path" => s.path = Some(String::from_utf8(value).map_err(|_| ())),
-                "x-request-id" => s.request_id = String::from_utf8(value).unwrap_or_default(),
-                _ if crate::request::is_client_auth_header(&name) => s.auth_headers.push(name),
-                _ => {}
-            }
+/// The request headers as Envoy serializes them (see `headers::pairs`); empty
+/// if the host refuses.
+pub fn request_header_map() -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes it allocated through
+    // this module's `proxy_on_memory_allocate` (the SDK's, a `Vec<u8>` of that
+    // capacity), whose ownership passes to us; status 0 is `Ok`.
+    unsafe {
+        if proxy_get_header_map_pairs(0, &mut data, &mut size) != 0 || data.is_null() {
+            return Vec::new();
         }
-        s
+        Vec::from_raw_parts(data, size, size)
     }
 }
 
@@ -69,11 +61,32 @@ impl crate::cache::Store for SharedData {
     }
 }
 
+/// Metric ids are small integers chosen by Envoy: a multiplicative hash is
+/// enough and much cheaper than the default SipHash on every request.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
 thread_local! {
     /// Counter increments not yet handed to Envoy, by metric id. A VM is
     /// single-threaded, so this is per worker; `flush_counters` runs on every tick.
-    static PENDING: std::cell::RefCell<std::collections::HashMap<u32, u64>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static PENDING: std::cell::RefCell<std::collections::HashMap<u32, u64, IdHash>> =
+        std::cell::RefCell::new(std::collections::HashMap::default());
 }
 
 /// Envoy's native stats through proxy-wasm metrics (stored as `wasmcustom.*`).

@@ -19,6 +19,8 @@ pub mod cache_scan;
 pub mod canonical;
 pub mod config;
 pub mod credentials;
+pub mod headers;
+pub mod local_cache;
 pub mod metrics;
 pub mod request;
 pub mod sign;

@@ -23,6 +23,9 @@ pub struct UrlReport {
     pub sign_error: Option<FallbackReason>,
     /// Microseconds spent computing signatures (the plan's URL generation time).
     pub sign_us: Option<u64>,
+    /// Until when (Unix ms) the URL is fresh — servable without consulting the
+    /// shared cache again; `None` when it is already due for refresh.
+    pub fresh_until_ms: Option<u64>,
 }
 
 /// The host facilities a URL lookup uses: the shared store and the time.
@@ -114,6 +117,10 @@ pub fn presigned_path<S: Store + ?Sized>(
             Ok(r) => {
                 report.outcome = Some(r.outcome);
                 report.ops = r.ops;
+                let fresh_until = r
+                    .expires_at_ms
+                    .saturating_sub(origin.policy.refresh_before_ms);
+                report.fresh_until_ms = (fresh_until > unix_ms(now)).then_some(fresh_until);
                 Ok(r.path)
             }
             Err((e, ops)) => {
@@ -208,6 +215,11 @@ mod tests {
         let (b, r) = get(&c, &store, "k", t + 1);
         assert_eq!((a.as_str(), r.outcome), (b.as_str(), Some(Outcome::Hit)));
         // The window is expires_in - refresh_before = 480 s.
+        assert_eq!(
+            r.fresh_until_ms,
+            Some((t - t % 480 + 480) * 1000),
+            "fresh until the window ends"
+        );
         let (d, r) = get(&c, &store, "k", t - t % 480 + 480);
         assert_eq!(r.outcome, Some(Outcome::Refreshed));
         assert_ne!(a, d);

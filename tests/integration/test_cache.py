@@ -88,8 +88,12 @@ def urls_by_key(lines: list[Forwarded]) -> dict[str, set[str]]:
 # ---------------------------------------------------------------------------
 
 
-def test_sequential_requests_are_one_miss_then_hits(start_envoy, seaweedfs, corpus: Corpus):
-    envoy = start_cache_envoy(start_envoy, seaweedfs)
+@pytest.mark.parametrize("local_entries", [0, 1024], ids=["shared-only", "with-local-copy"])
+def test_sequential_requests_are_one_miss_then_hits(start_envoy, seaweedfs, corpus: Corpus, local_entries: int):
+    """One miss, then hits with the same URL. Without the per-worker copy every
+    hit reads shared data; with it, each worker reads shared data once and then
+    serves its fresh copy (2 workers: at most 2 reads)."""
+    envoy = start_cache_envoy(start_envoy, seaweedfs, cache={"local_entries": local_entries})
     stats = Stats(envoy)
     count = 20
     for _ in range(count):
@@ -99,10 +103,15 @@ def test_sequential_requests_are_one_miss_then_hits(start_envoy, seaweedfs, corp
         "cache_misses": 1, "cache_hits": count - 1, "cache_refreshes": 0, "cache_expired": 0,
         "urls_signed": 1, "origin_403": 0,
         "requests.outcome.miss": 1, "requests.outcome.hit": count - 1, "requests.outcome.refresh": 0,
-        "store_ops.op.get_ok": count, "store_ops.op.set_ok": 1, "store_ops.op.set_cas_conflict": 0,
+        "store_ops.op.set_ok": 1, "store_ops.op.set_cas_conflict": 0,
     }
     delta = stats.wait(count)
     assert {name: delta[name] for name in expected} == expected
+    shared_reads = delta["store_ops.op.get_ok"]
+    if local_entries:
+        assert 1 <= shared_reads <= 2, delta
+    else:
+        assert shared_reads == count, delta
     lines = forwarded(envoy, count)
     assert len({line.path for line in lines}) == 1, "every hit carries the URL the miss signed"
     assert lines[0].key == KEYS[0]

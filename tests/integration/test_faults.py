@@ -218,7 +218,9 @@ def read_slot(envoy: Envoy, key: str) -> bytes | None:
 def writer_envoy(start_envoy, seaweedfs, writer_wasm: Path) -> Envoy:
     """envoy-presign with a SLOTS-slot cache, behind the writer in the same vm_id."""
     config = filter_config(seaweedfs.s3_port)
-    config["cache"] = {"enabled": True, "max_entries": SLOTS}
+    # No per-worker copy: these tests are about what happens to the shared entries
+    # (a worker's local copy would rightly keep serving its still-fresh rewrite).
+    config["cache"] = {"enabled": True, "max_entries": SLOTS, "local_entries": 0}
     return start_envoy(config, CREDENTIALS, extra_list_items={"http_filters": [writer_filter(writer_wasm)]})
 
 

@@ -221,7 +221,8 @@ def signing_envoy(start_envoy, seaweedfs):
     for key in KEYS:
         client.put_object(Bucket=seaweedfs.bucket, Key=key, Body=f"body of {key}".encode())
     config = filter_config(seaweedfs.s3_port)
-    config["cache"] = {"scan_interval": 1}
+    # Every hit reads shared data (no per-worker copy), so store_ops are exact.
+    config["cache"] = {"scan_interval": 1, "local_entries": 0}
     envoy = start_envoy(config, env_credentials(ACCESS_KEY, SECRET_KEY))
     yield envoy
     envoy.stop()  # now, not at session end: its scan runs every second

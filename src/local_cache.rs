@@ -1,0 +1,160 @@
+//! A small per-worker copy of recent rewrites, in front of the shared cache.
+//!
+//! Measured in Envoy, a cache hit through shared data spends most of its time
+//! outside the signing logic: reading the slot (a hostcall and a copy),
+//! decoding the entry, rebuilding the identity. A worker that served a request
+//! `method authority path` moments ago can reuse the rewrite it computed, as
+//! long as the shared entry it came from is still *fresh* — the same rule the
+//! shared cache applies. Once the entry is due for refresh, the worker goes
+//! back to shared data, so every worker switches to the refreshed URL at the
+//! same moment the shared cache does. Direct-mapped and fixed-size: memory is
+//! bounded by `cache.local_entries` per worker, and a new entry replaces the
+//! one in its slot.
+
+/// A remembered rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalEntry {
+    method: String,
+    authority: String,
+    path: String,
+    origin: usize,
+    rewrite: String,
+    fresh_until_ms: u64,
+}
+
+/// A fresh rewrite found for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalHit<'a> {
+    /// Index of the origin in the configuration.
+    pub origin: usize,
+    /// The presigned `:path`.
+    pub rewrite: &'a str,
+}
+
+/// The per-worker cache; `size` 0 disables it.
+#[derive(Debug, Default)]
+pub struct LocalCache {
+    slots: Vec<Option<LocalEntry>>,
+}
+
+fn slot_hash(method: &str, authority: &str, path: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [method, authority, path] {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h ^ (h >> 29)
+}
+
+impl LocalCache {
+    /// A cache of `size` slots.
+    pub fn new(size: usize) -> Self {
+        Self {
+            slots: vec![None; size],
+        }
+    }
+
+    fn index(&self, method: &str, authority: &str, path: &str) -> Option<usize> {
+        let n = u64::try_from(self.slots.len()).ok().filter(|n| *n > 0)?;
+        usize::try_from(slot_hash(method, authority, path) % n).ok()
+    }
+
+    /// The rewrite remembered for exactly this request, if still fresh at `now_ms`.
+    pub fn get(
+        &self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        now_ms: u64,
+    ) -> Option<LocalHit<'_>> {
+        let e = self
+            .slots
+            .get(self.index(method, authority, path)?)?
+            .as_ref()?;
+        (now_ms < e.fresh_until_ms
+            && e.path == path
+            && e.method == method
+            && e.authority == authority)
+            .then_some(LocalHit {
+                origin: e.origin,
+                rewrite: &e.rewrite,
+            })
+    }
+
+    /// Remembers a rewrite until `fresh_until_ms`.
+    pub fn put(
+        &mut self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        origin: usize,
+        rewrite: &str,
+        fresh_until_ms: u64,
+    ) {
+        let Some(i) = self.index(method, authority, path) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some(LocalEntry {
+                method: method.to_string(),
+                authority: authority.to_string(),
+                path: path.to_string(),
+                origin,
+                rewrite: rewrite.to_string(),
+                fresh_until_ms,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_only_exact_and_fresh_requests() {
+        let mut c = LocalCache::new(8);
+        c.put("GET", "h", "/m/a", 0, "/signed-a", 1000);
+        assert_eq!(
+            c.get("GET", "h", "/m/a", 999),
+            Some(LocalHit {
+                origin: 0,
+                rewrite: "/signed-a"
+            })
+        );
+        assert_eq!(
+            c.get("GET", "h", "/m/a", 1000),
+            None,
+            "due entries go back to shared data"
+        );
+        assert_eq!(c.get("HEAD", "h", "/m/a", 0), None);
+        assert_eq!(c.get("GET", "other", "/m/a", 0), None);
+        assert_eq!(c.get("GET", "h", "/m/a?x", 0), None);
+    }
+
+    #[test]
+    fn bounded_and_replacing() {
+        let mut c = LocalCache::new(4);
+        for i in 0..100 {
+            c.put("GET", "h", &format!("/m/{i}"), 0, "/s", u64::MAX);
+        }
+        assert_eq!(c.slots.len(), 4);
+        assert!(
+            c.get("GET", "h", "/m/99", 0).is_some(),
+            "the newest entry is kept"
+        );
+        let hits = (0..100)
+            .filter(|i| c.get("GET", "h", &format!("/m/{i}"), 0).is_some())
+            .count();
+        assert!(hits <= 4);
+    }
+
+    #[test]
+    fn size_zero_disables() {
+        let mut c = LocalCache::new(0);
+        c.put("GET", "h", "/m/a", 0, "/s", u64::MAX);
+        assert_eq!(c.get("GET", "h", "/m/a", 0), None);
+    }
+}
