@@ -233,6 +233,21 @@ class _ManagedProcess:
                                    f"{last_error!r})", None, log)
             time.sleep(0.1)
 
+    def start_retrying(self, attempt: Callable[[], None], retry_on_clash: bool = True) -> None:
+        """Run ``attempt`` (spawn, then wait until ready) up to _START_ATTEMPTS times.
+
+        A failed try is stopped; only a port clash (a free port taken between
+        choosing and binding it) is worth another try, with new ports.
+        """
+        for n in range(1, _START_ATTEMPTS + 1):
+            try:
+                attempt()
+                return
+            except StartupError as error:
+                self.stop()
+                if n == _START_ATTEMPTS or not (retry_on_clash and _is_port_clash(error)):
+                    raise
+
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -365,22 +380,19 @@ class SeaweedFS(_ManagedProcess):
 
     def start(self) -> "SeaweedFS":
         config = self._write_identity()
-        for attempt in range(1, _START_ATTEMPTS + 1):
+
+        def attempt() -> None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir.mkdir()
             self.argv = self._argv(config, self.data_dir)
             self._spawn(self.argv, _clean_env(), self.dir / "weed.log", cwd=self.dir)
-            try:
-                self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port")
-                client = self.client()
-                self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
-                                f"head_bucket {self.bucket}")
-                return self
-            except StartupError as error:
-                self.stop()
-                if attempt == _START_ATTEMPTS or not _is_port_clash(error):
-                    raise
-        raise AssertionError("unreachable")
+            self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port")
+            client = self.client()
+            self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
+                            f"head_bucket {self.bucket}")
+
+        self.start_retrying(attempt)
+        return self
 
     def restart(self) -> "SeaweedFS":
         """Stop (if running) and start again with the same ports, identity and data
@@ -559,7 +571,8 @@ class Envoy(_ManagedProcess):
 
     def start(self) -> "Envoy":
         listen, admin = self.fixed_ports
-        for attempt in range(1, _START_ATTEMPTS + 1):
+
+        def attempt() -> None:
             self.port = listen or free_port()
             self.admin_port = admin or free_port()
             self.write_config()
@@ -575,15 +588,11 @@ class Envoy(_ManagedProcess):
                 *self.extra_args,
             ]
             self._spawn(argv, _clean_env(self.env), self.dir / "console.log", cwd=self.dir)
-            try:
-                self.wait_ready(self._ready, self.startup_timeout, "admin /ready")
-                return self
-            except StartupError as error:
-                self.stop()
-                retryable = _is_port_clash(error) and not (listen or admin)
-                if attempt == _START_ATTEMPTS or not retryable:
-                    raise
-        raise AssertionError("unreachable")
+            self.wait_ready(self._ready, self.startup_timeout, "admin /ready")
+
+        # Fixed ports are the caller's choice: a clash on them will not go away.
+        self.start_retrying(attempt, retry_on_clash=not (listen or admin))
+        return self
 
     def _ready(self) -> bool:
         return self._admin_get("/ready", timeout=1).strip() == "LIVE"

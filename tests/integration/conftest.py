@@ -41,6 +41,7 @@ from stack import (  # noqa: E402
     env_credentials,
     filter_config,
     origin_config,
+    raw_request,
 )
 
 ACCESS_KEY = "AKIDPRESIGNTEST0001"
@@ -51,6 +52,54 @@ SECRET_KEY = "sEcReT-e2e/DO+NOT=LEAK-4f1c9a7e"
 ALT_ACCESS_KEY = "AKIDPRESIGNTEST0002"
 ALT_SECRET_KEY = "sEcReT-alt/DO+NOT=LEAK-90d2b3c8"
 VERSIONED_BUCKET = "versioned"
+
+
+def get_ok(envoy: Envoy, objects: dict[str, bytes]):
+    """A check for assert_each: GET the key, expect 200 and its exact bytes."""
+    def check(key: str) -> str | None:
+        path = media_path(key)
+        resp = raw_request(envoy.port, "GET", path)
+        if resp.status != 200 or resp.body != objects[key]:
+            return f"{key!r}: {describe('GET', path, resp)} ({len(resp.body)} of {len(objects[key])} bytes)"
+        return None
+    return check
+
+
+def connections_per_worker(envoy: Envoy) -> dict[str, int]:
+    """Downstream connections each worker accepted on the media listener."""
+    pattern = re.compile(rf"^listener\.127\.0\.0\.1_{envoy.port}\.(worker_\d+)\.downstream_cx_total$")
+    return {m.group(1): v for name, v in envoy.stats().items() if (m := pattern.match(name))}
+
+
+def hammer(check, key_of, clients: int, seconds: float, pause: float = 0.0) -> tuple[int, list[str]]:
+    """``clients`` threads calling ``check(key) -> failure | None`` in a loop for
+    ``seconds``, the i-th request of client n asking for ``key_of(n, i)``.
+    Returns how many requests were sent and every failure (an OSError counts)."""
+    deadline = time.monotonic() + seconds
+    sent = [0] * clients
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        while time.monotonic() < deadline:
+            key = key_of(n, sent[n])
+            try:
+                failure = check(key)
+            except OSError as error:
+                failure = f"{key!r}: {error!r}"
+            sent[n] += 1
+            if failure:
+                with lock:
+                    failures.append(failure)
+            if pause:
+                time.sleep(pause)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(sent), failures
 
 
 # ---------------------------------------------------------------------------

@@ -12,8 +12,6 @@ Counter assertions wait for the request's counters to reach Envoy first
 from __future__ import annotations
 
 import random
-import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,8 +24,11 @@ from conftest import (
     Forwarded,
     Stats,
     assert_each,
+    connections_per_worker,
     describe,
     forwarded,
+    get_ok,
+    hammer,
     media_path,
     poll,
 )
@@ -42,12 +43,6 @@ KEYS = ["my file(1).mp4", "emoji/😀🎬.mp4", "all !$&'()*+,;=:@~ subdelims.bi
 # ---------------------------------------------------------------------------
 
 
-def connections_per_worker(envoy: Envoy) -> dict[str, int]:
-    """Downstream connections each worker accepted on the media listener."""
-    pattern = re.compile(rf"^listener\.127\.0\.0\.1_{envoy.port}\.(worker_\d+)\.downstream_cx_total$")
-    return {m.group(1): v for name, v in envoy.stats().items() if (m := pattern.match(name))}
-
-
 def start_cache_envoy(start_envoy, seaweedfs: SeaweedFS, cache: dict | None = None, **origin) -> Envoy:
     """An Envoy logging presigned paths, with the cache settings given (merged
     over the documented defaults) and env credentials."""
@@ -55,17 +50,6 @@ def start_cache_envoy(start_envoy, seaweedfs: SeaweedFS, cache: dict | None = No
     config["cache"] = {"enabled": True, "max_entries": 10000, "align": True, "scan_interval": 10,
                        **(cache or {})}
     return start_envoy(config, env_credentials(ACCESS_KEY, SECRET_KEY), extra_substitutions=PATH_LOG)
-
-
-def get_ok(envoy: Envoy, objects: dict[str, bytes]):
-    """A check for assert_each: GET the key, expect 200 and its exact bytes."""
-    def check(key: str) -> str | None:
-        path = media_path(key)
-        resp = raw_request(envoy.port, "GET", path)
-        if resp.status != 200 or resp.body != objects[key]:
-            return f"{key!r}: {describe('GET', path, resp)} ({len(resp.body)} of {len(objects[key])} bytes)"
-        return None
-    return check
 
 
 def sleep_into_next_window(window: int, margin: float = 0.25) -> float:
@@ -164,32 +148,13 @@ def test_short_lived_urls_are_refreshed_before_expiry(start_envoy, seaweedfs, co
     envoy = start_cache_envoy(start_envoy, seaweedfs, expires_in=expires_in,
                               refresh_before=refresh_before, min_remaining=min_remaining)
     stats = Stats(envoy)
-    failures: list[str] = []
-    sent = [0] * 4
-    deadline = time.monotonic() + run_for
+    # 4 clients, paced (~300 requests/s in all), cycling over the keys.
+    total, failures = hammer(get_ok(envoy, corpus.objects), lambda n, i: KEYS[(n + i) % len(KEYS)],
+                             clients=4, seconds=run_for, pause=0.01)
+    assert not failures, f"{len(failures)}/{total} GETs failed:\n" + "\n".join(failures[:20])
 
-    def client(n: int) -> None:
-        check = get_ok(envoy, corpus.objects)
-        while time.monotonic() < deadline:
-            key = KEYS[(n + sent[n]) % len(KEYS)]
-            try:
-                failure = check(key)
-            except OSError as error:
-                failure = f"{key!r}: {error!r}"
-            sent[n] += 1
-            if failure:
-                failures.append(failure)
-            time.sleep(0.01)  # pacing only: ~ 300 requests/s in all
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(len(sent))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not failures, f"{len(failures)}/{sum(sent)} GETs failed:\n" + "\n".join(failures[:20])
-
-    delta = stats.wait(sum(sent))
-    lines = forwarded(envoy, sum(sent))
+    delta = stats.wait(total)
+    lines = forwarded(envoy, total)
     assert delta["origin_403"] == 0 and {line.status for line in lines} == {200}
     too_short = [line for line in lines if line.expires_at < line.start + min_remaining]
     assert not too_short, f"{len(too_short)} requests sent with < {min_remaining} s left:\n" + \

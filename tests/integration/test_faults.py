@@ -14,7 +14,6 @@ plugin or code, so the writer reads and writes the cache's slots
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,12 +26,14 @@ from conftest import (
     Corpus,
     Stats,
     StubOrigin,
+    connections_per_worker,
     describe,
     forwarded,
+    get_ok,
+    hammer,
     media_path,
     poll,
 )
-from test_cache import connections_per_worker, get_ok
 
 from stack import BUCKET, REPO_ROOT, Envoy, SeaweedFS, env_credentials, filter_config, raw_request
 
@@ -287,31 +288,9 @@ def test_hot_key_is_signed_once_per_window_by_many_workers(start_envoy, seaweedf
     config["cache"] = {"enabled": True, "align": True}
     envoy = start_envoy(config, CREDENTIALS, extra_substitutions=PATH_LOG, concurrency=concurrency)
     stats = Stats(envoy)
-    check = get_ok(envoy, corpus.objects)
-    failures: list[str] = []
-    sent = [0] * clients
-    lock = threading.Lock()
     started = time.time()
-    deadline = time.monotonic() + run_for
-
-    def client(n: int) -> None:
-        while time.monotonic() < deadline:
-            try:
-                failure = check(KEY)
-            except OSError as error:
-                failure = f"{error!r}"
-            sent[n] += 1
-            if failure:
-                with lock:
-                    failures.append(failure)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    total, failures = hammer(get_ok(envoy, corpus.objects), lambda n, i: KEY, clients=clients, seconds=run_for)
     ended = time.time()
-    total = sum(sent)
     assert not failures, f"{len(failures)}/{total} GETs failed:\n" + "\n".join(failures[:20])
 
     delta = stats.wait(total)

@@ -29,12 +29,9 @@ import pytest
 from conftest import ACCESS_KEY, SECRET_KEY
 
 from stack import (
-    _START_ATTEMPTS,
     REPO_ROOT,
     Envoy,
-    StartupError,
     _clean_env,
-    _is_port_clash,
     _ManagedProcess,
     env_credentials,
     filter_config,
@@ -155,22 +152,19 @@ class Prometheus(_ManagedProcess):
 
     def start(self) -> "Prometheus":
         self.config_path.write_text(self.render())
-        for attempt in range(1, _START_ATTEMPTS + 1):
+
+        def attempt() -> None:
             self.port = free_port()
             data = self.dir / "data"
             shutil.rmtree(data, ignore_errors=True)
             argv = [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={data}",
                     f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
             self._spawn(argv, _clean_env(), self.dir / "prometheus.log", cwd=self.dir)
-            try:
-                self.wait_ready(lambda: http_get(self.url("/-/ready"), timeout=1) is not None,
-                                self.startup_timeout, "/-/ready")
-                return self
-            except StartupError as error:
-                self.stop()
-                if attempt == _START_ATTEMPTS or not _is_port_clash(error):
-                    raise
-        raise AssertionError("unreachable")
+            self.wait_ready(lambda: http_get(self.url("/-/ready"), timeout=1) is not None,
+                            self.startup_timeout, "/-/ready")
+
+        self.start_retrying(attempt)
+        return self
 
     def url(self, path: str, **params) -> str:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
