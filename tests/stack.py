@@ -904,7 +904,7 @@ def _demo_curls(port: int, admin_port: int) -> str:
         f"  curl -sS -o clip.mp4 -w '%{{http_code}}\\n' '{base}/clips/my%20file(1).mp4'",
         f"  curl -sS -o /dev/null -w '%{{http_code}}\\n' '{base}/clips/my%20file%281%29.mp4'",
         f"  curl -sS -X POST -i {base}/hello.txt        # 405 from the filter",
-        f"  curl -sS 'http://127.0.0.1:{admin_port}/stats?filter=wasm'",
+        f"  curl -sS 'http://127.0.0.1:{admin_port}/stats?filter=envoy_presign'",
     ])
 
 
