@@ -40,16 +40,25 @@ pub fn slot_key(slot: u32) -> String {
     format!("{SLOT_KEY_PREFIX}{slot}")
 }
 
+/// FNV-1a's starting value.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a hash `h` over `bytes`: cheap, and the same on every
+/// worker, build and host.
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// The slot of an identity: FNV-1a (stable across workers, builds and hosts),
 /// with MurmurHash3's finaliser so every output bit depends on every input
 /// byte (plain FNV-1a modulo a small power of two only sees the low bits of
 /// each byte), reduced modulo `max_entries`, so every slot is below the bound.
 pub fn slot_of(identity: &str, max_entries: u32) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in identity.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut h = fnv1a(FNV_OFFSET, identity.as_bytes());
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

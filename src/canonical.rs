@@ -163,15 +163,20 @@ pub fn allowed_query(
 /// the same parameters (so signed URLs are reproducible).
 pub fn format_query(params: &[(String, String)]) -> String {
     let mut q = String::new();
+    format_query_into(&mut q, params);
+    q
+}
+
+/// Appends `format_query(params)` to `out`, without an intermediate string.
+pub fn format_query_into(out: &mut String, params: &[(String, String)]) {
     for (i, (k, v)) in params.iter().enumerate() {
         if i > 0 {
-            q.push('&');
+            out.push('&');
         }
-        encode_query_into(&mut q, k);
-        q.push('=');
-        encode_query_into(&mut q, v);
+        encode_query_into(out, k);
+        out.push('=');
+        encode_query_into(out, v);
     }
-    q
 }
 
 /// How many client query parameters carry SigV4 auth (`X-Amz-*`, any case);

@@ -175,8 +175,7 @@ impl RootContext for PresignRoot {
         Some(Box::new(PresignRequest {
             shared,
             forwarded: None,
-            started: None,
-            sampled: false,
+            e2e_since: None,
         }))
     }
 
@@ -191,10 +190,9 @@ struct PresignRequest {
     /// Index of the matched origin's metrics, when the request was forwarded
     /// to it (its response is then recorded).
     forwarded: Option<usize>,
-    /// When request headers arrived (for end-to-end latency).
-    started: Option<SystemTime>,
-    /// Whether this request's latencies are recorded.
-    sampled: bool,
+    /// When request headers arrived, if this request's latencies are sampled
+    /// (the start of its end-to-end latency).
+    e2e_since: Option<SystemTime>,
 }
 
 impl Context for PresignRequest {}
@@ -238,9 +236,7 @@ impl PresignRequest {
         }
         self.send_http_response(reply.status, headers, Some(body.as_bytes()));
     }
-}
 
-impl PresignRequest {
     /// Sends a matched request on: strips client credentials and, when there
     /// is one, applies the rewrite. Returns how many credentials it stripped.
     fn forward(&mut self, head: &HeaderView<'_>, path: &str, rewrite: Option<(&str, &str)>) -> u64 {
@@ -383,7 +379,6 @@ impl PresignRequest {
 impl HttpContext for PresignRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let started = now();
-        self.started = Some(started);
         let buf = request_header_map();
         let head = HeaderView::parse(&buf);
         let (index, mut record, action) = match head.path {
@@ -404,8 +399,8 @@ impl HttpContext for PresignRequest {
                 (None, record, Action::Pause)
             }
         };
-        self.sampled = self.shared.sample_latency();
-        if self.sampled {
+        if self.shared.sample_latency() {
+            self.e2e_since = Some(started);
             record.filter_us = Some(micros_since(started));
         }
         self.shared
@@ -426,7 +421,7 @@ impl HttpContext for PresignRequest {
                     .and_then(|s| s.parse::<u32>().ok())
             })
             .unwrap_or(0);
-        let e2e = self.started.filter(|_| self.sampled).map(micros_since);
+        let e2e = self.e2e_since.map(micros_since);
         if let Some(m) = self.shared.origins.get(i) {
             m.record_response(&WasmMetrics, status, e2e);
         }

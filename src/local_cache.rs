@@ -11,6 +11,8 @@
 //! bounded by `cache.local_entries` per worker, and a new entry replaces the
 //! one in its slot.
 
+use crate::cache::{fnv1a, FNV_OFFSET};
+
 /// A remembered rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LocalEntry {
@@ -38,12 +40,9 @@ pub struct LocalCache {
 }
 
 fn slot_hash(method: &str, authority: &str, path: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     for part in [method, authority, path] {
-        for b in part.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h = fnv1a(fnv1a(h, part.as_bytes()), &[0]);
     }
     h ^ (h >> 29)
 }

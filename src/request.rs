@@ -5,7 +5,7 @@
 
 use crate::canonical::{allowed_query, object_key, split_path, PathError};
 use crate::config::{Config, OnError, Origin, OtherMethods};
-use crate::sign::{object_path, Method, SignError};
+use crate::sign::{unsigned_path, Method, SignError};
 
 /// A local reply the filter sends instead of forwarding. The code is stable
 /// (documented, alertable) and the body never holds a secret.
@@ -170,19 +170,14 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
                 reply: LocalReply::SIGNING_UNAVAILABLE,
                 failure: Some(reason),
             },
-            OnError::Passthrough => {
-                let mut path = object_path(origin, &key);
-                let q = crate::canonical::format_query(&query);
-                if !q.is_empty() {
-                    path.push('?');
-                    path.push_str(&q);
-                }
-                Decision::Forward {
-                    origin,
-                    rewrite: Some((origin.authority.as_str(), path)),
-                    fallback: Some(reason),
-                }
-            }
+            OnError::Passthrough => Decision::Forward {
+                origin,
+                rewrite: Some((
+                    origin.authority.as_str(),
+                    unsigned_path(origin, &key, &query),
+                )),
+                fallback: Some(reason),
+            },
         },
     }
 }
@@ -237,6 +232,16 @@ mod tests {
         (d, calls)
     }
 
+    /// The forward decision that rewrites to `path` on the (only) origin.
+    fn forward<'c>(c: &'c Config, path: &str, fallback: Option<FallbackReason>) -> Decision<'c> {
+        let origin = &c.origins[0];
+        Decision::Forward {
+            origin,
+            rewrite: Some((origin.authority.as_str(), path.to_string())),
+            fallback,
+        }
+    }
+
     fn reply_of(d: &Decision<'_>) -> Option<LocalReply> {
         match d {
             Decision::Reject { reply, .. } => Some(*reply),
@@ -264,18 +269,7 @@ mod tests {
             Ok("/media/signed"),
         );
         assert_eq!(calls, vec![r#"GET my file(1).mp4 [("versionId", "v+1")]"#]);
-        match d {
-            Decision::Forward {
-                rewrite, fallback, ..
-            } => {
-                assert_eq!(
-                    rewrite,
-                    Some(("s3.local:9000", "/media/signed".to_string()))
-                );
-                assert_eq!(fallback, None);
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(d, forward(&c, "/media/signed", None));
         let (_, calls) = run(&c, "HEAD", "/media/a", Ok("/x"));
         assert_eq!(calls, vec!["HEAD a []"]);
     }
@@ -342,18 +336,12 @@ mod tests {
             "/media/a%20b?versionId=1&x=2",
             Err(FallbackReason::NoCredentials),
         );
-        match d {
-            Decision::Forward {
-                rewrite, fallback, ..
-            } => {
-                assert_eq!(
-                    rewrite,
-                    Some(("s3.local:9000", "/media/a%20b?versionId=1".to_string()))
-                );
-                assert_eq!(fallback, Some(FallbackReason::NoCredentials));
-            }
-            other => panic!("{other:?}"),
-        }
+        let want = forward(
+            &c,
+            "/media/a%20b?versionId=1",
+            Some(FallbackReason::NoCredentials),
+        );
+        assert_eq!(d, want);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{encode_key_into, encode_query_into};
+use crate::canonical::{encode_key_into, encode_query_into, format_query_into};
 use crate::config::Origin;
 use crate::credentials::Credentials;
 
@@ -192,9 +192,25 @@ pub struct Presigned {
 /// The encoded path (without query) of the object on the origin.
 pub fn object_path(origin: &Origin, key: &str) -> String {
     let mut p = String::with_capacity(origin.url_path_prefix.len() + 1 + key.len() * 3);
-    p.push_str(&origin.url_path_prefix);
-    p.push('/');
-    encode_key_into(&mut p, key);
+    object_path_into(&mut p, origin, key);
+    p
+}
+
+/// Appends `object_path(origin, key)` to `out`.
+pub fn object_path_into(out: &mut String, origin: &Origin, key: &str) {
+    out.push_str(&origin.url_path_prefix);
+    out.push('/');
+    encode_key_into(out, key);
+}
+
+/// The object's URL path and allowed query without a signature: what an
+/// unsigned fallback (`on_error: passthrough`) forwards.
+pub fn unsigned_path(origin: &Origin, key: &str, query: &[(String, String)]) -> String {
+    let mut p = object_path(origin, key);
+    if !query.is_empty() {
+        p.push('?');
+        format_query_into(&mut p, query);
+    }
     p
 }
 

@@ -4,10 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use crate::cache::{resolve, slot_key, slot_of, unix_ms, Lookup, Outcome, Store, StoreOps};
-use crate::canonical::format_query;
+use crate::canonical::format_query_into;
 use crate::config::{Config, Origin};
 use crate::request::FallbackReason;
-use crate::sign::{object_path, presign, Method, Signer};
+use crate::sign::{object_path_into, presign, Method, Signer};
 
 /// What producing one URL did, for metrics and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,10 +58,12 @@ pub fn cache_identity(
     key: &str,
     query: &[(String, String)],
 ) -> String {
-    let path = object_path(origin, key);
-    let q = format_query(query);
     let mut id = String::with_capacity(
-        origin.identity_prefix.len() + signer.fingerprint().len() + path.len() + q.len() + 8,
+        origin.identity_prefix.len()
+            + signer.fingerprint().len()
+            + 16
+            + key.len() * 3
+            + query.len() * 32,
     );
     id.push_str(&origin.identity_prefix);
     id.push('\n');
@@ -69,9 +71,9 @@ pub fn cache_identity(
     id.push('\n');
     id.push_str(method.as_str());
     id.push('\n');
-    id.push_str(&path);
+    object_path_into(&mut id, origin, key);
     id.push('?');
-    id.push_str(&q);
+    format_query_into(&mut id, query);
     id
 }
 
