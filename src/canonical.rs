@@ -20,6 +20,11 @@
 /// S3's limit on the length of an object key, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// Most bytes the allow-listed query parameters may take once encoded for
+/// signing: what a request can make the cache store (twice per entry) is
+/// bounded by this and `MAX_KEY_BYTES`.
+pub const MAX_SIGNED_QUERY_BYTES: usize = 2048;
+
 /// Why a request path cannot be turned into an object key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -28,6 +33,9 @@ pub enum PathError {
     /// Decoded bytes that are not a usable key (bad UTF-8, NUL, dot segment,
     /// empty, too long).
     InvalidKey,
+    /// The allow-listed query parameters are longer than
+    /// `MAX_SIGNED_QUERY_BYTES` once encoded.
+    QueryTooLong,
 }
 
 impl PathError {
@@ -36,6 +44,7 @@ impl PathError {
         match self {
             PathError::InvalidEncoding => "invalid_path_encoding",
             PathError::InvalidKey => "invalid_object_key",
+            PathError::QueryTooLong => "query_too_long",
         }
     }
 }
@@ -131,32 +140,71 @@ pub fn encode_query_into(out: &mut String, s: &str) {
     encode_into(out, s, false);
 }
 
+/// Which allow-list entry a raw query parameter name is, if any. Names that
+/// need no decoding are compared as they are; a name that does not decode is
+/// simply not allowed (it never fails the request), and a name too long to be
+/// an allowed one is never decoded.
+fn allowed_index(raw_name: &str, allow: &[String], longest: usize) -> Option<usize> {
+    if !raw_name.contains(['%', '+']) {
+        return allow.iter().position(|n| n == raw_name);
+    }
+    if raw_name.len() > longest.saturating_mul(3) {
+        return None;
+    }
+    let decoded = percent_decode(raw_name, true).ok()?;
+    allow.iter().position(|n| n.as_bytes() == decoded)
+}
+
 /// The allow-listed parameters of a raw query string, decoded, in the order of
 /// the allow-list. The first occurrence of a name wins; names are exact and
 /// case-sensitive (S3's `versionId` is not `VersionId`). Anything else —
-/// including every client `X-Amz-*` parameter — is dropped.
+/// including every client `X-Amz-*` parameter — is dropped. One pass over the
+/// query; only the values of allowed names are decoded, so only they can fail
+/// the request (`InvalidEncoding`), and together they may take at most
+/// `MAX_SIGNED_QUERY_BYTES` once encoded (`QueryTooLong`).
 pub fn allowed_query(
     raw_query: &str,
     allow: &[String],
 ) -> Result<Vec<(String, String)>, PathError> {
-    let mut out: Vec<(String, String)> = Vec::new();
     if allow.is_empty() || raw_query.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    for name in allow {
-        for pair in raw_query.split('&') {
-            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decoded_name = percent_decode(raw_name, true)?;
-            if decoded_name != name.as_bytes() {
-                continue;
-            }
-            let value = String::from_utf8(percent_decode(raw_value, true)?)
-                .map_err(|_| PathError::InvalidEncoding)?;
-            out.push((name.clone(), value));
-            break;
+    let longest = allow.iter().map(String::len).max().unwrap_or(0);
+    let mut found: Vec<Option<String>> = vec![None; allow.len()];
+    let mut encoded_len = 0usize;
+    for pair in raw_query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(i) = allowed_index(raw_name, allow, longest) else {
+            continue;
+        };
+        let Some(slot @ None) = found.get_mut(i) else {
+            continue;
+        };
+        // A raw value is at most three times its encoded form: refuse a
+        // hopeless one before decoding it.
+        if raw_value.len() > MAX_SIGNED_QUERY_BYTES.saturating_mul(3) {
+            return Err(PathError::QueryTooLong);
         }
+        let value = String::from_utf8(percent_decode(raw_value, true)?)
+            .map_err(|_| PathError::InvalidEncoding)?;
+        // `name=value`, and a `&` before every parameter but the first.
+        let separator = usize::from(encoded_len > 0);
+        encoded_len += separator + allow.get(i).map_or(0, String::len) + 1 + encoded_len_of(&value);
+        if encoded_len > MAX_SIGNED_QUERY_BYTES {
+            return Err(PathError::QueryTooLong);
+        }
+        *slot = Some(value);
     }
-    Ok(out)
+    Ok(allow
+        .iter()
+        .zip(found)
+        .filter_map(|(name, value)| Some((name.clone(), value?)))
+        .collect())
+}
+
+/// Length of the SigV4 encoding of `s` (`/` encoded).
+fn encoded_len_of(s: &str) -> usize {
+    s.bytes().map(|b| if is_unreserved(b) { 1 } else { 3 }).sum()
 }
 
 /// Formats `name=value&…` with SigV4 encoding, the same bytes every time for
@@ -335,6 +383,41 @@ mod tests {
             allowed_query("versionId", &allow).unwrap(),
             vec![("versionId".into(), String::new())]
         );
+    }
+
+    #[test]
+    fn only_allowed_values_can_fail_a_request() {
+        let allow = vec!["versionId".to_string(), "partNumber".to_string()];
+        // A name that does not decode is just not an allowed one.
+        assert_eq!(
+            allowed_query("utm%=x&versionId=7", &allow).unwrap(),
+            vec![("versionId".into(), "7".into())]
+        );
+        // Encoded names still match; the allow-list order is kept.
+        assert_eq!(
+            allowed_query("partNumber=2&version%49d=v", &allow).unwrap(),
+            vec![("versionId".into(), "v".into()), ("partNumber".into(), "2".into())]
+        );
+        // A bad value of a name that is not allowed never fails.
+        assert!(allowed_query("junk=%zz&a&a&a", &allow).unwrap().is_empty());
+    }
+
+    #[test]
+    fn allowed_values_are_capped() {
+        let allow = vec!["versionId".to_string()];
+        let fits = "v".repeat(MAX_SIGNED_QUERY_BYTES - "versionId=".len());
+        let q = allowed_query(&format!("versionId={fits}"), &allow).unwrap();
+        assert_eq!(format_query(&q).len(), MAX_SIGNED_QUERY_BYTES);
+        let over = format!("versionId={fits}v");
+        assert_eq!(allowed_query(&over, &allow), Err(PathError::QueryTooLong));
+        // Encoding counts: 700 spaces are 2100 bytes once encoded.
+        let spaces = format!("versionId={}", "+".repeat(700));
+        assert_eq!(allowed_query(&spaces, &allow), Err(PathError::QueryTooLong));
+        let huge = format!("versionId={}", "v".repeat(50_000));
+        assert_eq!(allowed_query(&huge, &allow), Err(PathError::QueryTooLong));
+        // Only the first occurrence is kept, so repeats cost nothing.
+        let repeated = format!("versionId=1{}", "&versionId=".repeat(5000) + "x");
+        assert_eq!(allowed_query(&repeated, &allow).unwrap().len(), 1);
     }
 
     #[test]

@@ -138,8 +138,9 @@ pub struct CacheSettings {
 
 /// Default slots of the per-worker local cache.
 pub const DEFAULT_LOCAL_ENTRIES: u32 = 1024;
-/// Upper bound on `cache.local_entries`.
-pub const MAX_LOCAL_ENTRIES: u32 = 1_000_000;
+/// Upper bound on `cache.local_entries`: with `LOCAL_ENTRY_MAX_BYTES` per
+/// entry, at most about 270 MiB per worker (see README.md, "Bounded memory").
+pub const MAX_LOCAL_ENTRIES: u32 = 65_536;
 
 /// Default seconds per cache-size scan pass.
 pub const DEFAULT_SCAN_INTERVAL_SECS: u64 = 10;
@@ -195,6 +196,26 @@ struct RawOrigin {
     allow_query: Vec<String>,
 }
 
+/// `match.host`, compiled: a host name compared case-insensitively and
+/// without a trailing dot, and a port compared only when one was configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMatch {
+    /// Lower-case host, no trailing dot (IPv6 literals keep their brackets).
+    pub host: String,
+    /// The port the request must name, when the configuration gave one.
+    pub port: Option<String>,
+}
+
+impl HostMatch {
+    /// Whether a request's `:authority` names this host (and port, if set).
+    pub fn matches(&self, authority: &str) -> bool {
+        let (host, port) = split_authority(authority);
+        let host = host.strip_suffix('.').unwrap_or(host);
+        host.eq_ignore_ascii_case(&self.host)
+            && self.port.as_deref().is_none_or(|p| port == Some(p))
+    }
+}
+
 /// The S3 endpoint, split once so the request path only concatenates strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -223,8 +244,9 @@ pub struct Origin {
     pub name: String,
     /// Raw path prefix a request must start with.
     pub match_prefix: String,
-    /// Optional `:authority` (without port, lower-case) the request must carry.
-    pub match_host: Option<String>,
+    /// Optional host (lower-case, no trailing dot, and a port only if the
+    /// configuration gave one) the request's `:authority` must carry.
+    pub match_host: Option<HostMatch>,
     /// Parsed S3 endpoint.
     pub endpoint: Endpoint,
     /// Bucket name.
@@ -326,29 +348,32 @@ impl Config {
         })
     }
 
-    /// The first origin whose host (if any) and raw path prefix match the request.
-    pub fn match_origin(&self, authority: &str, path: &str) -> Option<&Origin> {
-        let host = strip_port(authority);
+    /// The first origin whose host (if any) and raw path prefix match the
+    /// request. The path is raw bytes: prefixes are ASCII, so a path that is
+    /// not UTF-8 can still be matched (or, more often, not).
+    pub fn match_origin(&self, authority: &str, path: &[u8]) -> Option<&Origin> {
         self.origins.iter().find(|o| {
-            path.starts_with(o.match_prefix.as_str())
-                && o.match_host
-                    .as_deref()
-                    .is_none_or(|h| h.eq_ignore_ascii_case(host))
+            path.starts_with(o.match_prefix.as_bytes())
+                && o.match_host.as_ref().is_none_or(|h| h.matches(authority))
         })
     }
 }
 
-/// `host` of `host:port` (IPv6 literals keep their brackets).
-fn strip_port(authority: &str) -> &str {
+/// `(host, port)` of `host[:port]` (IPv6 literals keep their brackets); the
+/// port only when it is all digits.
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
         return match authority.find(']') {
-            Some(end) => &authority[..=end],
-            None => authority,
+            Some(end) => {
+                let (h, rest) = authority.split_at(end + 1);
+                (h, rest.strip_prefix(':'))
+            }
+            None => (authority, None),
         };
     }
     match authority.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (authority, None),
     }
 }
 
@@ -428,13 +453,7 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         ));
     }
     let match_host = match o.matcher.host {
-        Some(h) if h.is_empty() => {
-            return Err(ConfigError::new(
-                field("match.host"),
-                "must not be empty when set",
-            ))
-        }
-        Some(h) => Some(h.to_ascii_lowercase()),
+        Some(h) => Some(compile_host_match(&h).map_err(|r| ConfigError::new(field("match.host"), r))?),
         None => None,
     };
 
@@ -443,6 +462,12 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
 
     validate_bucket(&o.bucket).map_err(|r| ConfigError::new(field("bucket"), r))?;
     let addressing = o.addressing.unwrap_or(Addressing::Path);
+    if addressing == Addressing::Virtual && is_ip_literal(&endpoint.host) {
+        return Err(ConfigError::new(
+            field("addressing"),
+            "virtual addressing needs a DNS name (bucket.host); the endpoint is an IP address, use \"path\" (as the AWS SDKs do)",
+        ));
+    }
     if addressing == Addressing::Virtual && o.bucket.contains('.') && endpoint.scheme == "https" {
         return Err(ConfigError::new(
             field("addressing"),
@@ -462,6 +487,16 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         ));
     }
     let key_prefix = o.key_prefix.unwrap_or_default();
+    if !key_prefix.is_empty() && !key_prefix.ends_with('/') {
+        return Err(ConfigError::new(
+            field("key_prefix"),
+            format!(
+                "must be empty or end with '/' (e.g. {:?}); without it, a request for \"-x\" would reach the key {:?}",
+                format!("{key_prefix}/"),
+                format!("{key_prefix}-x")
+            ),
+        ));
+    }
     if key_prefix.contains('\0') || key_prefix.split('/').any(|s| s == "." || s == "..") {
         return Err(ConfigError::new(
             field("key_prefix"),
@@ -476,10 +511,10 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
     }
 
     let expires_secs = o.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS);
-    if !(1..=MAX_EXPIRES_IN_SECS).contains(&expires_secs) {
+    if !(MIN_EXPIRES_IN_SECS..=MAX_EXPIRES_IN_SECS).contains(&expires_secs) {
         return Err(ConfigError::new(
             field("expires_in"),
-            format!("must be between 1 and {MAX_EXPIRES_IN_SECS} seconds (SigV4 limit), got {expires_secs}"),
+            format!("must be between {MIN_EXPIRES_IN_SECS} and {MAX_EXPIRES_IN_SECS} seconds (SigV4 limit), got {expires_secs}"),
         ));
     }
 
@@ -511,6 +546,16 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
             ),
         ));
     }
+    check_timing(
+        at,
+        &Timing {
+            expires_ms,
+            refresh_before_ms,
+            min_remaining_ms,
+            refresh_before_set: o.refresh_before.is_some(),
+            min_remaining_set: o.min_remaining.is_some(),
+        },
+    )?;
     let policy = Policy {
         expires_in_ms: expires_ms,
         refresh_before_ms,
@@ -518,15 +563,22 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         align: cache.align,
     };
 
+    if o.allow_query.len() > MAX_ALLOW_QUERY {
+        return Err(ConfigError::new(
+            field("allow_query"),
+            format!("at most {MAX_ALLOW_QUERY} names, got {}", o.allow_query.len()),
+        ));
+    }
     for (j, name) in o.allow_query.iter().enumerate() {
         if name.is_empty()
+            || name.len() > MAX_QUERY_NAME_BYTES
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
         {
             return Err(ConfigError::new(
                 format!("{at}.allow_query[{j}]"),
-                "must be a non-empty parameter name of A-Z a-z 0-9 - _ . ~",
+                format!("must be a parameter name of 1 to {MAX_QUERY_NAME_BYTES} characters A-Z a-z 0-9 - _ . ~"),
             ));
         }
         if name.len() >= 6 && name[..6].eq_ignore_ascii_case("x-amz-") {
@@ -584,6 +636,124 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         authority,
         url_path_prefix,
     })
+}
+
+/// Smallest `expires_in` that can work: 2 s, with `refresh_before: 1` (and
+/// the default `min_remaining`, 200 ms). With the default `refresh_before`
+/// (1/5 of it) the smallest is 5 s.
+pub const MIN_EXPIRES_IN_SECS: u64 = 2;
+/// Smallest `min_remaining`: a URL must still be valid when the request
+/// reaches the origin (S3 checks the expiry on arrival).
+pub const MIN_REMAINING_MS: u64 = 200;
+/// Smallest refresh window (`refresh_before − min_remaining`): time for a
+/// claimed refresh (100 ms to 2 s) to be retried before the URL is unusable.
+pub const MIN_REFRESH_WINDOW_MS: u64 = 800;
+/// Smallest signing window (`expires_in − refresh_before`): `X-Amz-Date` has
+/// whole seconds, and a shorter window would re-sign on every request.
+pub const MIN_SIGNING_WINDOW_MS: u64 = 1000;
+/// Most `allow_query` names per origin (bounds what a request can store).
+pub const MAX_ALLOW_QUERY: usize = 8;
+/// Longest `allow_query` name.
+pub const MAX_QUERY_NAME_BYTES: usize = 128;
+
+/// An origin's expiry settings in ms, and which were given explicitly (a
+/// derived default is reported under the field it was derived from).
+struct Timing {
+    expires_ms: u64,
+    refresh_before_ms: u64,
+    min_remaining_ms: u64,
+    refresh_before_set: bool,
+    min_remaining_set: bool,
+}
+
+/// Refuses expiry settings that cannot work: URLs served with (almost) no
+/// time left, refreshes with no time to happen, or a re-signature on every
+/// request. Each message names the smallest value that works.
+fn check_timing(at: &str, t: &Timing) -> Result<(), ConfigError> {
+    let secs = |ms: u64| format!("{}.{:03} s", ms / 1000, ms % 1000);
+    let rb_field = if t.refresh_before_set {
+        "refresh_before"
+    } else {
+        "expires_in"
+    };
+    let mr_field = if t.min_remaining_set {
+        "min_remaining"
+    } else {
+        rb_field
+    };
+    let defaults = " (refresh_before defaults to expires_in / 5, min_remaining to refresh_before / 5)";
+    let err = |f: &str, msg: String| {
+        let why = if f == "expires_in" || (f == "refresh_before" && !t.min_remaining_set) {
+            defaults
+        } else {
+            ""
+        };
+        ConfigError::new(format!("{at}.{f}"), format!("{msg}{why}"))
+    };
+    if t.min_remaining_ms < MIN_REMAINING_MS {
+        return Err(err(
+            mr_field,
+            format!(
+                "gives min_remaining {}, below the smallest that works ({}): a URL must outlive the request's trip to the origin",
+                secs(t.min_remaining_ms),
+                secs(MIN_REMAINING_MS)
+            ),
+        ));
+    }
+    let smallest_rb = t.min_remaining_ms + MIN_REFRESH_WINDOW_MS;
+    if t.refresh_before_ms < smallest_rb {
+        return Err(err(
+            rb_field,
+            format!(
+                "gives refresh_before {}; it must be at least min_remaining + {} = {} so a refresh has time to happen",
+                secs(t.refresh_before_ms),
+                secs(MIN_REFRESH_WINDOW_MS),
+                secs(smallest_rb)
+            ),
+        ));
+    }
+    let smallest_expires = t.refresh_before_ms + MIN_SIGNING_WINDOW_MS;
+    if t.expires_ms < smallest_expires {
+        return Err(err(
+            "expires_in",
+            format!(
+                "is {}; it must be at least refresh_before + 1 s = {}, or every request re-signs",
+                secs(t.expires_ms),
+                secs(smallest_expires)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles `match.host`: `host` or `host:port`, lower-cased, without a
+/// trailing dot.
+fn compile_host_match(h: &str) -> Result<HostMatch, String> {
+    let (host, port) = split_authority(h);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return Err("must be a host name, optionally with :port".into());
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+    {
+        return Err(format!("{h:?} is not a host name (or host:port)"));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().ok().filter(|n| *n != 0).is_none() {
+            return Err(format!("has an invalid port {p:?}"));
+        }
+    }
+    Ok(HostMatch {
+        host: host.to_ascii_lowercase(),
+        port: port.map(str::to_string),
+    })
+}
+
+/// An IPv4 or bracketed IPv6 literal: no `bucket.` can be put before it.
+fn is_ip_literal(host: &str) -> bool {
+    host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 fn is_plain_path_byte(b: u8) -> bool {
@@ -793,8 +963,11 @@ mod tests {
 
     #[test]
     fn virtual_addressing_and_default_ports() {
-        let c = parse(&doc_with("addressing", json!("virtual"))).unwrap();
-        assert_eq!(c.origins[0].authority, "media.127.0.0.1:8333");
+        let mut o = origin();
+        set_path(&mut o, "addressing", json!("virtual"));
+        set_path(&mut o, "endpoint", json!("http://s3.local:8333"));
+        let c = parse(&json!({"origins": [o]})).unwrap();
+        assert_eq!(c.origins[0].authority, "media.s3.local:8333");
         assert_eq!(c.origins[0].url_path_prefix, "");
         let c = parse(&doc_with("endpoint", json!("https://S3.Example.com:443/"))).unwrap();
         assert_eq!(c.origins[0].authority, "s3.example.com");
@@ -846,6 +1019,22 @@ mod tests {
                 "origins[0].match.prefix",
             ),
             (doc_with("match.host", json!("")), "origins[0].match.host"),
+            (doc_with("match.host", json!("a b")), "origins[0].match.host"),
+            (doc_with("match.host", json!("h:0")), "origins[0].match.host"),
+            (doc_with("match.host", json!("h:99999")), "origins[0].match.host"),
+            (doc_with("key_prefix", json!("videos")), "origins[0].key_prefix"),
+            (doc_with("addressing", json!("virtual")), "origins[0].addressing"),
+            (doc_with("min_remaining", json!(0)), "origins[0].min_remaining"),
+            (doc_with("refresh_before", json!(0)), "origins[0].refresh_before"),
+            (doc_with("expires_in", json!(1)), "origins[0].expires_in"),
+            (
+                doc_with("allow_query", json!(["a", "b", "c", "d", "e", "f", "g", "h", "i"])),
+                "origins[0].allow_query",
+            ),
+            (
+                doc_with("allow_query", json!(["q".repeat(129)])),
+                "origins[0].allow_query[0]",
+            ),
             (
                 doc_with("endpoint", json!("ftp://x")),
                 "origins[0].endpoint",
@@ -984,12 +1173,79 @@ mod tests {
         let mut b = origin();
         set_path(&mut b, "name", json!("fallback"));
         let c = parse(&json!({"origins": [a, b]})).unwrap();
-        let name = |auth: &str, path: &str| c.match_origin(auth, path).map(|o| o.name.as_str());
+        let name = |auth: &str, path: &str| c.match_origin(auth, path.as_bytes()).map(|o| o.name.as_str());
         assert_eq!(name("media.example.com:8080", "/media/x"), Some("media"));
         assert_eq!(name("other", "/media/x"), Some("fallback"));
         assert_eq!(name("other", "/media"), None);
         assert_eq!(name("other", "/MEDIA/x"), None);
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("h"), "h");
+        // A trailing dot names the same host.
+        assert_eq!(name("media.example.com.", "/media/x"), Some("media"));
+        assert_eq!(name("media.example.com.:80", "/media/x"), Some("media"));
+        assert_eq!(split_authority("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_authority("h"), ("h", None));
+        assert_eq!(split_authority("h:"), ("h:", None));
+    }
+
+    #[test]
+    fn match_host_with_a_port_and_a_trailing_dot() {
+        let mut a = origin();
+        set_path(&mut a, "match.host", json!("CDN.example.com.:8080"));
+        let c = parse(&json!({"origins": [a]})).unwrap();
+        let hit = |auth: &str| c.match_origin(auth, b"/media/x").is_some();
+        assert!(hit("cdn.example.com:8080"));
+        assert!(hit("cdn.example.com.:8080"));
+        assert!(!hit("cdn.example.com:8081"));
+        assert!(!hit("cdn.example.com"), "a configured port must be named");
+        let mut v6 = origin();
+        set_path(&mut v6, "match.host", json!("[::1]:9000"));
+        let c = parse(&json!({"origins": [v6]})).unwrap();
+        assert!(c.match_origin("[::1]:9000", b"/media/x").is_some());
+        assert!(c.match_origin("[::1]:9001", b"/media/x").is_none());
+    }
+
+    #[test]
+    fn non_utf8_paths_match_by_their_bytes() {
+        let c = parse(&json!({"origins": [origin()]})).unwrap();
+        assert!(c.match_origin("h", b"/media/\xe9").is_some());
+        assert!(c.match_origin("h", b"/static/logo-\xe9.png").is_none());
+    }
+
+    #[test]
+    fn smallest_timings_that_work_are_accepted_and_named() {
+        // The defaults at the smallest expires_in they allow (5 s): 1 s refresh, 200 ms minimum.
+        let c = parse(&doc_with("expires_in", json!(5))).unwrap();
+        let p = c.origins[0].policy;
+        assert_eq!((p.refresh_before_ms, p.min_remaining_ms), (1000, 200));
+        // Explicit whole seconds: 1 s minimum, 2 s refresh, 3 s lifetime.
+        let mut o = origin();
+        set_path(&mut o, "expires_in", json!(3));
+        set_path(&mut o, "refresh_before", json!(2));
+        set_path(&mut o, "min_remaining", json!(1));
+        assert!(parse(&json!({"origins": [o.clone()]})).is_ok());
+        for (field, value, named) in [
+            ("min_remaining", 0, "min_remaining"),
+            ("refresh_before", 1, "refresh_before"),
+            ("expires_in", 2, "expires_in"),
+        ] {
+            let mut bad = o.clone();
+            set_path(&mut bad, field, json!(value));
+            let err = parse(&json!({"origins": [bad]})).unwrap_err();
+            assert_eq!(err.field, format!("origins[0].{named}"), "{field}={value}: {err}");
+        }
+        // With the defaults, 4 s leaves too little: named under expires_in.
+        let err = parse(&doc_with("expires_in", json!(4))).unwrap_err();
+        assert_eq!(err.field, "origins[0].expires_in", "{err}");
+        assert!(err.to_string().contains("defaults to"), "{err}");
+        // The absolute smallest: 2 s with refresh_before 1.
+        let mut two = origin();
+        set_path(&mut two, "expires_in", json!(2));
+        set_path(&mut two, "refresh_before", json!(1));
+        assert!(parse(&json!({"origins": [two]})).is_ok());
+        let mut no_window = o;
+        set_path(&mut no_window, "expires_in", json!(10));
+        set_path(&mut no_window, "refresh_before", json!(9));
+        let err = parse(&json!({"origins": [no_window]})).unwrap_err();
+        assert_eq!(err.field, "origins[0].expires_in");
+        assert!(err.to_string().contains("10.000 s"), "{err}");
     }
 }

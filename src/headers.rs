@@ -5,6 +5,13 @@
 //! allocation per request instead of two per header, and never panics on a
 //! malformed buffer (it is treated as empty).
 
+/// The header the filter sets on every request it forwards to a matched
+/// origin, naming the origin. The shipped Envoy configuration routes to an
+/// origin's cluster only requests that carry it (and removes it before the
+/// request leaves), so a request no origin matched can never reach a private
+/// origin. A copy sent by a client is always removed.
+pub const ORIGIN_MARKER_HEADER: &str = "x-envoy-presign-origin";
+
 /// The request facts the filter needs, borrowed from the serialized map.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HeaderView<'a> {
@@ -12,13 +19,15 @@ pub struct HeaderView<'a> {
     pub method: &'a str,
     /// `:authority`, or empty.
     pub authority: &'a str,
-    /// `:path`; `None` when absent (e.g. CONNECT), `Some(Err(()))` when its
-    /// bytes are not UTF-8 (the filter rejects those).
-    pub path: Option<Result<&'a str, ()>>,
+    /// `:path` as raw bytes; `None` when absent (e.g. CONNECT). Not always
+    /// UTF-8: a path that matches no origin passes through whatever its bytes.
+    pub path: Option<&'a [u8]>,
     /// `x-request-id`, the correlation id used in logs.
     pub request_id: &'a str,
     /// Names of headers that carry client credentials, to strip.
     pub auth_headers: Vec<&'a str>,
+    /// Whether the client sent the origin marker header (it is removed).
+    pub marker: bool,
 }
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
@@ -56,8 +65,11 @@ impl<'a> HeaderView<'a> {
             match name {
                 b":method" => view.method = text(value),
                 b":authority" => view.authority = text(value),
-                b":path" => view.path = Some(std::str::from_utf8(value).map_err(|_| ())),
+                b":path" => view.path = Some(value),
                 b"x-request-id" => view.request_id = text(value),
+                _ if name.eq_ignore_ascii_case(ORIGIN_MARKER_HEADER.as_bytes()) => {
+                    view.marker = true
+                }
                 _ => {
                     let name = text(name);
                     if crate::request::is_client_auth_header(name) {
@@ -70,29 +82,40 @@ impl<'a> HeaderView<'a> {
     }
 }
 
+/// Serializes header pairs the way the proxy-wasm ABI passes a map (the
+/// inverse of `pairs`), for the headers of a local reply.
+pub fn serialize<K: AsRef<[u8]>, V: AsRef<[u8]>>(map: &[(K, V)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let size = map.iter().fold(4, |n, (k, v)| {
+        n + 10 + k.as_ref().len() + v.as_ref().len()
+    });
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&len(map.len()));
+    for (k, v) in map {
+        out.extend_from_slice(&len(k.as_ref().len()));
+        out.extend_from_slice(&len(v.as_ref().len()));
+    }
+    for (k, v) in map {
+        out.extend_from_slice(k.as_ref());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Serializes like Envoy does.
-    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend_from_slice(k);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
+    /// Serializes like Envoy does (slices, so literals of any length mix).
+    fn ser(map: &[(&[u8], &[u8])]) -> Vec<u8> {
+        serialize(map)
     }
 
     #[test]
     fn picks_the_needed_headers() {
-        let buf = serialize(&[
+        let buf = ser(&[
             (b":authority", b"cdn.example.com"),
             (b":path", b"/media/a%20b?x=1"),
             (b":method", b"GET"),
@@ -105,22 +128,40 @@ mod tests {
         let v = HeaderView::parse(&buf);
         assert_eq!(v.method, "GET");
         assert_eq!(v.authority, "cdn.example.com");
-        assert_eq!(v.path, Some(Ok("/media/a%20b?x=1")));
+        assert_eq!(v.path, Some(&b"/media/a%20b?x=1"[..]));
         assert_eq!(v.request_id, "rid-1");
         assert_eq!(v.auth_headers, vec!["authorization", "x-amz-date"]);
     }
 
     #[test]
+    fn marker_header_from_the_client_is_noticed() {
+        let buf = ser(&[(b":path", b"/x"), (b"X-Envoy-Presign-Origin", b"media")]);
+        assert!(HeaderView::parse(&buf).marker);
+        let buf = ser(&[(b":path", b"/x")]);
+        assert!(!HeaderView::parse(&buf).marker);
+    }
+
+    #[test]
+    fn serialize_is_the_inverse_of_pairs() {
+        let map = [("content-type", "application/json"), ("x-presign-error", ""), ("", "v")];
+        let buf = serialize(&map);
+        let back: Vec<(&[u8], &[u8])> = pairs(&buf).collect();
+        let want: Vec<(&[u8], &[u8])> = map.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+        assert_eq!(back, want);
+        assert_eq!(serialize::<&str, &str>(&[]), 0u32.to_le_bytes().to_vec());
+    }
+
+    #[test]
     fn non_utf8_path_and_missing_path() {
-        let buf = serialize(&[(b":path", b"/a\xff"), (b":method", b"GET")]);
-        assert_eq!(HeaderView::parse(&buf).path, Some(Err(())));
-        let buf = serialize(&[(b":method", b"CONNECT")]);
+        let buf = ser(&[(b":path", b"/a\xff"), (b":method", b"GET")]);
+        assert_eq!(HeaderView::parse(&buf).path, Some(&b"/a\xff"[..]));
+        let buf = ser(&[(b":method", b"CONNECT")]);
         assert_eq!(HeaderView::parse(&buf).path, None);
     }
 
     #[test]
     fn malformed_buffers_never_panic() {
-        let good = serialize(&[(b":path", b"/x"), (b":method", b"GET")]);
+        let good = ser(&[(b":path", b"/x"), (b":method", b"GET")]);
         for n in 0..good.len() {
             let _ = HeaderView::parse(&good[..n]);
         }

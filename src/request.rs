@@ -28,6 +28,11 @@ impl LocalReply {
         status: 400,
         code: "invalid_object_key",
     };
+    /// 400: the allow-listed query parameters are too long to sign and cache.
+    pub const QUERY_TOO_LONG: Self = Self {
+        status: 400,
+        code: "query_too_long",
+    };
     /// 405: only GET and HEAD are signed.
     pub const METHOD_NOT_ALLOWED: Self = Self {
         status: 405,
@@ -50,6 +55,7 @@ impl From<PathError> for LocalReply {
         match e {
             PathError::InvalidEncoding => LocalReply::INVALID_PATH_ENCODING,
             PathError::InvalidKey => LocalReply::INVALID_OBJECT_KEY,
+            PathError::QueryTooLong => LocalReply::QUERY_TOO_LONG,
         }
     }
 }
@@ -105,8 +111,8 @@ pub struct RequestHead<'a> {
     pub method: &'a str,
     /// `:authority`.
     pub authority: &'a str,
-    /// `:path`, raw as the client sent it.
-    pub path: &'a str,
+    /// `:path`, raw bytes as the client sent it (not always UTF-8).
+    pub path: &'a [u8],
 }
 
 /// What a signer returns: the presigned `:path` (the cache, when present, sits
@@ -117,8 +123,26 @@ pub type SignFn<'s> =
 /// Decides what to do with a request. `sign` is called at most once, only for
 /// a matched GET/HEAD whose key is valid.
 pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_>) -> Decision<'c> {
-    let (raw_path, raw_query) = split_path(req.path);
-    let Some(origin) = config.match_origin(req.authority, raw_path) else {
+    let Ok(path) = std::str::from_utf8(req.path) else {
+        // Raw bytes that are not UTF-8: no key can be made of them, but only
+        // a matched origin refuses; any other route gets them untouched.
+        let end = req
+            .path
+            .iter()
+            .position(|b| matches!(b, b'?' | b'#'))
+            .unwrap_or(req.path.len());
+        let raw_path = req.path.get(..end).unwrap_or(req.path);
+        return match config.match_origin(req.authority, raw_path) {
+            None => Decision::Bypass,
+            Some(origin) => Decision::Reject {
+                origin,
+                reply: LocalReply::INVALID_PATH_ENCODING,
+                failure: None,
+            },
+        };
+    };
+    let (raw_path, raw_query) = split_path(path);
+    let Some(origin) = config.match_origin(req.authority, raw_path.as_bytes()) else {
         return Decision::Bypass;
     };
     let Some(method) = Method::parse(req.method) else {
@@ -182,13 +206,24 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
     }
 }
 
-/// Client credentials that must never reach the origin: `Authorization` and
-/// every `x-amz-*` header (names compared case-insensitively).
+/// Client credentials that must never reach the origin: `Authorization`,
+/// `Proxy-Authorization`, `Cookie` and every `x-amz-*` header. Names are
+/// compared case-insensitively, and `_` counts as `-` (Envoy accepts
+/// `x_amz_security_token` by default, and some servers read it as the dashed
+/// name).
 pub fn is_client_auth_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("authorization")
-        || name
-            .get(..6)
-            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+    let eq = |a: &[u8], b: &[u8]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                let x = if *x == b'_' { b'-' } else { x.to_ascii_lowercase() };
+                x == *y
+            })
+    };
+    let n = name.as_bytes();
+    eq(n, b"authorization")
+        || eq(n, b"proxy-authorization")
+        || eq(n, b"cookie")
+        || n.get(..6).is_some_and(|p| eq(p, b"x-amz-"))
 }
 
 #[cfg(test)]
@@ -225,7 +260,7 @@ mod tests {
             RequestHead {
                 method,
                 authority: "envoy",
-                path,
+                path: path.as_bytes(),
             },
             &mut sign,
         );
@@ -295,6 +330,21 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_paths_pass_through_unless_an_origin_matches() {
+        let c = config(json!({}));
+        let mut sign = |_: &Origin, _: Method, _: &str, _: &[(String, String)]| Ok("/x".to_string());
+        let head = |path: &'static [u8]| RequestHead {
+            method: "GET",
+            authority: "envoy",
+            path,
+        };
+        assert_eq!(decide(&c, head(b"/static/logo-\xe9.png"), &mut sign), Decision::Bypass);
+        assert_eq!(decide(&c, head(b"/static/x?q=\xe9"), &mut sign), Decision::Bypass);
+        let d = decide(&c, head(b"/media/\xe9.png"), &mut sign);
+        assert_eq!(reply_of(&d), Some(LocalReply::INVALID_PATH_ENCODING));
+    }
+
+    #[test]
     fn bad_paths_are_rejected_before_signing() {
         let c = config(json!({}));
         for (p, want) in [
@@ -355,7 +405,18 @@ mod tests {
         ] {
             assert!(is_client_auth_header(h), "{h}");
         }
-        for h in ["range", "x-am", "if-none-match", "x-amzn-trace-id", "host"] {
+        for h in [
+            "proxy-authorization",
+            "Proxy-Authorization",
+            "proxy_authorization",
+            "x_amz_security_token",
+            "X_Amz-Date",
+            "cookie",
+            "authorization",
+        ] {
+            assert!(is_client_auth_header(h), "{h}");
+        }
+        for h in ["range", "x-am", "if-none-match", "x-amzn-trace-id", "host", "x_amzn_trace", "cookies", "authorizations"] {
             assert!(!is_client_auth_header(h), "{h}");
         }
     }
