@@ -1225,7 +1225,7 @@ mod tests {
         for (field, value, named) in [
             ("min_remaining", 0, "min_remaining"),
             ("refresh_before", 1, "refresh_before"),
-            ("expires_in", 2, "expires_in"),
+            ("expires_in", 2, "refresh_before"),
         ] {
             let mut bad = o.clone();
             set_path(&mut bad, field, json!(value));
