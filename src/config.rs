@@ -648,9 +648,6 @@ pub const MIN_REMAINING_MS: u64 = 200;
 /// Smallest refresh window (`refresh_before − min_remaining`): time for a
 /// claimed refresh (100 ms to 2 s) to be retried before the URL is unusable.
 pub const MIN_REFRESH_WINDOW_MS: u64 = 800;
-/// Smallest signing window (`expires_in − refresh_before`): `X-Amz-Date` has
-/// whole seconds, and a shorter window would re-sign on every request.
-pub const MIN_SIGNING_WINDOW_MS: u64 = 1000;
 /// Most `allow_query` names per origin (bounds what a request can store).
 pub const MAX_ALLOW_QUERY: usize = 8;
 /// Longest `allow_query` name.
@@ -681,7 +678,8 @@ fn check_timing(at: &str, t: &Timing) -> Result<(), ConfigError> {
     } else {
         rb_field
     };
-    let defaults = " (refresh_before defaults to expires_in / 5, min_remaining to refresh_before / 5)";
+    let defaults =
+        " (refresh_before defaults to expires_in / 5, min_remaining to refresh_before / 5)";
     let err = |f: &str, msg: String| {
         let why = if f == "expires_in" || (f == "refresh_before" && !t.min_remaining_set) {
             defaults
@@ -712,17 +710,9 @@ fn check_timing(at: &str, t: &Timing) -> Result<(), ConfigError> {
             ),
         ));
     }
-    let smallest_expires = t.refresh_before_ms + MIN_SIGNING_WINDOW_MS;
-    if t.expires_ms < smallest_expires {
-        return Err(err(
-            "expires_in",
-            format!(
-                "is {}; it must be at least refresh_before + 1 s = {}, or every request re-signs",
-                secs(t.expires_ms),
-                secs(smallest_expires)
-            ),
-        ));
-    }
+    // The signing window (expires_in − refresh_before) is always at least
+    // 1 s: explicit values are whole seconds with refresh_before < expires_in,
+    // and the default leaves 4/5 of a lifetime of at least 2 s.
     Ok(())
 }
 
@@ -1241,11 +1231,10 @@ mod tests {
         set_path(&mut two, "expires_in", json!(2));
         set_path(&mut two, "refresh_before", json!(1));
         assert!(parse(&json!({"origins": [two]})).is_ok());
-        let mut no_window = o;
-        set_path(&mut no_window, "expires_in", json!(10));
-        set_path(&mut no_window, "refresh_before", json!(9));
-        let err = parse(&json!({"origins": [no_window]})).unwrap_err();
-        assert_eq!(err.field, "origins[0].expires_in");
-        assert!(err.to_string().contains("10.000 s"), "{err}");
+        // A 1 s signing window is the smallest, and accepted.
+        let mut one_s_window = o;
+        set_path(&mut one_s_window, "expires_in", json!(10));
+        set_path(&mut one_s_window, "refresh_before", json!(9));
+        assert!(parse(&json!({"origins": [one_s_window]})).is_ok());
     }
 }
