@@ -54,7 +54,7 @@ fn main() {
     let head = RequestHead {
         method: "GET",
         authority: "localhost:10000",
-        path: "/media/video/clip-0001.mp4",
+        path: b"/media/video/clip-0001.mp4",
     };
     let hit = per_op(200_000, || {
         let mut report = UrlReport::default();

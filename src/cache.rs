@@ -243,7 +243,9 @@ pub enum Outcome {
     Refreshed,
     /// The refresh failed to sign; the still-valid entry was served.
     RefreshFailed,
-    /// An entry for this identity was found too close to expiry: re-signed.
+    /// An entry for this identity was found too close to expiry although a
+    /// request had claimed its refresh: the refresh failed or never finished
+    /// in time (an incident). An idle entry found expired is a plain `Miss`.
     Expired,
 }
 
@@ -266,6 +268,9 @@ pub struct StoreOps {
     pub other_version: u32,
     /// Slots holding a different identity (collision or replaced key).
     pub collisions: u32,
+    /// Stores that replaced another identity's still-valid URL: keys
+    /// evicting each other, what a too-small table costs.
+    pub evictions: u32,
 }
 
 /// The URL a request gets, and how.
@@ -311,7 +316,8 @@ pub fn resolve<S: Store + ?Sized, E>(
     let now_ms = lookup.now_ms;
     // A URL this request signed, kept across CAS retries so it signs once.
     let mut signed: Option<Entry> = None;
-    let mut found_too_late = false;
+    // A claimed entry found too late: its refresh failed or starved.
+    let mut refresh_missed = false;
 
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (bytes, cas) = match store.get(lookup.slot_key) {
@@ -324,10 +330,13 @@ pub fn resolve<S: Store + ?Sized, E>(
                 (None, None)
             }
         };
+        // The slot holds another identity's still-valid URL.
+        let mut displacing = false;
         let current = bytes.and_then(|b| match Entry::decode(&b) {
             Ok(e) if e.identity == lookup.identity => Some(e),
-            Ok(_) => {
+            Ok(e) => {
                 ops.collisions += 1;
+                displacing = e.expires_at_ms > now_ms;
                 None
             }
             Err(DecodeError::OtherVersion) => {
@@ -385,7 +394,7 @@ pub fn resolve<S: Store + ?Sized, E>(
                         Err(_) => Ok(resolved(entry, Outcome::RefreshFailed, ops, false)),
                     };
                 }
-                Freshness::TooLate => found_too_late = true,
+                Freshness::TooLate => refresh_missed = entry.claim_until_ms != 0,
             }
         }
 
@@ -397,12 +406,8 @@ pub fn resolve<S: Store + ?Sized, E>(
         match store.set(lookup.slot_key, &entry.encode(), cas) {
             Ok(()) => {
                 ops.set_ok += 1;
-                let outcome = if found_too_late {
-                    Outcome::Expired
-                } else {
-                    Outcome::Miss
-                };
-                return Ok(resolved(entry, outcome, ops, false));
+                ops.evictions += u32::from(displacing);
+                return Ok(resolved(entry, miss_outcome(refresh_missed), ops, false));
             }
             Err(e) => {
                 count_set_error(&mut ops, e);
@@ -418,12 +423,17 @@ pub fn resolve<S: Store + ?Sized, E>(
         Some(e) => e,
         None => sign_entry(lookup, sign).map_err(|e| (e, ops))?,
     };
-    let outcome = if found_too_late {
+    Ok(resolved(entry, miss_outcome(refresh_missed), ops, false))
+}
+
+/// A request that signed because no entry could be served: an incident when
+/// the entry's refresh had been claimed and never completed.
+fn miss_outcome(refresh_missed: bool) -> Outcome {
+    if refresh_missed {
         Outcome::Expired
     } else {
         Outcome::Miss
-    };
-    Ok(resolved(entry, outcome, ops, false))
+    }
 }
 
 /// The answer for `entry`. A hit served after this request had already signed
@@ -529,11 +539,12 @@ mod tests {
         assert_eq!(store.entry("slot").signed_at_ms, T0 + 3_000_000);
         assert_eq!(store.entry("slot").claim_until_ms, 0);
 
-        // Too late: an entry with less than min_remaining left is never served.
+        // Too late: an entry with less than min_remaining left is never
+        // served. Nobody asked for it while it was due: a plain miss.
         let store = FakeStore::default();
         run(&store, "id", &POLICY, T0, &calls);
         let r = run(&store, "id", &POLICY, T0 + 3_540_001, &calls);
-        assert_eq!(r.outcome, Outcome::Expired);
+        assert_eq!(r.outcome, Outcome::Miss, "idle re-request is no incident");
         assert_eq!(
             r.path,
             format!("/id?date={}&exp=3600", (T0 + 3_540_001) / 1000)
@@ -545,6 +556,40 @@ mod tests {
             run(&store, "id", &POLICY, T0 + 3_540_000, &calls).outcome,
             Outcome::Refreshed
         );
+    }
+
+    #[test]
+    fn expired_counts_only_a_refresh_that_kept_failing() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        run(&store, "id", &POLICY, T0, &calls);
+        // Due: every refresh fails, the valid URL is served meanwhile.
+        let mut fail = |_: SystemTime, _: Duration| -> Result<String, ()> { Err(()) };
+        for now in [T0 + 3_000_000, T0 + 3_200_000, T0 + 3_400_000] {
+            let r = resolve(&store, lookup("id", &POLICY, now), &mut fail).unwrap();
+            assert_eq!(r.outcome, Outcome::RefreshFailed);
+        }
+        // Then too late: the entry was in use and could not be refreshed.
+        let r = run(&store, "id", &POLICY, T0 + 3_550_000, &calls);
+        assert_eq!(r.outcome, Outcome::Expired);
+        // The replacement is an ordinary entry again.
+        assert_eq!(store.entry("slot").claim_until_ms, 0);
+    }
+
+    #[test]
+    fn evictions_count_only_live_urls_of_other_keys() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        run(&store, "a", &POLICY, T0, &calls);
+        // b takes a's slot while a's URL is still valid: an eviction.
+        let r = run(&store, "b", &POLICY, T0 + 1, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (1, 1));
+        // a comes back after b's URL expired: a collision, no eviction.
+        let r = run(&store, "a", &POLICY, T0 + 3_600_001, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (1, 0));
+        // Its own expired entry is no eviction either.
+        let r = run(&store, "a", &POLICY, T0 + 7_200_002, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (0, 0));
     }
 
     #[test]

@@ -204,7 +204,9 @@ pub fn allowed_query(
 
 /// Length of the SigV4 encoding of `s` (`/` encoded).
 fn encoded_len_of(s: &str) -> usize {
-    s.bytes().map(|b| if is_unreserved(b) { 1 } else { 3 }).sum()
+    s.bytes()
+        .map(|b| if is_unreserved(b) { 1 } else { 3 })
+        .sum()
 }
 
 /// Formats `name=value&…` with SigV4 encoding, the same bytes every time for
@@ -227,14 +229,33 @@ pub fn format_query_into(out: &mut String, params: &[(String, String)]) {
     }
 }
 
+/// Whether a raw query parameter carries SigV4 auth (`X-Amz-*`, any case).
+fn is_auth_param(pair: &str) -> bool {
+    pair.get(..6)
+        .is_some_and(|h| h.eq_ignore_ascii_case("x-amz-"))
+}
+
 /// How many client query parameters carry SigV4 auth (`X-Amz-*`, any case);
 /// they are dropped, and counted for the `auth_stripped` metric.
 pub fn count_auth_params(raw_query: &str) -> u64 {
-    let n = raw_query
-        .split('&')
-        .filter(|p| p.get(..6).is_some_and(|h| h.eq_ignore_ascii_case("x-amz-")))
-        .count();
+    let n = raw_query.split('&').filter(|p| is_auth_param(p)).count();
     u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The `:path` without its client `X-Amz-*` query parameters, when it has
+/// any (for methods passed through unsigned: client SigV4 material never
+/// reaches the origin); `None` when there is nothing to remove.
+pub fn without_auth_params(path: &str) -> Option<String> {
+    let (p, q) = split_path(path);
+    if count_auth_params(q) == 0 {
+        return None;
+    }
+    let kept: Vec<&str> = q.split('&').filter(|p| !is_auth_param(p)).collect();
+    Some(if kept.is_empty() {
+        p.to_string()
+    } else {
+        format!("{p}?{}", kept.join("&"))
+    })
 }
 
 /// Splits a `:path` into the path and the query (without `?`); a fragment,
@@ -396,7 +417,10 @@ mod tests {
         // Encoded names still match; the allow-list order is kept.
         assert_eq!(
             allowed_query("partNumber=2&version%49d=v", &allow).unwrap(),
-            vec![("versionId".into(), "v".into()), ("partNumber".into(), "2".into())]
+            vec![
+                ("versionId".into(), "v".into()),
+                ("partNumber".into(), "2".into())
+            ]
         );
         // A bad value of a name that is not allowed never fails.
         assert!(allowed_query("junk=%zz&a&a&a", &allow).unwrap().is_empty());
@@ -427,6 +451,20 @@ mod tests {
             2
         );
         assert_eq!(count_auth_params(""), 0);
+    }
+
+    #[test]
+    fn auth_params_are_removed_from_passed_through_paths() {
+        assert_eq!(without_auth_params("/m/a?x=1"), None);
+        assert_eq!(without_auth_params("/m/a"), None);
+        assert_eq!(
+            without_auth_params("/m/a?X-Amz-Signature=s&x=1&x-amz-credential=c").as_deref(),
+            Some("/m/a?x=1")
+        );
+        assert_eq!(
+            without_auth_params("/m/a?X-Amz-Date=d").as_deref(),
+            Some("/m/a")
+        );
     }
 
     #[test]

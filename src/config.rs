@@ -453,7 +453,9 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         ));
     }
     let match_host = match o.matcher.host {
-        Some(h) => Some(compile_host_match(&h).map_err(|r| ConfigError::new(field("match.host"), r))?),
+        Some(h) => {
+            Some(compile_host_match(&h).map_err(|r| ConfigError::new(field("match.host"), r))?)
+        }
         None => None,
     };
 
@@ -549,7 +551,6 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
     check_timing(
         at,
         &Timing {
-            expires_ms,
             refresh_before_ms,
             min_remaining_ms,
             refresh_before_set: o.refresh_before.is_some(),
@@ -566,7 +567,10 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
     if o.allow_query.len() > MAX_ALLOW_QUERY {
         return Err(ConfigError::new(
             field("allow_query"),
-            format!("at most {MAX_ALLOW_QUERY} names, got {}", o.allow_query.len()),
+            format!(
+                "at most {MAX_ALLOW_QUERY} names, got {}",
+                o.allow_query.len()
+            ),
         ));
     }
     for (j, name) in o.allow_query.iter().enumerate() {
@@ -653,10 +657,9 @@ pub const MAX_ALLOW_QUERY: usize = 8;
 /// Longest `allow_query` name.
 pub const MAX_QUERY_NAME_BYTES: usize = 128;
 
-/// An origin's expiry settings in ms, and which were given explicitly (a
+/// An origin's refresh settings in ms, and which were given explicitly (a
 /// derived default is reported under the field it was derived from).
 struct Timing {
-    expires_ms: u64,
     refresh_before_ms: u64,
     min_remaining_ms: u64,
     refresh_before_set: bool,
@@ -1009,16 +1012,40 @@ mod tests {
                 "origins[0].match.prefix",
             ),
             (doc_with("match.host", json!("")), "origins[0].match.host"),
-            (doc_with("match.host", json!("a b")), "origins[0].match.host"),
-            (doc_with("match.host", json!("h:0")), "origins[0].match.host"),
-            (doc_with("match.host", json!("h:99999")), "origins[0].match.host"),
-            (doc_with("key_prefix", json!("videos")), "origins[0].key_prefix"),
-            (doc_with("addressing", json!("virtual")), "origins[0].addressing"),
-            (doc_with("min_remaining", json!(0)), "origins[0].min_remaining"),
-            (doc_with("refresh_before", json!(0)), "origins[0].refresh_before"),
+            (
+                doc_with("match.host", json!("a b")),
+                "origins[0].match.host",
+            ),
+            (
+                doc_with("match.host", json!("h:0")),
+                "origins[0].match.host",
+            ),
+            (
+                doc_with("match.host", json!("h:99999")),
+                "origins[0].match.host",
+            ),
+            (
+                doc_with("key_prefix", json!("videos")),
+                "origins[0].key_prefix",
+            ),
+            (
+                doc_with("addressing", json!("virtual")),
+                "origins[0].addressing",
+            ),
+            (
+                doc_with("min_remaining", json!(0)),
+                "origins[0].min_remaining",
+            ),
+            (
+                doc_with("refresh_before", json!(0)),
+                "origins[0].refresh_before",
+            ),
             (doc_with("expires_in", json!(1)), "origins[0].expires_in"),
             (
-                doc_with("allow_query", json!(["a", "b", "c", "d", "e", "f", "g", "h", "i"])),
+                doc_with(
+                    "allow_query",
+                    json!(["a", "b", "c", "d", "e", "f", "g", "h", "i"]),
+                ),
                 "origins[0].allow_query",
             ),
             (
@@ -1163,7 +1190,10 @@ mod tests {
         let mut b = origin();
         set_path(&mut b, "name", json!("fallback"));
         let c = parse(&json!({"origins": [a, b]})).unwrap();
-        let name = |auth: &str, path: &str| c.match_origin(auth, path.as_bytes()).map(|o| o.name.as_str());
+        let name = |auth: &str, path: &str| {
+            c.match_origin(auth, path.as_bytes())
+                .map(|o| o.name.as_str())
+        };
         assert_eq!(name("media.example.com:8080", "/media/x"), Some("media"));
         assert_eq!(name("other", "/media/x"), Some("fallback"));
         assert_eq!(name("other", "/media"), None);
@@ -1220,7 +1250,11 @@ mod tests {
             let mut bad = o.clone();
             set_path(&mut bad, field, json!(value));
             let err = parse(&json!({"origins": [bad]})).unwrap_err();
-            assert_eq!(err.field, format!("origins[0].{named}"), "{field}={value}: {err}");
+            assert_eq!(
+                err.field,
+                format!("origins[0].{named}"),
+                "{field}={value}: {err}"
+            );
         }
         // With the defaults, 4 s leaves too little: named under expires_in.
         let err = parse(&doc_with("expires_in", json!(4))).unwrap_err();

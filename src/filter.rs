@@ -9,15 +9,16 @@ use std::time::{Duration, SystemTime};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
+use crate::actions::{self, Acted, Forward, HostFailures};
 use crate::cache::{unix_ms, Outcome};
-use crate::cache_scan::{next_worker_id, try_lease, Scanner};
-use crate::canonical::{count_auth_params, split_path};
+use crate::cache_scan::{ScanTick, Scanner};
+use crate::canonical::{count_auth_params, split_path, without_auth_params};
 use crate::config::{Config, Origin};
 use crate::credentials::CredentialsSource;
 use crate::headers::HeaderView;
 use crate::host::{
-    flush_counters, install_panic_hook, micros_since, now, request_header_map, SharedData,
-    WasmMetrics,
+    flush_counters, install_panic_hook, micros_since, now, plugin_configuration,
+    request_header_map, response_header, set_tick_period, SharedData, WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
@@ -89,7 +90,7 @@ impl Context for PresignRoot {
 
 impl RootContext for PresignRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = self.get_plugin_configuration().unwrap_or_default();
+        let raw = plugin_configuration();
         let env = |k: &str| std::env::var(k).ok();
         let config = match Config::parse(&raw, &env) {
             Ok(c) => c,
@@ -124,10 +125,12 @@ impl RootContext for PresignRoot {
             .collect();
         let unmatched = OriginMetrics::define_unmatched(&WasmMetrics);
         if self.worker_id == 0 {
-            self.worker_id = next_worker_id(&SharedData, unix_ms(now()));
+            self.worker_id = random_worker_id();
         }
         // Ticks flush batched counters, and drive the cache-size scan.
-        self.set_tick_period(TICK);
+        if !set_tick_period(TICK) {
+            log::warn!("envoy-presign: no tick period; counters and cache gauges stay unreported");
+        }
         self.scanner.reset();
         let local_size = if config.cache.enabled {
             usize::try_from(config.cache.local_entries).unwrap_or(0)
@@ -153,15 +156,23 @@ impl RootContext for PresignRoot {
         if !cache.enabled {
             return;
         }
-        let hold = 3 * u64::try_from(TICK.as_millis()).unwrap_or(1000);
-        if !try_lease(&SharedData, self.worker_id, unix_ms(now()), hold) {
-            self.scanner.reset();
-            return;
-        }
-        let passes = cache.scan_interval_secs.max(1);
-        let chunk =
-            u32::try_from(u64::from(cache.max_entries).div_ceil(passes)).unwrap_or(u32::MAX);
-        if let Some(tally) = self.scanner.step(&SharedData, cache.max_entries, chunk) {
+        let min_remaining = |name: &str| {
+            shared
+                .config
+                .origins
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.policy.min_remaining_ms)
+        };
+        let tick = ScanTick {
+            owner: self.worker_id,
+            now_ms: unix_ms(now()),
+            hold_ms: 3 * u64::try_from(TICK.as_millis()).unwrap_or(1000),
+            max_entries: cache.max_entries,
+            scan_interval_secs: cache.scan_interval_secs,
+            min_remaining: &min_remaining,
+        };
+        if let Some(tally) = self.scanner.tick(&SharedData, &tick) {
             let capacity = u64::from(cache.max_entries);
             for (origin, metrics) in shared.config.origins.iter().zip(&shared.origins) {
                 let (entries, bytes) = tally.get(&origin.name).copied().unwrap_or((0, 0));
@@ -182,6 +193,15 @@ impl RootContext for PresignRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// A random id for this worker's VM (the scan lease owner): the host's
+/// randomness through std's `RandomState`, mixed with the time; never 0.
+fn random_worker_id() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new()
+        .hash_one(unix_ms(now()))
+        .max(1)
 }
 
 /// One request's context.
@@ -225,31 +245,48 @@ fn log_failure(
 }
 
 impl PresignRequest {
-    fn reply(&self, reply: LocalReply) {
-        let body = reply.body();
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("x-presign-error", reply.code),
-        ];
-        if reply == LocalReply::METHOD_NOT_ALLOWED {
-            headers.push(("allow", "GET, HEAD"));
+    /// Answers locally; a reply Envoy refuses is counted and leaves the
+    /// request unmarked (the shipped routes then answer 404).
+    fn reply(&self, reply: LocalReply, record: &mut RequestRecord) -> Action {
+        match actions::reply(&mut WasmRequest, reply, &mut record.host) {
+            Acted::Replied(_) => Action::Pause,
+            _ => Action::Continue,
         }
-        self.send_http_response(reply.status, headers, Some(body.as_bytes()));
     }
 
-    /// Sends a matched request on: strips client credentials and, when there
-    /// is one, applies the rewrite. Returns how many credentials it stripped.
-    fn forward(&mut self, head: &HeaderView<'_>, path: &str, rewrite: Option<(&str, &str)>) -> u64 {
-        for name in &head.auth_headers {
-            self.set_http_request_header(name, None);
+    /// Sends a matched request on to its origin: strips client credentials,
+    /// applies the rewrite (or removes client `X-Amz-*` parameters from a
+    /// passed-through method), and marks it for the origin's route. Returns
+    /// the action and how many credentials it stripped.
+    fn forward(
+        &mut self,
+        head: &HeaderView<'_>,
+        path: &str,
+        origin: &Origin,
+        rewrite: Option<(&str, &str)>,
+        host: &mut HostFailures,
+    ) -> (Action, u64) {
+        let (_, query) = split_path(path);
+        let cleaned = match rewrite {
+            Some(_) => None,
+            None => without_auth_params(path),
+        };
+        let f = Forward {
+            origin: &origin.name,
+            strip: &head.auth_headers,
+            authority: rewrite.map(|(a, _)| a),
+            path: rewrite.map(|(_, p)| p).or(cleaned.as_deref()),
+        };
+        let stripped =
+            u64::try_from(head.auth_headers.len()).unwrap_or(0) + count_auth_params(query);
+        match actions::forward(&mut WasmRequest, f, host) {
+            Acted::Forwarded => {
+                self.forwarded = self.shared.index_of(origin);
+                (Action::Continue, stripped)
+            }
+            Acted::Replied(_) => (Action::Pause, 0),
+            Acted::Unmarked => (Action::Continue, 0),
         }
-        let mut stripped = u64::try_from(head.auth_headers.len()).unwrap_or(0);
-        if let Some((authority, new_path)) = rewrite {
-            stripped += count_auth_params(split_path(path).1);
-            self.set_http_request_header(":authority", Some(authority));
-            self.set_http_request_header(":path", Some(new_path));
-        }
-        stripped
     }
 
     /// The fast path: a fresh rewrite this worker made for the same request.
@@ -258,19 +295,23 @@ impl PresignRequest {
         head: &HeaderView<'_>,
         path: &str,
         now_ms: u64,
-    ) -> Option<RequestRecord> {
+    ) -> Option<(Option<usize>, RequestRecord, Action)> {
         let shared = Rc::clone(&self.shared);
         let local = shared.local.borrow();
         let hit = local.get(head.method, head.authority, path, now_ms)?;
         let origin = shared.config.origins.get(hit.origin)?;
-        let stripped = self.forward(head, path, Some((&origin.authority, hit.rewrite)));
-        self.forwarded = Some(hit.origin);
-        Some(RequestRecord {
+        let mut record = RequestRecord {
             outcome: Some(RequestOutcome::Hit),
             cache: Some(Outcome::Hit),
-            auth_stripped: stripped,
             ..RequestRecord::default()
-        })
+        };
+        let rewrite = Some((origin.authority.as_str(), hit.rewrite));
+        let (action, stripped) = self.forward(head, path, origin, rewrite, &mut record.host);
+        record.auth_stripped = stripped;
+        if action == Action::Pause {
+            record.outcome = Some(RequestOutcome::Denied);
+        }
+        Some((Some(hit.origin), record, action))
     }
 
     /// The full path: match, decode, consult the shared cache or sign, and
@@ -278,7 +319,7 @@ impl PresignRequest {
     fn handle(
         &mut self,
         head: &HeaderView<'_>,
-        path: &str,
+        raw_path: &[u8],
         started: SystemTime,
     ) -> (Option<usize>, RequestRecord, Action) {
         let shared = Rc::clone(&self.shared);
@@ -297,14 +338,20 @@ impl PresignRequest {
         let req = RequestHead {
             method: head.method,
             authority: head.authority,
-            path,
+            path: raw_path,
         };
         let decision = decide(&shared.config, req, &mut sign);
         let mut record = RequestRecord::default();
         let (index, action) = match decision {
             Decision::Bypass => {
                 record.outcome = Some(RequestOutcome::Bypass);
-                (None, Action::Continue)
+                let acted =
+                    actions::pass_unmatched(&mut WasmRequest, head.marker, &mut record.host);
+                let action = match acted {
+                    Acted::Replied(_) => Action::Pause,
+                    _ => Action::Continue,
+                };
+                (None, action)
             }
             Decision::Reject {
                 origin,
@@ -323,9 +370,8 @@ impl PresignRequest {
                     &origin.name,
                     head,
                 );
-                self.reply(reply);
                 record.outcome = Some(RequestOutcome::Denied);
-                (shared.index_of(origin), Action::Pause)
+                (shared.index_of(origin), self.reply(reply, &mut record))
             }
             Decision::Forward {
                 origin,
@@ -349,10 +395,16 @@ impl PresignRequest {
                     (None, None) => RequestOutcome::Bypass,
                     (Some(_), None) => RequestOutcome::of(report.outcome),
                 });
+                let path = std::str::from_utf8(raw_path).unwrap_or_default();
                 let rewrite = rewrite.as_ref().map(|(a, p)| (*a, p.as_str()));
-                record.auth_stripped = self.forward(head, path, rewrite);
-                if let (Some((_, new_path)), None, Some(i), Some(until)) =
-                    (rewrite, fallback, index, report.fresh_until_ms)
+                let (action, stripped) =
+                    self.forward(head, path, origin, rewrite, &mut record.host);
+                record.auth_stripped = stripped;
+                if action == Action::Pause {
+                    record.outcome = Some(RequestOutcome::Denied);
+                }
+                if let (Some((_, new_path)), None, Some(i), Some(until), Action::Continue) =
+                    (rewrite, fallback, index, report.fresh_until_ms, action)
                 {
                     shared.local.borrow_mut().put(
                         head.method,
@@ -363,8 +415,7 @@ impl PresignRequest {
                         until,
                     );
                 }
-                self.forwarded = index;
-                (index, Action::Continue)
+                (index, action)
             }
         };
         record.cache = report.outcome;
@@ -381,23 +432,17 @@ impl HttpContext for PresignRequest {
         let started = now();
         let buf = request_header_map();
         let head = HeaderView::parse(&buf);
-        let (index, mut record, action) = match head.path {
-            Some(Ok(path)) => match self.forward_local_hit(&head, path, unix_ms(started)) {
-                Some(record) => (self.forwarded, record, Action::Continue),
-                None => self.handle(&head, path, started),
-            },
-            // No path (CONNECT): nothing to sign.
-            None => return Action::Continue,
-            // A non-UTF-8 path cannot be decoded into a key; Envoy's codecs
-            // normally refuse such bytes before we see them.
-            Some(Err(())) => {
-                self.reply(LocalReply::INVALID_PATH_ENCODING);
-                let record = RequestRecord {
-                    outcome: Some(RequestOutcome::Denied),
-                    ..RequestRecord::default()
-                };
-                (None, record, Action::Pause)
-            }
+        // No path (CONNECT): nothing to sign.
+        let Some(raw_path) = head.path else {
+            return Action::Continue;
+        };
+        let local = match std::str::from_utf8(raw_path) {
+            Ok(path) => self.forward_local_hit(&head, path, unix_ms(started)),
+            Err(_) => None,
+        };
+        let (index, mut record, action) = match local {
+            Some(done) => done,
+            None => self.handle(&head, raw_path, started),
         };
         if self.shared.sample_latency() {
             self.e2e_since = Some(started);
@@ -413,8 +458,7 @@ impl HttpContext for PresignRequest {
         let Some(i) = self.forwarded else {
             return Action::Continue;
         };
-        let status = self
-            .get_http_response_header_bytes(":status")
+        let status = response_header(":status")
             .and_then(|b| {
                 std::str::from_utf8(&b)
                     .ok()

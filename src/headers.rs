@@ -86,9 +86,9 @@ impl<'a> HeaderView<'a> {
 /// inverse of `pairs`), for the headers of a local reply.
 pub fn serialize<K: AsRef<[u8]>, V: AsRef<[u8]>>(map: &[(K, V)]) -> Vec<u8> {
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let size = map.iter().fold(4, |n, (k, v)| {
-        n + 10 + k.as_ref().len() + v.as_ref().len()
-    });
+    let size = map
+        .iter()
+        .fold(4, |n, (k, v)| n + 10 + k.as_ref().len() + v.as_ref().len());
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&len(map.len()));
     for (k, v) in map {
@@ -143,10 +143,17 @@ mod tests {
 
     #[test]
     fn serialize_is_the_inverse_of_pairs() {
-        let map = [("content-type", "application/json"), ("x-presign-error", ""), ("", "v")];
+        let map = [
+            ("content-type", "application/json"),
+            ("x-presign-error", ""),
+            ("", "v"),
+        ];
         let buf = serialize(&map);
         let back: Vec<(&[u8], &[u8])> = pairs(&buf).collect();
-        let want: Vec<(&[u8], &[u8])> = map.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+        let want: Vec<(&[u8], &[u8])> = map
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
         assert_eq!(back, want);
         assert_eq!(serialize::<&str, &str>(&[]), 0u32.to_le_bytes().to_vec());
     }

@@ -1,7 +1,15 @@
-//! The proxy-wasm side of the host-facing pieces: the panic hook, the request
-//! header map read in one call (parsed in place by `headers`, never trusting
-//! the bytes to be UTF-8: the SDK's `String` getters panic on other bytes),
-//! shared data as the cache's store, metrics, and the clock.
+//! The proxy-wasm side of the host-facing pieces: the panic hook, the raw
+//! hostcalls, shared data as the cache's store, request actions, metrics and
+//! the clock.
+//!
+//! Every hostcall on a path a request or a tick can reach is made through the
+//! raw ABI here, returning the host's status as a value: proxy-wasm 0.2.5's
+//! wrappers `panic!` on any status they do not expect, and a panic aborts the
+//! worker's VM (with its batched counters). A refused call becomes an error
+//! the caller counts (`store_ops`, `hostcall_errors`) instead.
+
+use crate::actions::{HostError, RequestHost};
+use crate::cache::{Store, StoreError};
 
 /// Logs a panic at critical level before the VM aborts, so the cause of a dead
 /// worker is in Envoy's log (the message never holds secrets: the core has no
@@ -12,30 +20,185 @@ pub fn install_panic_hook() {
     }));
 }
 
+// proxy-wasm ABI 0.2.1 imports, declared with a plain `u32` status (the SDK
+// declares them returning its `Status` enum, which a status the enum does
+// not know would make undefined).
+#[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
-    /// The proxy-wasm ABI call behind the SDK's header getters (map type 0 is
-    /// the request headers); called directly to parse the result in place.
-    fn proxy_get_header_map_pairs(
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_get_header_map_value(
         map_type: u32,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+const STATUS_OK: u32 = 0;
+const STATUS_NOT_FOUND: u32 = 1;
+const STATUS_CAS_MISMATCH: u32 = 8;
+const REQUEST_HEADERS: u32 = 0;
+const RESPONSE_HEADERS: u32 = 2;
+const PLUGIN_CONFIGURATION: u32 = 7;
+
+fn status(s: u32) -> Result<(), HostError> {
+    if s == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostError(s))
+    }
+}
+
+/// Takes ownership of bytes the host allocated for us (through the SDK's
+/// `proxy_on_memory_allocate`, a `Vec<u8>` of exactly `size`).
+///
+/// # Safety
+/// `data` must be null or a pointer the host returned with `size` for a call
+/// that succeeded.
+unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    (!data.is_null()).then(|| Vec::from_raw_parts(data, size, size))
 }
 
 /// The request headers as Envoy serializes them (see `headers::pairs`); empty
 /// if the host refuses.
 pub fn request_header_map() -> Vec<u8> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer to `size` bytes it allocated through
-    // this module's `proxy_on_memory_allocate` (the SDK's, a `Vec<u8>` of that
-    // capacity), whose ownership passes to us; status 0 is `Ok`.
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: out-pointers to locals; on success the host hands us `size` bytes.
     unsafe {
-        if proxy_get_header_map_pairs(0, &mut data, &mut size) != 0 || data.is_null() {
+        if proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) != STATUS_OK {
             return Vec::new();
         }
-        Vec::from_raw_parts(data, size, size)
+        owned(data, size).unwrap_or_default()
+    }
+}
+
+/// One response header's value, if present and the host answers.
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: as in `request_header_map`.
+    unsafe {
+        let s = proxy_get_header_map_value(
+            RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        );
+        if s != STATUS_OK {
+            return None;
+        }
+        owned(data, size)
+    }
+}
+
+/// The plugin's configuration bytes (empty if the host has none or refuses).
+pub fn plugin_configuration() -> Vec<u8> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: as in `request_header_map`.
+    unsafe {
+        let s = proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size);
+        if s != STATUS_OK {
+            return Vec::new();
+        }
+        owned(data, size).unwrap_or_default()
+    }
+}
+
+/// Asks for `on_tick` every `period`; false if the host refuses.
+pub fn set_tick_period(period: std::time::Duration) -> bool {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: no pointers.
+    unsafe { proxy_set_tick_period_milliseconds(ms) == STATUS_OK }
+}
+
+/// The current request's headers and local replies.
+pub struct WasmRequest;
+
+impl RequestHost for WasmRequest {
+    fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // SAFETY: pointers to live slices with their lengths.
+        status(unsafe {
+            proxy_replace_header_map_value(
+                REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    fn remove_header(&mut self, name: &str) -> Result<(), HostError> {
+        // SAFETY: as above.
+        status(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
+    }
+
+    fn send_reply(
+        &mut self,
+        code: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        let headers = crate::headers::serialize(headers);
+        // SAFETY: as above; no details string (null, 0); -1: not gRPC.
+        status(unsafe {
+            proxy_send_local_response(
+                code,
+                std::ptr::null(),
+                0,
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        })
     }
 }
 
@@ -43,21 +206,35 @@ pub fn request_header_map() -> Vec<u8> {
 /// visible to every worker).
 pub struct SharedData;
 
-impl crate::cache::Store for SharedData {
-    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), crate::cache::StoreError> {
-        proxy_wasm::hostcalls::get_shared_data(key).map_err(|_| crate::cache::StoreError::Failed)
+impl Store for SharedData {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0usize, 0u32);
+        // SAFETY: as in `request_header_map`.
+        unsafe {
+            match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
+                STATUS_OK => Ok((owned(data, size), (cas != 0).then_some(cas))),
+                STATUS_NOT_FOUND => Ok((None, None)),
+                _ => Err(StoreError::Failed),
+            }
+        }
     }
 
-    fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), crate::cache::StoreError> {
-        proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
-            proxy_wasm::types::Status::CasMismatch => crate::cache::StoreError::CasMismatch,
-            _ => crate::cache::StoreError::Failed,
-        })
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        // SAFETY: pointers to live slices with their lengths.
+        let s = unsafe {
+            proxy_set_shared_data(
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+                cas.unwrap_or(0),
+            )
+        };
+        match s {
+            STATUS_OK => Ok(()),
+            STATUS_CAS_MISMATCH => Err(StoreError::CasMismatch),
+            _ => Err(StoreError::Failed),
+        }
     }
 }
 
@@ -98,13 +275,16 @@ pub struct WasmMetrics;
 impl crate::metrics::MetricsBackend for WasmMetrics {
     fn define(&self, kind: crate::metrics::MetricKind, name: &str) -> Option<u32> {
         use crate::metrics::MetricKind;
-        use proxy_wasm::types::MetricType;
+        // proxy-wasm's metric types: counter 0, gauge 1, histogram 2.
         let t = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Gauge => MetricType::Gauge,
-            MetricKind::Histogram => MetricType::Histogram,
+            MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
+            MetricKind::Histogram => 2,
         };
-        proxy_wasm::hostcalls::define_metric(t, name).ok()
+        let mut id = 0u32;
+        // SAFETY: a live slice and an out-pointer to a local.
+        let s = unsafe { proxy_define_metric(t, name.as_ptr(), name.len(), &mut id) };
+        (s == STATUS_OK).then_some(id)
     }
 
     fn add(&self, id: u32, delta: u64) {
@@ -112,25 +292,30 @@ impl crate::metrics::MetricsBackend for WasmMetrics {
     }
 
     fn record(&self, id: u32, value: u64) {
-        let _ = proxy_wasm::hostcalls::record_metric(id, value);
+        // SAFETY: no pointers. A refused sample is dropped.
+        let _ = unsafe { proxy_record_metric(id, value) };
     }
 }
 
-/// Hands the batched counter increments to Envoy.
+/// Hands the batched counter increments to Envoy (a refused one is dropped:
+/// the metric id is unknown to the host, so there is nowhere to count it).
 pub fn flush_counters() {
     PENDING.with(|p| {
         for (id, delta) in p.borrow_mut().drain() {
-            let _ = proxy_wasm::hostcalls::increment_metric(
-                id,
-                i64::try_from(delta).unwrap_or(i64::MAX),
-            );
+            // SAFETY: no pointers.
+            let _ = unsafe { proxy_increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX)) };
         }
     });
 }
 
 /// The host's wall clock (never fails in Envoy; the epoch if it ever did).
 pub fn now() -> std::time::SystemTime {
-    proxy_wasm::hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH)
+    let mut nanos = 0u64;
+    // SAFETY: an out-pointer to a local.
+    if unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } != STATUS_OK {
+        return std::time::UNIX_EPOCH;
+    }
+    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos)
 }
 
 /// Microseconds from `start` to now (0 if the clock stepped back).

@@ -14,6 +14,7 @@
 //! calls a proxy-wasm hostcall and is unit-tested on the host. The glue
 //! (`filter`, `host`) exists only in the wasm build.
 
+pub mod actions;
 pub mod cache;
 pub mod cache_scan;
 pub mod canonical;

@@ -7,11 +7,18 @@
 //! long as the shared entry it came from is still *fresh* — the same rule the
 //! shared cache applies. Once the entry is due for refresh, the worker goes
 //! back to shared data, so every worker switches to the refreshed URL at the
-//! same moment the shared cache does. Direct-mapped and fixed-size: memory is
-//! bounded by `cache.local_entries` per worker, and a new entry replaces the
-//! one in its slot.
+//! same moment the shared cache does. Direct-mapped and fixed-size: a new
+//! entry replaces the one in its slot, and a request whose method, authority,
+//! path and rewrite together exceed `LOCAL_ENTRY_MAX_BYTES` (a long junk query,
+//! a huge `Host`) is not kept at all, so memory per worker is at most
+//! `cache.local_entries` × (`LOCAL_ENTRY_MAX_BYTES` + a slot's overhead)
+//! whatever clients send.
 
 use crate::cache::{fnv1a, FNV_OFFSET};
+
+/// Most bytes (method + authority + raw path + rewrite) one remembered
+/// rewrite may hold; larger requests are served through shared data only.
+pub const LOCAL_ENTRY_MAX_BYTES: usize = 4096;
 
 /// A remembered rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +89,8 @@ impl LocalCache {
             })
     }
 
-    /// Remembers a rewrite until `fresh_until_ms`.
+    /// Remembers a rewrite until `fresh_until_ms`, unless it is larger than
+    /// `LOCAL_ENTRY_MAX_BYTES`.
     pub fn put(
         &mut self,
         method: &str,
@@ -92,6 +100,9 @@ impl LocalCache {
         rewrite: &str,
         fresh_until_ms: u64,
     ) {
+        if method.len() + authority.len() + path.len() + rewrite.len() > LOCAL_ENTRY_MAX_BYTES {
+            return;
+        }
         let Some(i) = self.index(method, authority, path) else {
             return;
         };
@@ -148,6 +159,27 @@ mod tests {
             .filter(|i| c.get("GET", "h", &format!("/m/{i}"), 0).is_some())
             .count();
         assert!(hits <= 4);
+    }
+
+    #[test]
+    fn oversized_requests_are_not_kept() {
+        let mut c = LocalCache::new(4);
+        let rewrite = "/signed";
+        let fits = format!(
+            "/m/a?{}",
+            "j".repeat(LOCAL_ENTRY_MAX_BYTES - 5 - 3 - 1 - rewrite.len())
+        );
+        c.put("GET", "h", &fits, 0, rewrite, u64::MAX);
+        assert!(c.get("GET", "h", &fits, 0).is_some());
+        let junk = format!("{fits}j");
+        c.put("GET", "h", &junk, 0, rewrite, u64::MAX);
+        assert!(
+            c.get("GET", "h", &junk, 0).is_none(),
+            "one byte over the cap"
+        );
+        let host = "h".repeat(LOCAL_ENTRY_MAX_BYTES);
+        c.put("GET", &host, "/m/a", 0, rewrite, u64::MAX);
+        assert!(c.get("GET", &host, "/m/a", 0).is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! `envoy/envoy.yaml` turn each `.<label>.<value>` pair into a label, so
 //! `/stats/prometheus` shows `envoy_presign_requests{origin="media",outcome="hit"}`.
 
+use crate::actions::HostFailures;
 use crate::cache::{Outcome, StoreOps};
 
 /// The three kinds of Envoy stats.
@@ -90,6 +91,10 @@ impl RequestOutcome {
 /// Signing error categories (the `category` label of `sign_errors`).
 pub const SIGN_ERROR_CATEGORIES: [&str; 3] = ["no_credentials", "signer", "invalid_uri"];
 
+/// Hostcalls Envoy can refuse on the request path (the `call` label of
+/// `hostcall_errors`).
+pub const HOSTCALLS: [&str; 2] = ["set_header", "local_reply"];
+
 const RESPONSE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// A defined metric, or a no-op when the host refused to define it.
@@ -106,6 +111,7 @@ pub struct OriginMetrics {
     cache_expired: Handle,
     cache_corrupt: Handle,
     cache_collisions: Handle,
+    cache_evictions: Handle,
     urls_signed: Handle,
     sign_errors: [Handle; 3],
     store_get_ok: Handle,
@@ -114,6 +120,7 @@ pub struct OriginMetrics {
     store_set_error: Handle,
     store_cas_conflict: Handle,
     auth_stripped: Handle,
+    hostcall_errors: [Handle; 2],
     origin_responses: [Handle; 5],
     origin_403: Handle,
     sign_us: Handle,
@@ -174,6 +181,7 @@ impl OriginMetrics {
         });
         Self {
             requests,
+            hostcall_errors: d.labelled("hostcall_errors", "call", HOSTCALLS),
             filter_us: d.def(MetricKind::Histogram, "filter_duration_us", None),
             ..Self::default()
         }
@@ -195,6 +203,7 @@ impl OriginMetrics {
             cache_expired: d.counter("cache_expired"),
             cache_corrupt: d.counter("cache_corrupt"),
             cache_collisions: d.counter("cache_collisions"),
+            cache_evictions: d.counter("cache_evictions"),
             urls_signed: d.counter("urls_signed"),
             sign_errors: d.labelled("sign_errors", "category", SIGN_ERROR_CATEGORIES),
             store_get_ok: d.def(MetricKind::Counter, "store_ops", Some(("op", "get_ok"))),
@@ -207,6 +216,7 @@ impl OriginMetrics {
                 Some(("op", "set_cas_conflict")),
             ),
             auth_stripped: d.counter("auth_stripped"),
+            hostcall_errors: d.labelled("hostcall_errors", "call", HOSTCALLS),
             origin_responses: d.labelled("origin_responses", "class", RESPONSE_CLASSES),
             origin_403: d.counter("origin_403"),
             sign_us: d.def(Histogram, "sign_duration_us", None),
@@ -247,6 +257,8 @@ pub struct RequestRecord {
     pub sign_error: Option<&'static str>,
     /// Client auth headers and query parameters removed.
     pub auth_stripped: u64,
+    /// Hostcalls Envoy refused while acting on the request.
+    pub host: HostFailures,
     /// Microseconds spent signing (0: no signing).
     pub sign_us: Option<u64>,
     /// Microseconds spent in the request-headers callback.
@@ -281,6 +293,7 @@ impl OriginMetrics {
             u64::from(ops.corrupt + ops.other_version),
         );
         add(b, self.cache_collisions, u64::from(ops.collisions));
+        add(b, self.cache_evictions, u64::from(ops.evictions));
         add(b, self.store_get_ok, u64::from(ops.get_ok));
         add(b, self.store_get_error, u64::from(ops.get_err));
         add(b, self.store_set_ok, u64::from(ops.set_ok));
@@ -292,6 +305,9 @@ impl OriginMetrics {
             }
         }
         add(b, self.auth_stripped, r.auth_stripped);
+        let [set_header, local_reply] = self.hostcall_errors;
+        add(b, set_header, u64::from(r.host.set_header));
+        add(b, local_reply, u64::from(r.host.local_reply));
         if let Some(us) = r.sign_us {
             record(b, self.sign_us, us);
         }
@@ -394,6 +410,7 @@ mod tests {
             set_ok: 1,
             cas_conflicts: 1,
             corrupt: 1,
+            evictions: 1,
             ..StoreOps::default()
         };
         m.record_request(
@@ -404,6 +421,10 @@ mod tests {
                 ops,
                 signed: 1,
                 auth_stripped: 2,
+                host: HostFailures {
+                    set_header: 1,
+                    local_reply: 2,
+                },
                 sign_us: Some(40),
                 filter_us: Some(55),
                 ..RequestRecord::default()
@@ -421,6 +442,15 @@ mod tests {
             1
         );
         assert_eq!(r.get("envoy_presign.auth_stripped.origin.o"), 2);
+        assert_eq!(r.get("envoy_presign.cache_evictions.origin.o"), 1);
+        assert_eq!(
+            r.get("envoy_presign.hostcall_errors.origin.o.call.set_header"),
+            1
+        );
+        assert_eq!(
+            r.get("envoy_presign.hostcall_errors.origin.o.call.local_reply"),
+            2
+        );
         assert_eq!(r.get("envoy_presign.sign_duration_us.origin.o"), 40);
         assert_eq!(
             r.get("envoy_presign.origin_responses.origin.o.class.4xx"),
@@ -454,6 +484,8 @@ mod tests {
             [
                 "envoy_presign.requests.origin._unmatched.outcome.denied",
                 "envoy_presign.requests.origin._unmatched.outcome.bypass",
+                "envoy_presign.hostcall_errors.origin._unmatched.call.set_header",
+                "envoy_presign.hostcall_errors.origin._unmatched.call.local_reply",
                 "envoy_presign.filter_duration_us.origin._unmatched"
             ]
         );

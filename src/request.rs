@@ -215,7 +215,11 @@ pub fn is_client_auth_header(name: &str) -> bool {
     let eq = |a: &[u8], b: &[u8]| {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
-                let x = if *x == b'_' { b'-' } else { x.to_ascii_lowercase() };
+                let x = if *x == b'_' {
+                    b'-'
+                } else {
+                    x.to_ascii_lowercase()
+                };
                 x == *y
             })
     };
@@ -332,14 +336,21 @@ mod tests {
     #[test]
     fn non_utf8_paths_pass_through_unless_an_origin_matches() {
         let c = config(json!({}));
-        let mut sign = |_: &Origin, _: Method, _: &str, _: &[(String, String)]| Ok("/x".to_string());
+        let mut sign =
+            |_: &Origin, _: Method, _: &str, _: &[(String, String)]| Ok("/x".to_string());
         let head = |path: &'static [u8]| RequestHead {
             method: "GET",
             authority: "envoy",
             path,
         };
-        assert_eq!(decide(&c, head(b"/static/logo-\xe9.png"), &mut sign), Decision::Bypass);
-        assert_eq!(decide(&c, head(b"/static/x?q=\xe9"), &mut sign), Decision::Bypass);
+        assert_eq!(
+            decide(&c, head(b"/static/logo-\xe9.png"), &mut sign),
+            Decision::Bypass
+        );
+        assert_eq!(
+            decide(&c, head(b"/static/x?q=\xe9"), &mut sign),
+            Decision::Bypass
+        );
         let d = decide(&c, head(b"/media/\xe9.png"), &mut sign);
         assert_eq!(reply_of(&d), Some(LocalReply::INVALID_PATH_ENCODING));
     }
@@ -416,7 +427,16 @@ mod tests {
         ] {
             assert!(is_client_auth_header(h), "{h}");
         }
-        for h in ["range", "x-am", "if-none-match", "x-amzn-trace-id", "host", "x_amzn_trace", "cookies", "authorizations"] {
+        for h in [
+            "range",
+            "x-am",
+            "if-none-match",
+            "x-amzn-trace-id",
+            "host",
+            "x_amzn_trace",
+            "cookies",
+            "authorizations",
+        ] {
             assert!(!is_client_auth_header(h), "{h}");
         }
     }

@@ -43,7 +43,9 @@ impl Store for FakeStore {
         })
     }
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        if let Some(mut f) = self.interleave.borrow_mut().take() {
+        // Taken out first: the interleaved worker may write too.
+        let other_worker = self.interleave.borrow_mut().take();
+        if let Some(mut f) = other_worker {
             f(self);
         }
         if self.fail_sets.get() {

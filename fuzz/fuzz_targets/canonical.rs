@@ -8,7 +8,7 @@ use envoy_presign::config::Config;
 use envoy_presign::request::{decide, Decision, RequestHead};
 use libfuzzer_sys::fuzz_target;
 
-const PREFIXES: [&str; 3] = ["", "videos/", "a/b"];
+const PREFIXES: [&str; 3] = ["", "videos/", "a/b/"];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         signed = Some(key.to_string());
         Ok("/bkt/signed".to_string())
     };
-    let head = RequestHead { method: "GET", authority: "envoy", path: &path };
+    let head = RequestHead { method: "GET", authority: "envoy", path: path.as_bytes() };
     if let Decision::Forward { rewrite: Some((authority, p)), .. } = decide(&config, head, &mut sign) {
         assert_eq!(authority, "h");
         assert_eq!(p, "/bkt/signed");
