@@ -355,6 +355,12 @@ def test_counters_and_histogram_counts_are_exact(signing_envoy, unsigned_envoy, 
     assert samples[series("envoy_presign_cache_capacity", origin="media")] == CAPACITY
     # Each entry holds its identity and its presigned path: a few hundred bytes.
     assert 100 * MISSES < samples[series("envoy_presign_cache_bytes", origin="media")] < 2000 * MISSES
+    # Counters nothing in the pattern increments still exist, at 0, with the labels the
+    # stats_tags of envoy/envoy.yaml give them (the dashboard and the rules query them).
+    for key in (series("envoy_presign_cache_evictions", origin="media"),
+                series("envoy_presign_hostcall_errors", origin="media", call="set_header"),
+                series("envoy_presign_hostcall_errors", origin="media", call="local_reply")):
+        assert samples.get(key) == 0, f"{key} not in /stats/prometheus at 0: {samples.get(key)}"
 
     # The same counters in the JSON /stats under their Envoy names.
     stats = signing_envoy.stats()
@@ -420,8 +426,11 @@ def test_prometheus_rules_and_dashboard(prometheus, signing_envoy, traffic):
     # differently (at most 1.1 s over 10+ s): approximately.
     assert math.isclose(prom.scalar('origin:envoy_presign_sign_error:ratio_rate5m{origin="media"}'),
                         2 / (MISSES + 2), rel_tol=0.15)
-    usage = f'instance:envoy_presign_cache_usage:ratio{{instance="127.0.0.1:{signing_envoy.admin_port}"}}'
-    assert math.isclose(prom.scalar(usage), MISSES / CAPACITY)
+    # MISSES keys in CAPACITY slots: none evicts another.
+    assert prom.scalar('origin:envoy_presign_cache_eviction:ratio_rate5m{origin="media"}') == 0
+    cache_bytes = prom.scalar(
+        f'instance:envoy_presign_cache_bytes:sum{{instance="127.0.0.1:{signing_envoy.admin_port}"}}')
+    assert 100 * MISSES < cache_bytes < 2000 * MISSES
 
     no_data = [f"{title}: {expr}" for title, expr in _dashboard_queries() if not prom.query(expr)]
     assert not no_data, "dashboard queries without data:\n" + "\n".join(no_data)
