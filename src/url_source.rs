@@ -236,6 +236,49 @@ mod tests {
         assert!(store.data.borrow().len() <= 4, "bounded by max_entries");
     }
 
+    /// README.md's bound on one shared entry: 2 × (3,072 + 2,048) + 1 KiB
+    /// with no session token, for the largest key and query a request can bring.
+    #[test]
+    fn the_largest_request_fits_the_documented_entry_bound() {
+        let doc = json!({
+            "credentials": {"source": "inline", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                            "secret_access_key": "s"},
+            "origins": [{"name": "media-origin-with-a-long-name", "match": {"prefix": "/m/"},
+                         "endpoint": "https://s3.dualstack.ap-southeast-2.amazonaws.com",
+                         "bucket": "b".repeat(63), "region": "ap-southeast-2",
+                         "expires_in": 604_800, "allow_query": ["versionId"]}],
+        });
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        let key = "\u{e9}".repeat(512); // 1024 bytes, every one encoded as %XX
+        let raw = format!("versionId={}", "+".repeat(679));
+        let query = crate::canonical::allowed_query(&raw, &c.origins[0].allow_query).unwrap();
+        let store = FakeStore::default();
+        let host = Host {
+            store: &store,
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            clock: &SystemTime::now,
+        };
+        let req = ObjectRequest {
+            method: Method::Head,
+            key: &key,
+            query: &query,
+        };
+        let mut report = UrlReport::default();
+        presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+        let stored = store
+            .data
+            .borrow()
+            .values()
+            .map(|(v, _)| v.len())
+            .max()
+            .unwrap();
+        assert!(
+            stored > 2 * (3072 + 2037),
+            "the worst case was built: {stored}"
+        );
+        assert!(stored <= 2 * (3072 + 2048) + 1024, "{stored}");
+    }
+
     #[test]
     fn disabled_cache_signs_every_request_without_the_store() {
         let c = config(json!({"enabled": false}), "s1");

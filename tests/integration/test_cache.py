@@ -224,3 +224,19 @@ def test_two_envoys_sign_byte_identical_urls(start_envoy, seaweedfs, corpus: Cor
     assert [line[:2] for line in first] == requests
     assert first == second
     assert len({line[2] for line in first}) == len(requests), "GET and HEAD are signed apart"
+
+
+def test_cache_gauges_fall_when_a_burst_expires(start_envoy, seaweedfs, many_objects: dict[str, bytes]):
+    """The gauges count entries that can still be served: after a burst of
+    distinct keys, entries and bytes fall back to 0 once their URLs are within
+    min_remaining of expiry, though the slots still hold them."""
+    envoy = start_cache_envoy(start_envoy, seaweedfs, expires_in=5,
+                              cache={"max_entries": 64, "scan_interval": 1, "align": False})
+    stats = Stats(envoy)
+    keys = list(many_objects)[:MAX_ENTRIES]
+    assert_each(keys, get_ok(envoy, many_objects), "a burst of distinct keys")
+    burst = poll(stats.read, lambda g: g["cache_entries"] > 0, timeout=5)
+    assert burst["cache_entries"] > 0 and burst["cache_bytes"] > 0, burst
+    # 5 s URLs with 200 ms min_remaining: unservable 4.8 s after signing.
+    after = poll(stats.read, lambda g: g["cache_entries"] == 0, timeout=12)
+    assert after["cache_entries"] == 0 and after["cache_bytes"] == 0, after
