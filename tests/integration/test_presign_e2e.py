@@ -253,11 +253,14 @@ def test_dot_segments_and_empty_key_are_refused(envoy, path: str):
 
 
 @pytest.mark.parametrize("path", ["/other/x", "/mediax/y", "/"])
-def test_unmatched_paths_pass_through_unsigned(envoy, path: str):
+def test_unmatched_paths_get_404_from_envoy(envoy, path: str):
+    """No origin matched: the filter leaves the request alone and no origin route takes it
+    (only the filter's x-envoy-presign-origin does), so Envoy answers 404 itself
+    (tests/integration/test_routing.py checks the origin gets nothing)."""
     resp = raw_request(envoy.port, "GET", path)
     assert "x-presign-error" not in resp.headers, resp
-    assert resp.status in (403, 404), resp  # strict origin: unsigned means refused
-    assert b"<Error>" in resp.body
+    assert resp.status == 404, resp
+    assert json.loads(resp.body) == {"error": "not_found"}
 
 
 def test_stats_and_logs(envoy):
