@@ -494,6 +494,57 @@ def prepend_list_items(text: str, items: dict[str, list[dict]]) -> str:
     return "".join(lines)
 
 
+# The request header the filter sets on every request it forwards to an origin, valued with
+# the origin's name; the templates route only such requests to that origin's cluster.
+ORIGIN_MARKER_HEADER = "x-envoy-presign-origin"
+# The one origin the templates route: route "media" and cluster "media".
+TEMPLATE_ORIGIN = "media"
+
+
+def origin_names(filter_config: dict) -> list[str]:
+    """The origin names of a filter configuration, in order."""
+    return [origin["name"] for origin in filter_config.get("origins", []) if "name" in origin]
+
+
+def with_origin_routes(text: str, names: list[str]) -> str:
+    """Rendered YAML ``text`` with, for every name in ``names`` other than "media", a copy
+    of the template's route and cluster named "media" (those of the two present in
+    ``text``), renamed: the convention "one route + one cluster per origin, named like the
+    filter's origin" applied to the extra origins a test configures.  Each copy follows its
+    original, so the 404 default stays last.  Every cluster points at the same ORIGIN_PORT."""
+    extra = [name for name in dict.fromkeys(names) if name != TEMPLATE_ORIGIN]
+    if not extra:
+        return text
+    lines = text.splitlines(keepends=True)
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    def parent_key(i: int) -> str:
+        """The key whose block list holds the item at line ``i`` (its dash may sit at
+        the key's own indent)."""
+        for j in range(i - 1, -1, -1):
+            line = lines[j]
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if indent(line) < indent(lines[i]) or (indent(line) == indent(lines[i])
+                                                   and not line.lstrip().startswith("- ")):
+                return line.strip()
+        return ""
+
+    starts = [i for i, line in enumerate(lines)
+              if line.strip() == f"- name: {TEMPLATE_ORIGIN}" and parent_key(i) in ("routes:", "clusters:")]
+    for start in reversed(starts):
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or indent(lines[end]) > indent(lines[start])):
+            end += 1
+        block = "".join(lines[start:end])
+        copies = [re.sub(rf"\b(name|cluster|cluster_name|exact): {TEMPLATE_ORIGIN}\b", rf"\1: {name}", block)
+                  for name in extra]
+        lines[end:end] = copies
+    return "".join(lines)
+
+
 # The admin endpoint is on loopback: never route it through an HTTP(S)_PROXY.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -537,7 +588,7 @@ class Envoy(_ManagedProcess):
 
     def render(self) -> str:
         """Fill the template; paths are JSON-quoted (valid YAML) to survive spaces."""
-        return prepend_list_items(self.fill(self.template_path), self.extra_list_items)
+        return prepend_list_items(self.fill_routed(self.template_path), self.extra_list_items)
 
     def substitutions(self) -> dict[str, object]:
         """The value of every placeholder, ``extra_substitutions`` last."""
@@ -564,6 +615,11 @@ class Envoy(_ManagedProcess):
         if missing:
             raise KeyError(f"{template_path}: no value for placeholder(s) {missing}")
         return text
+
+    def fill_routed(self, template_path: Path) -> str:
+        """``fill``, plus a route and a cluster for each extra origin of the filter's
+        configuration (see with_origin_routes)."""
+        return with_origin_routes(self.fill(template_path), origin_names(self.filter_config))
 
     def write_config(self) -> None:
         """Write what Envoy reads at start (the rendered bootstrap)."""
@@ -665,11 +721,11 @@ class LdsEnvoy(Envoy):
 
     def render(self) -> str:
         """The bootstrap (the lists extra_list_items extends are in the listener)."""
-        return self.fill(self.template_path)
+        return self.fill_routed(self.template_path)
 
     def render_lds(self) -> str:
         """The LDS file: envoy/lds.yaml filled, with extra_list_items."""
-        return prepend_list_items(self.fill(self.lds_template_path), self.extra_list_items)
+        return prepend_list_items(self.fill_routed(self.lds_template_path), self.extra_list_items)
 
     def write_config(self) -> None:
         self.lds_dir.mkdir(exist_ok=True)

@@ -1,0 +1,349 @@
+"""Routing after the rewrite, and what the origin's replies may show the client.
+
+The shipped configuration (envoy/envoy.yaml) routes a request to origin ``media``'s cluster
+only when it carries ``x-envoy-presign-origin: media``, which the filter sets on every
+request it forwards (and removes when a client sends it); everything else gets a 404 from
+Envoy.  The origin's 3xx (but 304), 4xx (but 416) and 5xx replies are replaced by
+``{"error":"origin_error"}`` with the same status, and ``Location`` is removed.
+
+The origin here is a recording stand-in (``RecordingOrigin``) that answers like S3's
+documented error shapes: a 403 ``SignatureDoesNotMatch`` whose body repeats the access key
+id, the string to sign (credential scope), the canonical request (the presigned query,
+session token included) and the signature provided; a 307 ``TemporaryRedirect`` whose
+``Location`` and body repeat the presigned URL.  The filter signs with a session token, so
+the token case is covered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
+
+import pytest
+from conftest import Stats, poll
+
+from stack import ORIGIN_MARKER_HEADER, env_credentials, filter_config, origin_config, raw_request
+
+ACCESS_KEY = "AKIDROUTINGTEST00001"
+SECRET = "sEcReT-routing/test+key=3b9c0e71"
+SESSION_TOKEN = "ToKeN-routing/session+token=a4d2" + "Qq" * 40
+OBJECT = bytes(range(256)) * 4
+ETAG = '"routing-etag"'
+CLIENT_SIGNATURE = "c1e4f00dc1e4f00dc1e4f00dc1e4f00dc1e4f00dc1e4f00dc1e4f00dc1e4f00d"
+CLIENT_AUTHORIZATION = ("AWS4-HMAC-SHA256 Credential=AKIDCLIENTOWN0000001/20260101/us-east-1/s3/"
+                        "aws4_request, SignedHeaders=host, Signature=" + CLIENT_SIGNATURE)
+CLIENT_QUERY = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDCLIENTOWN0000001%2F20260101%2F"
+                "us-east-1%2Fs3%2Faws4_request&X-Amz-Signature=" + CLIENT_SIGNATURE)
+
+
+class Received(NamedTuple):
+    method: str
+    target: str  # the request target, path and query, as sent
+    headers: dict[str, str]  # lower-case names
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(urllib.parse.parse_qsl(self.target.partition("?")[2], keep_blank_values=True))
+
+
+def signature_does_not_match(request: Received, host: str) -> bytes:
+    """S3's 403 SignatureDoesNotMatch for a presigned request, as AWS documents and sends it:
+    the canonical request and string to sign the server computed, and what the client sent."""
+    query = request.query
+    credential = query.get("X-Amz-Credential", "")
+    canonical_query = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+        for k, v in sorted(query.items()) if k != "X-Amz-Signature")
+    canonical = (f"{request.method}\n{request.target.partition('?')[0]}\n{canonical_query}\n"
+                 f"host:{host}\n\nhost\nUNSIGNED-PAYLOAD")
+    string_to_sign = (f"AWS4-HMAC-SHA256\n{query.get('X-Amz-Date', '')}\n{credential.partition('/')[2]}\n"
+                      f"{hashlib.sha256(canonical.encode()).hexdigest()}")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code>'
+        "<Message>The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.</Message>"
+        f"<AWSAccessKeyId>{credential.partition('/')[0]}</AWSAccessKeyId>"
+        f"<StringToSign>{string_to_sign}</StringToSign>"
+        f"<SignatureProvided>{query.get('X-Amz-Signature', '')}</SignatureProvided>"
+        f"<StringToSignBytes>{string_to_sign.encode().hex(' ')}</StringToSignBytes>"
+        f"<CanonicalRequest>{canonical}</CanonicalRequest>"
+        f"<CanonicalRequestBytes>{canonical.encode().hex(' ')}</CanonicalRequestBytes>"
+        "<RequestId>4442587FB7D0A2F9</RequestId><HostId>routing-test</HostId></Error>"
+    ).encode()
+
+
+class RecordingOrigin:
+    """A stand-in S3 origin on a free loopback port that records every request line and its
+    headers.  Keys (after ``/<bucket>/``) choose the answer: ``err/403...`` a 403
+    SignatureDoesNotMatch, ``err/307...`` a 307 TemporaryRedirect to ``other-host`` with the
+    same path and query, ``err/500...`` a 500 InternalError; anything else is the object
+    ``OBJECT`` (206 for a satisfiable ``Range``, 416 InvalidRange otherwise, 304 for a
+    matching ``If-None-Match``).  A PUT gets 200 with a ``Location`` repeating its target."""
+
+    def __init__(self):
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def _handler(self):
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                request = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                with origin._lock:
+                    origin.received.append(request)
+                key = self.path.partition("?")[0].split("/", 2)[-1]
+                headers: dict[str, str] = {"x-amz-request-id": "4442587FB7D0A2F9"}
+                if self.command == "PUT":
+                    status, body = 200, b""
+                    headers["Location"] = f"http://other-host{self.path}"
+                elif key.startswith("err/403"):
+                    status, body = 403, signature_does_not_match(request, self.headers.get("Host", ""))
+                    headers["Content-Type"] = "application/xml"
+                elif key.startswith("err/307"):
+                    status = 307
+                    headers["Location"] = f"http://other-host{self.path}"
+                    body = (f"<Error><Code>TemporaryRedirect</Code><Message>Please re-send this request to "
+                            f"the specified temporary endpoint.</Message><Endpoint>other-host</Endpoint>"
+                            f"<Location>http://other-host{self.path}</Location></Error>").encode()
+                elif key.startswith("err/500"):
+                    status, body = 500, b"<Error><Code>InternalError</Code><Resource>" + self.path.encode() + b"</Resource></Error>"
+                elif self.headers.get("If-None-Match") == ETAG:
+                    status, body = 304, b""
+                    headers["ETag"] = ETAG
+                elif (rng := self.headers.get("Range", "")).startswith("bytes="):
+                    first, _, last = rng[6:].partition("-")
+                    first, last = int(first), min(int(last or len(OBJECT) - 1), len(OBJECT) - 1)
+                    if first >= len(OBJECT):
+                        status = 416
+                        body = (f"<Error><Code>InvalidRange</Code><Message>The requested range is not "
+                                f"satisfiable</Message><RangeRequested>{rng}</RangeRequested>"
+                                f"<ActualObjectSize>{len(OBJECT)}</ActualObjectSize></Error>").encode()
+                        headers["Content-Range"] = f"bytes */{len(OBJECT)}"
+                    else:
+                        status, body = 206, OBJECT[first:last + 1]
+                        headers["Content-Range"] = f"bytes {first}-{last}/{len(OBJECT)}"
+                else:
+                    status, body = 200, OBJECT
+                    headers["ETag"] = ETAG
+                self.send_response(status)
+                headers["Content-Length"] = str(len(body))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD" and status != 304:
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer
+
+        return Handler
+
+    def __enter__(self) -> "RecordingOrigin":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def origin():
+    with RecordingOrigin() as recording:
+        yield recording
+
+
+@pytest.fixture(scope="module")
+def envoy(start_envoy, origin):
+    """The shipped config with env credentials and a session token: ``/media/`` signs
+    (other methods denied), ``/uploads/`` signs GET/HEAD and passes other methods through."""
+    config = filter_config(origin.port)
+    config["origins"].append(origin_config(origin.port, name="uploads", match={"prefix": "/uploads/"},
+                                           strip_prefix="/uploads/", bucket="uploads",
+                                           other_methods="passthrough"))
+    envoy = start_envoy(config, env_credentials(ACCESS_KEY, SECRET, SESSION_TOKEN), origin_port=origin.port)
+    yield envoy
+    envoy.stop()
+
+
+def forwarded(origin: RecordingOrigin, before: int, count: int) -> list[Received]:
+    """The requests the origin got after the first ``before`` (it records a request before
+    answering it, so they are all there once the client has its answer)."""
+    received = origin.snapshot()[before:]
+    assert len(received) == count, received
+    return received
+
+
+def settle(envoy, origin: RecordingOrigin) -> None:
+    """Wait until the filter has counted a reply for every request the origin got
+    (Envoy flushes counters once a second)."""
+    def counted() -> int:
+        return sum(v for k, v in envoy.stats().items()
+                   if k.startswith("wasmcustom.envoy_presign.origin_responses."))
+    received = len(origin.snapshot())
+    assert poll(counted, lambda n: n == received) == received
+
+
+def assert_not_found(resp) -> None:
+    """Envoy's own 404 for a request no origin route took (not the filter's, not the origin's)."""
+    assert resp.status == 404, resp
+    assert json.loads(resp.body) == {"error": "not_found"}, resp
+    assert "x-presign-error" not in resp.headers, resp
+
+
+def client_visible(resp) -> str:
+    return "\n".join(f"{k}: {v}" for k, v in resp.headers.items()) + "\n" + resp.body.decode("latin-1")
+
+
+# ---------------------------------------------------------------------------
+# A. Only marked requests reach the origin
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/other/x", "/mediax/y", "/", "/media"])
+def test_unmatched_path_with_client_credentials_gets_404(envoy, origin, path: str):
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, "GET", f"{path}?{CLIENT_QUERY}",
+                       headers={"Authorization": CLIENT_AUTHORIZATION, "x-amz-security-token": "client"})
+    assert_not_found(resp)
+    forwarded(origin, before, 0)
+
+
+@pytest.mark.parametrize("marker", ["media", "uploads", "MEDIA", "other"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT"])
+def test_client_marker_on_unmatched_path_gets_404(envoy, origin, marker: str, method: str):
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, method, "/other/x", headers={ORIGIN_MARKER_HEADER: marker},
+                       body=b"payload" if method == "PUT" else b"")
+    assert resp.status == 404, resp
+    if method != "HEAD":
+        assert json.loads(resp.body) == {"error": "not_found"}
+    forwarded(origin, before, 0)
+
+
+def test_client_marker_on_matched_path_is_replaced(envoy, origin):
+    """A client claiming another origin on /media/ is signed for media and routed to it."""
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, "GET", "/media/ok/marker.bin", headers={ORIGIN_MARKER_HEADER: "uploads"})
+    assert (resp.status, resp.body) == (200, OBJECT), resp
+    (got,) = forwarded(origin, before, 1)
+    assert got.target.startswith("/media/ok/marker.bin?") and "X-Amz-Signature" in got.query
+    assert ORIGIN_MARKER_HEADER not in got.headers
+
+
+def test_other_methods_passthrough_strips_client_credentials(envoy, origin):
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, "PUT", f"/uploads/up/file.bin?{CLIENT_QUERY}&versionId=v1",
+                       headers={"Authorization": CLIENT_AUTHORIZATION, "x-amz-security-token": "client",
+                                "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
+                       body=b"uploaded bytes")
+    assert resp.status == 200, resp
+    (got,) = forwarded(origin, before, 1)
+    assert got.method == "PUT" and got.target.startswith("/uploads/up/file.bin"), got
+    assert "x-amz-" not in got.target.lower(), got.target
+    assert CLIENT_SIGNATURE not in got.target
+    assert "authorization" not in got.headers, got.headers
+    assert not [name for name in got.headers if name.startswith("x-amz-")], got.headers
+    assert ORIGIN_MARKER_HEADER not in got.headers
+    # The route removes Location from every origin reply.
+    assert "location" not in resp.headers, resp.headers
+
+
+def test_marker_never_reaches_origin(envoy, origin):
+    before = len(origin.snapshot())
+    exchanges = [("GET", "/media/ok/a.bin", {}), ("HEAD", "/media/ok/a.bin", {}),
+                 ("GET", "/uploads/ok/b.bin", {ORIGIN_MARKER_HEADER: "media"}),
+                 ("PUT", "/uploads/up/c.bin", {ORIGIN_MARKER_HEADER: "uploads"}),
+                 ("GET", "/media/err/403-x", {ORIGIN_MARKER_HEADER: "media"})]
+    for method, path, headers in exchanges:
+        raw_request(envoy.port, method, path, headers=headers, body=b"x" if method == "PUT" else b"")
+    received = forwarded(origin, before, len(exchanges))
+    assert [r.method for r in received] == [m for m, _, _ in exchanges]
+    assert not [r for r in received if ORIGIN_MARKER_HEADER in r.headers], received
+
+
+def test_filter_local_replies_are_unchanged(envoy, origin):
+    before = len(origin.snapshot())
+    for method, path, status, code in [("POST", "/media/ok/a.bin", 405, "method_not_allowed"),
+                                       ("GET", "/media/a%zz", 400, "invalid_path_encoding"),
+                                       ("GET", "/media/a/../b", 400, "invalid_object_key")]:
+        resp = raw_request(envoy.port, method, path, headers={ORIGIN_MARKER_HEADER: "media"},
+                           body=b"x" if method == "POST" else b"")
+        assert resp.status == status, resp
+        assert resp.headers.get("x-presign-error") == code, resp.headers
+        assert json.loads(resp.body) == {"error": code}
+        if status == 405:
+            assert resp.headers.get("allow") == "GET, HEAD"
+    forwarded(origin, before, 0)
+
+
+# ---------------------------------------------------------------------------
+# B. The origin's replies never hand out signing material
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("key,status", [("err/403-sig.bin", 403), ("err/307-moved.bin", 307),
+                                        ("err/500-boom.bin", 500)])
+def test_origin_error_replies_hide_the_presigned_query(envoy, origin, key: str, status: int, method: str):
+    settle(envoy, origin)  # earlier tests' origin replies counted, so the deltas are this one's
+    stats = Stats(envoy)
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, method, f"/media/{key}")
+    (got,) = forwarded(origin, before, 1)
+    signature, credential = got.query["X-Amz-Signature"], got.query["X-Amz-Credential"]
+    # The origin did send it all (so the test would see a leak) ...
+    assert got.query.get("X-Amz-Security-Token") == SESSION_TOKEN
+    assert credential.startswith(ACCESS_KEY + "/")
+    # ... and the client gets the status, none of it.
+    assert resp.status == status, resp
+    visible = client_visible(resp)
+    for secret in (signature, ACCESS_KEY, SESSION_TOKEN, urllib.parse.quote(SESSION_TOKEN, safe=""),
+                   credential.partition("/")[2], urllib.parse.quote(credential, safe=""), SECRET):
+        assert secret not in visible, (secret, visible)
+    assert "x-amz-" not in visible.lower(), visible
+    assert "other-host" not in visible and "location" not in resp.headers, visible
+    assert "x-presign-error" not in resp.headers
+    if method == "GET":
+        assert json.loads(resp.body) == {"error": "origin_error"}
+        assert resp.headers.get("content-type") == "application/json"
+    else:
+        assert resp.body == b""
+    # The filter still counts the origin's own status.
+    delta = poll(stats.delta, lambda d: d.get(f"origin_responses.class.{status // 100}xx", 0) == 1)
+    assert delta.get(f"origin_responses.class.{status // 100}xx", 0) == 1, delta
+    assert delta.get("origin_403", 0) == (1 if status == 403 else 0), delta
+
+
+def test_success_and_conditional_replies_are_untouched(envoy, origin):
+    resp = raw_request(envoy.port, "GET", "/media/ok/object.bin")
+    assert (resp.status, resp.body, resp.headers.get("etag")) == (200, OBJECT, ETAG), resp
+    resp = raw_request(envoy.port, "GET", "/media/ok/object.bin", headers={"Range": "bytes=10-19"})
+    assert (resp.status, resp.body) == (206, OBJECT[10:20]), resp
+    assert resp.headers.get("content-range") == f"bytes 10-19/{len(OBJECT)}"
+    resp = raw_request(envoy.port, "GET", "/media/ok/object.bin", headers={"If-None-Match": ETAG})
+    assert resp.status == 304 and resp.body == b"", resp
+    resp = raw_request(envoy.port, "GET", "/media/ok/object.bin", headers={"Range": "bytes=5000-"})
+    assert resp.status == 416, resp
+    assert b"<Code>InvalidRange</Code>" in resp.body and b"<ActualObjectSize>1024<" in resp.body, resp
+    assert resp.headers.get("content-range") == f"bytes */{len(OBJECT)}"
