@@ -73,6 +73,22 @@ pub fn reply(host: &mut dyn RequestHost, r: LocalReply, failures: &mut HostFailu
     }
 }
 
+/// Refuses a matched request with a local reply, first removing a client's
+/// copy of the origin marker: the route Envoy holds when the reply goes out
+/// decides which response filters see it, and a forged marker would select
+/// the origin's.
+pub fn reject(
+    host: &mut dyn RequestHost,
+    r: LocalReply,
+    client_sent_marker: bool,
+    failures: &mut HostFailures,
+) -> Acted {
+    if client_sent_marker && host.remove_header(ORIGIN_MARKER_HEADER).is_err() {
+        failures.set_header += 1;
+    }
+    reply(host, r, failures)
+}
+
 /// What to do to a request bound for a matched origin.
 #[derive(Debug, Clone, Copy)]
 pub struct Forward<'a> {
@@ -246,6 +262,25 @@ mod tests {
         reply(&mut h, LocalReply::QUERY_TOO_LONG, &mut f);
         assert!(h.calls[0].contains("(\"allow\", \"GET, HEAD\")"));
         assert!(h.calls[1].contains("query_too_long") && !h.calls[1].contains("allow"));
+    }
+
+    #[test]
+    fn a_rejected_request_loses_a_forged_marker_first() {
+        let mut h = FakeHost::default();
+        let mut f = HostFailures::default();
+        let r = reject(&mut h, LocalReply::METHOD_NOT_ALLOWED, true, &mut f);
+        assert_eq!(r, Acted::Replied(LocalReply::METHOD_NOT_ALLOWED));
+        assert_eq!(h.calls[0], "remove x-envoy-presign-origin");
+        assert!(h.calls[1].starts_with("reply 405"));
+        let mut h = FakeHost {
+            fail_write: Some(0),
+            ..FakeHost::default()
+        };
+        let r = reject(&mut h, LocalReply::METHOD_NOT_ALLOWED, true, &mut f);
+        assert_eq!(
+            (r, f.set_header),
+            (Acted::Replied(LocalReply::METHOD_NOT_ALLOWED), 1)
+        );
     }
 
     #[test]

@@ -247,8 +247,13 @@ fn log_failure(
 impl PresignRequest {
     /// Answers locally; a reply Envoy refuses is counted and leaves the
     /// request unmarked (the shipped routes then answer 404).
-    fn reply(&self, reply: LocalReply, record: &mut RequestRecord) -> Action {
-        match actions::reply(&mut WasmRequest, reply, &mut record.host) {
+    fn reply(
+        &self,
+        head: &HeaderView<'_>,
+        reply: LocalReply,
+        record: &mut RequestRecord,
+    ) -> Action {
+        match actions::reject(&mut WasmRequest, reply, head.marker, &mut record.host) {
             Acted::Replied(_) => Action::Pause,
             _ => Action::Continue,
         }
@@ -371,7 +376,10 @@ impl PresignRequest {
                     head,
                 );
                 record.outcome = Some(RequestOutcome::Denied);
-                (shared.index_of(origin), self.reply(reply, &mut record))
+                (
+                    shared.index_of(origin),
+                    self.reply(head, reply, &mut record),
+                )
             }
             Decision::Forward {
                 origin,
