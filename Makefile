@@ -89,6 +89,7 @@ NOOP_WASM := bench/noop-filter/target/$(TARGET)/release/noop_filter.wasm
 bench: build $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cd bench/noop-filter && cargo build --release --target $(TARGET)
+	cargo build --release --target $(TARGET) --features hostcall-count --target-dir target/hostcall-count
 	cargo bench --bench core
 	$(PY) bench/run.py
 

@@ -17,8 +17,8 @@ use crate::config::{Config, Origin};
 use crate::credentials::CredentialsSource;
 use crate::headers::HeaderView;
 use crate::host::{
-    flush_counters, install_panic_hook, micros_since, now, plugin_configuration,
-    request_header_map, response_header, set_tick_period, SharedData, WasmMetrics, WasmRequest,
+    flush_counters, hostcalls_made, install_panic_hook, micros_since, now, plugin_configuration,
+    request_header_map, set_tick_period, SharedData, WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
@@ -56,8 +56,9 @@ impl Shared {
             .position(|o| std::ptr::eq(o, origin))
     }
 
-    /// Whether this request's latencies are recorded (one in
-    /// `latency_sample_every`; each sample costs clock and metric hostcalls).
+    /// Whether this request's time in the filter is recorded (one in
+    /// `latency_sample_every`; each sample costs a clock read and a histogram
+    /// record, two hostcalls).
     fn sample_latency(&self) -> bool {
         let n = self.seen.get();
         self.seen.set(n.wrapping_add(1));
@@ -183,11 +184,7 @@ impl RootContext for PresignRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(PresignRequest {
-            shared,
-            forwarded: None,
-            e2e_since: None,
-        }))
+        Some(Box::new(PresignRequest { shared }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -204,15 +201,11 @@ fn random_worker_id() -> u64 {
         .max(1)
 }
 
-/// One request's context.
+/// One request's context. The filter records nothing on the response: the
+/// origin's status and the request's latency are Envoy's own cluster stats
+/// (see README.md, Metrics), so the response callback does no work.
 struct PresignRequest {
     shared: Rc<Shared>,
-    /// Index of the matched origin's metrics, when the request was forwarded
-    /// to it (its response is then recorded).
-    forwarded: Option<usize>,
-    /// When request headers arrived, if this request's latencies are sampled
-    /// (the start of its end-to-end latency).
-    e2e_since: Option<SystemTime>,
 }
 
 impl Context for PresignRequest {}
@@ -285,10 +278,7 @@ impl PresignRequest {
         let stripped =
             u64::try_from(head.auth_headers.len()).unwrap_or(0) + count_auth_params(query);
         match actions::forward(&mut WasmRequest, f, host) {
-            Acted::Forwarded => {
-                self.forwarded = self.shared.index_of(origin);
-                (Action::Continue, stripped)
-            }
+            Acted::Forwarded => (Action::Continue, stripped),
             Acted::Replied(_) => (Action::Pause, 0),
             Acted::Unmarked => (Action::Continue, 0),
         }
@@ -437,6 +427,7 @@ impl PresignRequest {
 
 impl HttpContext for PresignRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let calls_before = hostcalls_made();
         let started = now();
         let buf = request_header_map();
         let head = HeaderView::parse(&buf);
@@ -453,30 +444,12 @@ impl HttpContext for PresignRequest {
             None => self.handle(&head, raw_path, started),
         };
         if self.shared.sample_latency() {
-            self.e2e_since = Some(started);
             record.filter_us = Some(micros_since(started));
         }
-        self.shared
-            .metrics(index)
-            .record_request(&WasmMetrics, &record);
+        let metrics = self.shared.metrics(index);
+        metrics.record_request(&WasmMetrics, &record);
+        // Batched like every counter: the count itself costs no hostcall.
+        metrics.record_hostcalls(&WasmMetrics, hostcalls_made().wrapping_sub(calls_before));
         action
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(i) = self.forwarded else {
-            return Action::Continue;
-        };
-        let status = response_header(":status")
-            .and_then(|b| {
-                std::str::from_utf8(&b)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-            })
-            .unwrap_or(0);
-        let e2e = self.e2e_since.map(micros_since);
-        if let Some(m) = self.shared.origins.get(i) {
-            m.record_response(&WasmMetrics, status, e2e);
-        }
-        Action::Continue
     }
 }

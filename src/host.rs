@@ -27,13 +27,6 @@ pub fn install_panic_hook() {
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
-    fn proxy_get_header_map_value(
-        map_type: u32,
-        key: *const u8,
-        key_size: usize,
-        data: *mut *mut u8,
-        size: *mut usize,
-    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key: *const u8,
@@ -84,8 +77,31 @@ const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
 const STATUS_CAS_MISMATCH: u32 = 8;
 const REQUEST_HEADERS: u32 = 0;
-const RESPONSE_HEADERS: u32 = 2;
 const PLUGIN_CONFIGURATION: u32 = 7;
+
+thread_local! {
+    /// Hostcalls this worker's VM made, in `hostcall-count` builds (`make
+    /// bench` reports them per request; see `hostcalls_made`).
+    static HOSTCALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one hostcall in `hostcall-count` builds; compiles to nothing otherwise.
+#[inline(always)]
+fn counted() {
+    if cfg!(feature = "hostcall-count") {
+        HOSTCALLS.with(|c| c.set(c.get().wrapping_add(1)));
+    }
+}
+
+/// Hostcalls made so far by this worker (always 0 outside `hostcall-count`
+/// builds): the filter records the difference across a request.
+pub fn hostcalls_made() -> u64 {
+    if cfg!(feature = "hostcall-count") {
+        HOSTCALLS.with(std::cell::Cell::get)
+    } else {
+        0
+    }
+}
 
 fn status(s: u32) -> Result<(), HostError> {
     if s == STATUS_OK {
@@ -109,6 +125,7 @@ unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 /// if the host refuses.
 pub fn request_header_map() -> Vec<u8> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    counted();
     // SAFETY: out-pointers to locals; on success the host hands us `size` bytes.
     unsafe {
         if proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) != STATUS_OK {
@@ -118,28 +135,10 @@ pub fn request_header_map() -> Vec<u8> {
     }
 }
 
-/// One response header's value, if present and the host answers.
-pub fn response_header(name: &str) -> Option<Vec<u8>> {
-    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
-    // SAFETY: as in `request_header_map`.
-    unsafe {
-        let s = proxy_get_header_map_value(
-            RESPONSE_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            &mut data,
-            &mut size,
-        );
-        if s != STATUS_OK {
-            return None;
-        }
-        owned(data, size)
-    }
-}
-
 /// The plugin's configuration bytes (empty if the host has none or refuses).
 pub fn plugin_configuration() -> Vec<u8> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    counted();
     // SAFETY: as in `request_header_map`.
     unsafe {
         let s = proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size);
@@ -153,6 +152,7 @@ pub fn plugin_configuration() -> Vec<u8> {
 /// Asks for `on_tick` every `period`; false if the host refuses.
 pub fn set_tick_period(period: std::time::Duration) -> bool {
     let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    counted();
     // SAFETY: no pointers.
     unsafe { proxy_set_tick_period_milliseconds(ms) == STATUS_OK }
 }
@@ -162,6 +162,7 @@ pub struct WasmRequest;
 
 impl RequestHost for WasmRequest {
     fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        counted();
         // SAFETY: pointers to live slices with their lengths.
         status(unsafe {
             proxy_replace_header_map_value(
@@ -175,6 +176,7 @@ impl RequestHost for WasmRequest {
     }
 
     fn remove_header(&mut self, name: &str) -> Result<(), HostError> {
+        counted();
         // SAFETY: as above.
         status(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
     }
@@ -186,6 +188,7 @@ impl RequestHost for WasmRequest {
         body: &[u8],
     ) -> Result<(), HostError> {
         let headers = crate::headers::serialize(headers);
+        counted();
         // SAFETY: as above; no details string (null, 0); -1: not gRPC.
         status(unsafe {
             proxy_send_local_response(
@@ -209,6 +212,7 @@ pub struct SharedData;
 impl Store for SharedData {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
         let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0usize, 0u32);
+        counted();
         // SAFETY: as in `request_header_map`.
         unsafe {
             match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
@@ -220,6 +224,7 @@ impl Store for SharedData {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        counted();
         // SAFETY: pointers to live slices with their lengths.
         let s = unsafe {
             proxy_set_shared_data(
@@ -282,6 +287,7 @@ impl crate::metrics::MetricsBackend for WasmMetrics {
             MetricKind::Histogram => 2,
         };
         let mut id = 0u32;
+        counted();
         // SAFETY: a live slice and an out-pointer to a local.
         let s = unsafe { proxy_define_metric(t, name.as_ptr(), name.len(), &mut id) };
         (s == STATUS_OK).then_some(id)
@@ -292,6 +298,7 @@ impl crate::metrics::MetricsBackend for WasmMetrics {
     }
 
     fn record(&self, id: u32, value: u64) {
+        counted();
         // SAFETY: no pointers. A refused sample is dropped.
         let _ = unsafe { proxy_record_metric(id, value) };
     }
@@ -302,6 +309,7 @@ impl crate::metrics::MetricsBackend for WasmMetrics {
 pub fn flush_counters() {
     PENDING.with(|p| {
         for (id, delta) in p.borrow_mut().drain() {
+            counted();
             // SAFETY: no pointers.
             let _ = unsafe { proxy_increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX)) };
         }
@@ -311,6 +319,7 @@ pub fn flush_counters() {
 /// The host's wall clock (never fails in Envoy; the epoch if it ever did).
 pub fn now() -> std::time::SystemTime {
     let mut nanos = 0u64;
+    counted();
     // SAFETY: an out-pointer to a local.
     if unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } != STATUS_OK {
         return std::time::UNIX_EPOCH;

@@ -441,19 +441,26 @@ def forwarded(envoy: Envoy, count: int) -> list[Forwarded]:
 
 class Stats:
     """The filter's stats of origin ``media`` by short name (``cache_hits``,
-    ``requests.outcome.hit``, ``store_ops.op.get_ok``), as deltas from creation."""
+    ``requests.outcome.hit``, ``store_ops.op.get_ok``), and Envoy's own stats of
+    the origin's cluster ``media`` as ``cluster.<stat>`` (``cluster.upstream_rq_2xx``,
+    ``cluster.upstream_rq_403``: the origin's responses), as deltas from creation.
+    Envoy creates a per-code counter on its first use: read them with ``.get``."""
 
     PREFIX = "wasmcustom.envoy_presign."
     ORIGIN = ".origin.media"
+    CLUSTER = "cluster.media."
 
     def __init__(self, envoy: Envoy):
         self.envoy = envoy
         self.base = self.read()
 
     def read(self) -> dict[str, int]:
-        return {name[len(self.PREFIX):].replace(self.ORIGIN, "", 1): value
-                for name, value in self.envoy.stats().items()
-                if name.startswith(self.PREFIX) and self.ORIGIN in name}
+        stats = self.envoy.stats()
+        own = {name[len(self.PREFIX):].replace(self.ORIGIN, "", 1): value
+               for name, value in stats.items() if name.startswith(self.PREFIX) and self.ORIGIN in name}
+        cluster = {"cluster." + name[len(self.CLUSTER):]: value
+                   for name, value in stats.items() if name.startswith(self.CLUSTER)}
+        return own | cluster
 
     def delta(self) -> dict[str, int]:
         return {name: value - self.base.get(name, 0) for name, value in self.read().items()}
@@ -463,7 +470,7 @@ class Stats:
         the origin, has reached Envoy (counters are flushed once a second)."""
         def counted(delta: dict[str, int]) -> tuple[int, int]:
             return (sum(v for k, v in delta.items() if k.startswith("requests.outcome.")),
-                    sum(v for k, v in delta.items() if k.startswith("origin_responses.class.")))
+                    sum(delta.get(f"cluster.upstream_rq_{n}xx", 0) for n in range(1, 6)))
 
         delta = poll(self.delta, lambda d: counted(d) == (requests, requests))
         assert counted(delta) == (requests, requests), f"(requests, origin responses) counted:\n{delta}"

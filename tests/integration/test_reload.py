@@ -227,7 +227,7 @@ def test_live_change_reaches_every_new_connection(start_lds_envoy, seaweedfs, co
     # Every request counted once, across both filter chains (their root contexts share
     # the workers' VMs and counter batches); the origin refused none.
     delta = stats.wait(len(traffic.sent))
-    assert delta["origin_403"] == 0 and delta.get("requests.outcome.denied", 0) == 0, delta
+    assert delta.get("cluster.upstream_rq_403", 0) == 0 and delta.get("requests.outcome.denied", 0) == 0, delta
     # The old filter chain is gone once drained.
     draining = poll(lambda: envoy.stats()["listener_manager.total_filter_chains_draining"], lambda n: n == 0,
                     timeout=DRAIN_SECONDS + 10)
