@@ -65,6 +65,7 @@ lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
+	cargo clippy --release --target $(TARGET) --features hostcall-count -- -D warnings
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 
 ## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml)

@@ -49,7 +49,7 @@ fn main() {
     let host = Host {
         store: &store,
         now,
-        clock: &SystemTime::now,
+        clock: Some(&SystemTime::now),
     };
     let head = RequestHead {
         method: "GET",

@@ -99,8 +99,8 @@ struct RawMetrics {
 }
 
 /// Default of `metrics.latency_sample_every`: a sample costs a clock read and
-/// a histogram record (two hostcalls), 1 in 16 makes that an eighth of a
-/// hostcall per request. A fixed 1-in-N keeps every request equally likely
+/// a histogram record (two hostcalls), and two clock reads and a record more
+/// if the request signs; 1 in 16 makes that a fraction of a hostcall. A fixed 1-in-N keeps every request equally likely
 /// to be sampled, so percentiles summed over workers and Envoys stay
 /// unbiased (an adaptive rate would over-weight quiet workers).
 pub const DEFAULT_LATENCY_SAMPLE_EVERY: u32 = 16;
@@ -299,9 +299,9 @@ pub struct Config {
     pub credentials_source: CredentialsSource,
     /// Global cache settings.
     pub cache: CacheSettings,
-    /// Record the time-in-filter histogram for one request in this many, per
-    /// worker (1: every request; default `DEFAULT_LATENCY_SAMPLE_EVERY`).
-    /// Counters and the signing histogram are always exact.
+    /// Record the time-in-filter and signing histograms for one request in
+    /// this many, per worker (1: every request; default
+    /// `DEFAULT_LATENCY_SAMPLE_EVERY`). Counters are always exact.
     pub latency_sample_every: u32,
 }
 

@@ -56,9 +56,10 @@ impl Shared {
             .position(|o| std::ptr::eq(o, origin))
     }
 
-    /// Whether this request's time in the filter is recorded (one in
-    /// `latency_sample_every`; each sample costs a clock read and a histogram
-    /// record, two hostcalls).
+    /// Whether this request's latencies are recorded (one in
+    /// `latency_sample_every`): its time in the filter costs a clock read and a
+    /// histogram record, a signature it computes two more clock reads and
+    /// another record.
     fn sample_latency(&self) -> bool {
         let n = self.seen.get();
         self.seen.set(n.wrapping_add(1));
@@ -316,15 +317,16 @@ impl PresignRequest {
         head: &HeaderView<'_>,
         raw_path: &[u8],
         started: SystemTime,
+        sampled: bool,
     ) -> (Option<usize>, RequestRecord, Action) {
         let shared = Rc::clone(&self.shared);
         let mut report = UrlReport::default();
         // The lookup runs at the request's arrival time (one clock hostcall
-        // fewer); only signing is timed with the live clock.
+        // fewer); only a sampled request's signing is timed with the live clock.
         let host = Host {
             store: &SharedData,
             now: started,
-            clock: &now,
+            clock: sampled.then_some(&now as &dyn Fn() -> SystemTime),
         };
         let mut sign = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
             let req = ObjectRequest { method, key, query };
@@ -428,6 +430,7 @@ impl PresignRequest {
 impl HttpContext for PresignRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let calls_before = hostcalls_made();
+        let sampled = self.shared.sample_latency();
         let started = now();
         let buf = request_header_map();
         let head = HeaderView::parse(&buf);
@@ -441,9 +444,9 @@ impl HttpContext for PresignRequest {
         };
         let (index, mut record, action) = match local {
             Some(done) => done,
-            None => self.handle(&head, raw_path, started),
+            None => self.handle(&head, raw_path, started, sampled),
         };
-        if self.shared.sample_latency() {
+        if sampled {
             record.filter_us = Some(micros_since(started));
         }
         let metrics = self.shared.metrics(index);

@@ -21,7 +21,8 @@ pub struct UrlReport {
     /// The last signing failure, including one during a refresh that was
     /// answered with the still-valid entry.
     pub sign_error: Option<FallbackReason>,
-    /// Microseconds spent computing signatures (the plan's URL generation time).
+    /// Microseconds spent computing signatures (the plan's URL generation
+    /// time), when the signing was timed (`Host::clock`).
     pub sign_us: Option<u64>,
     /// Until when (Unix ms) the URL is fresh — servable without consulting the
     /// shared cache again; `None` when it is already due for refresh.
@@ -34,8 +35,9 @@ pub struct Host<'a, S: Store + ?Sized> {
     pub store: &'a S,
     /// The time the lookup runs at (the request's arrival).
     pub now: SystemTime,
-    /// Live wall clock, only to time the signing itself.
-    pub clock: &'a dyn Fn() -> SystemTime,
+    /// Live wall clock to time the signing itself, for the requests whose
+    /// latencies are sampled; `None` saves its two clock reads.
+    pub clock: Option<&'a dyn Fn() -> SystemTime>,
 }
 
 /// The object a request asks for.
@@ -91,15 +93,17 @@ pub fn presigned_path<S: Store + ?Sized>(
     };
     let now = host.now;
     let mut sign_us = 0u64;
-    let mut attempts = 0u32;
+    let mut timed = 0u32;
     let mut sign_at = |at: SystemTime, expires: Duration| {
-        let start = (host.clock)();
+        let start = host.clock.map(|clock| clock());
         let r = presign(origin, req.method, req.key, req.query, signer, at, expires)
             .map(|p| p.path)
             .map_err(FallbackReason::SignError);
-        let took = (host.clock)().duration_since(start).unwrap_or_default();
-        sign_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        attempts += 1;
+        if let (Some(clock), Some(start)) = (host.clock, start) {
+            let took = clock().duration_since(start).unwrap_or_default();
+            sign_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            timed += 1;
+        }
         match &r {
             Ok(_) => report.signed += 1,
             Err(e) => report.sign_error = Some(*e),
@@ -135,7 +139,7 @@ pub fn presigned_path<S: Store + ?Sized>(
             + Duration::from_millis(origin.policy.signing_time_ms(unix_ms(now)));
         sign_at(at, origin.expires_in)
     };
-    report.sign_us = (attempts > 0).then_some(sign_us);
+    report.sign_us = (timed > 0).then_some(sign_us);
     result
 }
 
@@ -161,7 +165,7 @@ mod tests {
         let host = Host {
             store,
             now: UNIX_EPOCH + Duration::from_secs(now_s),
-            clock: &SystemTime::now,
+            clock: Some(&SystemTime::now),
         };
         let req = ObjectRequest {
             method: Method::Get,
@@ -256,7 +260,7 @@ mod tests {
         let host = Host {
             store: &store,
             now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            clock: &SystemTime::now,
+            clock: Some(&SystemTime::now),
         };
         let req = ObjectRequest {
             method: Method::Head,
@@ -280,6 +284,31 @@ mod tests {
     }
 
     #[test]
+    fn signing_is_timed_only_with_a_clock() {
+        let c = config(json!({"enabled": false}), "s1");
+        let store = FakeStore::default();
+        let (_, timed) = get(&c, &store, "k", 1_700_000_000);
+        assert_eq!((timed.signed, timed.sign_us.is_some()), (1, true));
+        let mut report = UrlReport::default();
+        let host = Host {
+            store: &store,
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            clock: None,
+        };
+        let req = ObjectRequest {
+            method: Method::Get,
+            key: "k",
+            query: &[],
+        };
+        presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+        assert_eq!(
+            (report.signed, report.sign_us),
+            (1, None),
+            "signed, untimed"
+        );
+    }
+
+    #[test]
     fn disabled_cache_signs_every_request_without_the_store() {
         let c = config(json!({"enabled": false}), "s1");
         let store = FakeStore::default();
@@ -297,7 +326,7 @@ mod tests {
         let host = Host {
             store: &FakeStore::default(),
             now: UNIX_EPOCH,
-            clock: &|| UNIX_EPOCH,
+            clock: None,
         };
         let req = ObjectRequest {
             method: Method::Get,
