@@ -558,3 +558,31 @@ def test_prometheus_rules_and_dashboard(prometheus, signing_envoy, traffic):
     want = [("EnvoyPresignHighErrorRate", "media", "pending"), ("EnvoyPresignHighErrorRate", "open", "pending"),
             ("EnvoyPresignHighLatency", "slow", "pending"), ("EnvoyPresignLowHitRate", "media", "pending")]
     prom.wait_until(f"alerts {want}", lambda: active() == want, timeout=10)
+
+
+def test_latencies_are_sampled_one_request_in_sixteen_by_default(start_envoy, seaweedfs):
+    """The default configuration (one worker, so one sampling sequence): requests 0, 16, 32
+    record their time in the filter; of the two that sign (0 and 1), only the sampled one
+    records its signing time, while urls_signed counts both."""
+    client = seaweedfs.client()
+    for key in ("sampling/a.txt", "sampling/b.txt"):
+        client.put_object(Bucket=seaweedfs.bucket, Key=key, Body=key.encode())
+    envoy = start_envoy(filter_config(seaweedfs.s3_port), env_credentials(ACCESS_KEY, SECRET_KEY), concurrency=1)
+    paths = ["/media/sampling/a.txt", "/media/sampling/b.txt"] + ["/media/sampling/a.txt"] * 31
+    for path in paths:
+        assert raw_request(envoy.port, "GET", path).status == 200, path
+    media = {"origin": "media"}
+    wanted = {
+        series("envoy_presign_requests", outcome="miss", **media): 2,
+        series("envoy_presign_requests", outcome="hit", **media): len(paths) - 2,
+        series("envoy_presign_urls_signed", **media): 2,
+        series("envoy_presign_filter_duration_us_count", **media): 3,
+        series("envoy_presign_sign_duration_us_count", **media): 1,
+    }
+    deadline = time.monotonic() + 20
+    while True:
+        got = {key: scrape(envoy).get(key) for key in wanted}
+        if got == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert got == wanted
