@@ -67,6 +67,7 @@ lint: wasm-target
 	cargo clippy --release --target $(TARGET) -- -D warnings
 	cargo clippy --release --target $(TARGET) --features hostcall-count -- -D warnings
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
+	cd fuzz && cargo fmt -- --check && cargo clippy --bins -- -D warnings
 
 ## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml)
 rules: prometheus-tools
@@ -100,7 +101,7 @@ FUZZ_TARGETS := config canonical cache_entry
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	set -o pipefail; cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t && cp -n seeds/$$t/* corpus/$$t/ 2>/dev/null; \
 	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
 	    | grep -E 'stat::number_of_executed_units|Done|ERROR|SUMMARY' | sed "s/^/$$t: /" || exit 1; \

@@ -11,8 +11,12 @@ use libfuzzer_sys::fuzz_target;
 const PREFIXES: [&str; 3] = ["", "videos/", "a/b/"];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
-    let Ok(raw) = std::str::from_utf8(rest) else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(raw) = std::str::from_utf8(rest) else {
+        return;
+    };
     let key_prefix = PREFIXES[usize::from(selector) % PREFIXES.len()];
 
     if let Ok(key) = object_key(key_prefix, raw) {
@@ -26,11 +30,16 @@ fuzz_target!(|data: &[u8]| {
         while i < b.len() {
             match b[i] {
                 b'%' => {
-                    assert!(b[i + 1..i + 3].iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)));
+                    assert!(b[i + 1..i + 3]
+                        .iter()
+                        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)));
                     i += 3;
                 }
                 c => {
-                    assert!(c.is_ascii_alphanumeric() || b"-_.~/".contains(&c), "raw byte {c}");
+                    assert!(
+                        c.is_ascii_alphanumeric() || b"-_.~/".contains(&c),
+                        "raw byte {c}"
+                    );
                     i += 1;
                 }
             }
@@ -51,8 +60,16 @@ fuzz_target!(|data: &[u8]| {
         signed = Some(key.to_string());
         Ok("/bkt/signed".to_string())
     };
-    let head = RequestHead { method: "GET", authority: "envoy", path: path.as_bytes() };
-    if let Decision::Forward { rewrite: Some((authority, p)), .. } = decide(&config, head, &mut sign) {
+    let head = RequestHead {
+        method: "GET",
+        authority: "envoy",
+        path: path.as_bytes(),
+    };
+    if let Decision::Forward {
+        rewrite: Some((authority, p)),
+        ..
+    } = decide(&config, head, &mut sign)
+    {
         assert_eq!(authority, "h");
         assert_eq!(p, "/bkt/signed");
         assert!(signed.unwrap().starts_with(key_prefix));

@@ -6,7 +6,9 @@ use envoy_presign::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let env = |k: &str| (k == "AWS_ACCESS_KEY_ID" || k == "AWS_SECRET_ACCESS_KEY").then(|| "x".to_string());
+    let env = |k: &str| {
+        (k == "AWS_ACCESS_KEY_ID" || k == "AWS_SECRET_ACCESS_KEY").then(|| "x".to_string())
+    };
     if let Ok(c) = Config::parse(data, &env) {
         assert!(!c.origins.is_empty());
         for o in &c.origins {
