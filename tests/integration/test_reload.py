@@ -98,7 +98,7 @@ class TaggedTraffic:
                 resp = raw_request(self.envoy.port, method, path, headers)
             else:
                 resp = connection.request(method, path, headers)
-        except OSError as error:
+        except Exception as error:  # noqa: BLE001 - any failure of a request is a finding, never lost
             with self._lock:
                 self.failures.append(f"[{tag}] {method} {key!r}: {error!r}")
             return None
@@ -200,7 +200,7 @@ def test_live_change_reaches_every_new_connection(start_lds_envoy, seaweedfs, co
         traffic.request(key)
         traffic.request(key, "HEAD", connection=kept_alive)
     with traffic.background():
-        poll(lambda: traffic.count("before"), lambda n: n >= 20)
+        assert poll(lambda: traffic.count("before"), lambda n: n >= 20) >= 20, "no traffic before the update"
         before = envoy.stats()
         traffic.phase = "during"
         envoy.update(config(seaweedfs, **settings))
@@ -210,7 +210,7 @@ def test_live_change_reaches_every_new_connection(start_lds_envoy, seaweedfs, co
         for key in KEYS:
             for method in ("GET", "HEAD"):
                 traffic.request(key, method)
-        poll(lambda: traffic.count("after"), lambda n: n >= 40)
+        assert poll(lambda: traffic.count("after"), lambda n: n >= 40) >= 40, "too little traffic after the update"
     kept_alive.close()
     assert not traffic.failures, f"{len(traffic.failures)}/{len(traffic.sent)} requests failed:\n" + \
         "\n".join(traffic.failures[:20])
@@ -259,7 +259,7 @@ def test_invalid_update_is_rejected_and_the_last_good_config_serves(start_lds_en
         traffic.phase = "after"
         for key in KEYS:
             traffic.request(key)
-        poll(lambda: traffic.count("after"), lambda n: n >= 20)
+        assert poll(lambda: traffic.count("after"), lambda n: n >= 20) >= 20, "too little traffic after the update"
     assert not traffic.failures, "\n".join(traffic.failures[:20])
     assert (listener_delta(before, after, "lds.update_rejected"), listener_delta(before, after, "lds.update_success"),
             after["listener_manager.lds.version_text"]) == (1, 0, good_version)

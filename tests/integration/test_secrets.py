@@ -133,9 +133,10 @@ def surfaces(start_envoy, seaweedfs, tmp_path_factory) -> Surfaces:
         found.origin_paths = list(stub.paths)
         # Every matched request is counted before the stats are read.
         matched = len(SIGNING_TRAFFIC) - 1
-        poll(lambda: sum(v for k, v in signing.stats().items()
-                         if k.startswith("wasmcustom.envoy_presign.requests.origin.media.")),
-             lambda n: n == matched)
+        counted = poll(lambda: sum(v for k, v in signing.stats().items()
+                                   if k.startswith("wasmcustom.envoy_presign.requests.origin.media.")),
+                       lambda n: n == matched)
+        assert counted == matched, f"{counted} of {matched} matched requests counted"
         found.add_envoy("signing", signing)
 
     unsigned = start_envoy(filter_config(seaweedfs.s3_port, on_error="deny"), {})
