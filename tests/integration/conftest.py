@@ -425,6 +425,19 @@ def poll(read, done, timeout: float = 5.0):
         time.sleep(0.1)
 
 
+# The aligned signing window of the default settings (expires_in 3600 s - refresh_before
+# 720 s): entries are refreshed at each multiple of it since the epoch.
+DEFAULT_WINDOW_SECONDS = 3600 - 3600 // 5
+
+
+def clear_of_window_boundary(seconds: float, window: int = DEFAULT_WINDOW_SECONDS) -> None:
+    """Sleep past the next aligned window start if it falls within the next ``seconds``, so
+    a test that counts signatures exactly cannot see a refresh mid-test, whatever the clock."""
+    to_boundary = window - time.time() % window
+    if to_boundary < seconds:
+        time.sleep(to_boundary + 0.25)
+
+
 def forwarded(envoy: Envoy, count: int) -> list[Forwarded]:
     """The PATH_LOG lines once the log holds ``count`` (Envoy flushes it every 100 ms)."""
     lines = poll(lambda: [line for line in envoy.access_log_text().splitlines(keepends=True)
