@@ -92,7 +92,7 @@ bench: build $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cd bench/noop-filter && cargo build --release --target $(TARGET)
 	cargo build --release --target $(TARGET) --features hostcall-count --target-dir target/hostcall-count
-	cargo bench --bench core
+	set -o pipefail; cargo bench --bench core | tee target/bench-core.txt
 	$(PY) bench/run.py
 
 FUZZ_SECONDS ?= 60

@@ -341,6 +341,10 @@ def main() -> int:
                  "histogram record (and two clock reads and a record more if it signs), so the fractions "
                  "above the unsampled paths' 5 (clock, header map, :authority, :path, marker) are the "
                  "sampling.\n")
+    core = ROOT / "target" / "bench-core.txt"  # `cargo bench --bench core`, run by make bench first
+    if core.exists():
+        lines.append("Pure core natively (`cargo bench --bench core`, this run): "
+                     + " ".join(line.strip() for line in core.read_text().splitlines() if "µs" in line) + "\n")
     lines.append(f".wasm size: {PRESIGN_WASM.stat().st_size} bytes ({PRESIGN_WASM.stat().st_size / 1024:.0f} KiB); "
                  f"no-op floor .wasm: {NOOP_WASM.stat().st_size} bytes.\n")
     lines.append(f"Realism (c through SeaweedFS, {args.seconds}s): {seaweed['rps']:.0f} req/s, p50 "

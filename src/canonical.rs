@@ -427,6 +427,14 @@ mod tests {
     }
 
     #[test]
+    fn a_plus_in_an_allowed_value_is_a_space_and_is_signed_as_percent_20() {
+        let allow = vec!["versionId".to_string()];
+        let q = allowed_query("versionId=a+b%2Bc", &allow).unwrap();
+        assert_eq!(q, vec![("versionId".to_string(), "a b+c".to_string())]);
+        assert_eq!(format_query(&q), "versionId=a%20b%2Bc");
+    }
+
+    #[test]
     fn allowed_values_are_capped() {
         let allow = vec!["versionId".to_string()];
         let fits = "v".repeat(MAX_SIGNED_QUERY_BYTES - "versionId=".len());

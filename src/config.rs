@@ -960,6 +960,17 @@ mod tests {
         assert_eq!(o.url_path_prefix, "/media");
         assert_eq!(c.credentials_source, CredentialsSource::Env);
         assert!(c.signer.is_err(), "no env credentials");
+        // The cache defaults README.md documents, as literal values.
+        assert_eq!(
+            c.cache,
+            CacheSettings {
+                enabled: true,
+                max_entries: 10_000,
+                align: true,
+                scan_interval_secs: 10,
+                local_entries: 1024,
+            }
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
 import pytest
-from conftest import Stats
+from conftest import Stats, poll
 
 from stack import ORIGIN_MARKER_HEADER, env_credentials, filter_config, origin_config, raw_request
 
@@ -242,6 +242,8 @@ def test_client_marker_on_matched_path_is_replaced(envoy, origin):
 
 
 def test_other_methods_passthrough_strips_client_credentials(envoy, origin):
+    bypass = "wasmcustom.envoy_presign.requests.origin.uploads.outcome.bypass"
+    bypassed = envoy.stats().get(bypass, 0)
     before = len(origin.snapshot())
     resp = raw_request(envoy.port, "PUT", f"/uploads/up/file.bin?{CLIENT_QUERY}&versionId=v1",
                        headers={"Authorization": CLIENT_AUTHORIZATION, "x-amz-security-token": "client",
@@ -257,6 +259,36 @@ def test_other_methods_passthrough_strips_client_credentials(envoy, origin):
     assert ORIGIN_MARKER_HEADER not in got.headers
     # The route removes Location from every origin reply.
     assert "location" not in resp.headers, resp.headers
+    # Not signed by design: counted as a bypass of its origin (counters flush every second).
+    assert poll(lambda: envoy.stats().get(bypass, 0), lambda n: n == bypassed + 1) == bypassed + 1
+
+
+def test_ordinary_client_headers_reach_the_signed_origin_request(envoy, origin):
+    """Only credentials are stripped: conditional, content-negotiation and tracing headers
+    reach the origin with the signed request, as README.md says."""
+    sent = {"If-Modified-Since": "Sat, 28 Nov 2026 00:00:00 GMT", "Accept-Encoding": "gzip",
+            "User-Agent": "presign-test/1.0", "X-Forwarded-For": "203.0.113.7", "x-request-id": "rid-headers-1"}
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, "GET", "/media/ok/object.bin", headers=sent)
+    assert resp.status == 200, resp
+    (got,) = forwarded(origin, before, 1)
+    assert "X-Amz-Signature=" in got.target, got.target
+    for name, value in sent.items():
+        # Envoy may append its own hop to X-Forwarded-For; the client's value stays first.
+        assert got.headers.get(name.lower(), "").startswith(value), (name, got.headers)
+
+
+def test_shipped_config_reloads_a_failed_vm_and_times_out_origin_routes(envoy):
+    """envoy/envoy.yaml as Envoy loaded it: the filter's failure_policy is FAIL_RELOAD and the
+    origin route's timeout is the documented 30 s."""
+    dump = json.loads(envoy._admin_get("/config_dump"))
+    text = json.dumps(dump)
+    assert '"failure_policy": "FAIL_RELOAD"' in text
+    routes = [route for config in dump["configs"] if "static_route_configs" in config
+              for static in config["static_route_configs"]
+              for host in static["route_config"]["virtual_hosts"] for route in host["routes"]]
+    media = [route for route in routes if route.get("name") == "media"]
+    assert media and media[0]["route"]["timeout"] == "30s", media
 
 
 def test_marker_never_reaches_origin(envoy, origin):
