@@ -26,7 +26,7 @@ from conftest import (
     pct,
 )
 
-from stack import ProcessExited, env_credentials, filter_config, raw_request
+from stack import ProcessExited, env_credentials, filter_config, origin_config, raw_request
 
 # What RFC 3986 lets a path segment carry literally (pchar) plus the separator.
 PATH_LITERAL = UNRESERVED | frozenset("!$&'()*+,;=:@/")
@@ -275,3 +275,34 @@ def test_stats_and_logs(envoy):
     for text in (envoy.log_text(), envoy.access_log_text()):
         assert SECRET_KEY not in text
         assert "X-Amz-Signature" not in text
+
+
+def test_refusals_and_fallbacks_log_one_json_line_and_client_errors_none(start_envoy, seaweedfs):
+    """At Envoy's default (info) level: a signing refusal (503) and an unsigned fallback each
+    log one warning-level JSON line with the request id as correlation id; client mistakes
+    (400, 405) log nothing there, so bad traffic cannot flood the log."""
+    config = filter_config(seaweedfs.s3_port, on_error="deny")
+    config["origins"].append(origin_config(seaweedfs.s3_port, name="open", match={"prefix": "/open/"},
+                                           strip_prefix="/open/", on_error="passthrough"))
+    envoy = start_envoy(config, env={})
+    for method, path, rid, status in (("GET", media_path("a.txt"), "rid-log-503", 503),
+                                      ("GET", "/open/a.txt", "rid-log-fallback", 403),
+                                      ("POST", media_path("a.txt"), "rid-log-405", 405),
+                                      ("GET", "/media/a%zz", "rid-log-400", 400)):
+        resp = raw_request(envoy.port, method, path, headers={"x-request-id": rid})
+        assert resp.status == status, describe(method, path, resp)
+    envoy.stop()  # flush the log
+    lines = [line for line in envoy.log_text().splitlines() if '"event":"presign_' in line]
+    logged = {}
+    for line in lines:
+        event = json.loads(line[line.index('{"'):])
+        logged[event["request_id"]] = (line, event)
+    assert set(logged) == {"rid-log-503", "rid-log-fallback"}, lines
+    line, event = logged["rid-log-503"]
+    assert "[warning]" in line, line
+    assert event == {"event": "presign_rejected", "category": "no_credentials", "status": 503,
+                     "origin": "media", "method": "GET", "request_id": "rid-log-503"}
+    line, event = logged["rid-log-fallback"]
+    assert "[warning]" in line, line
+    assert event == {"event": "presign_fallback", "category": "no_credentials", "status": 0,
+                     "origin": "open", "method": "GET", "request_id": "rid-log-fallback"}
