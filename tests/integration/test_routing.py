@@ -369,3 +369,15 @@ def test_success_and_conditional_replies_are_untouched(envoy, origin):
     assert resp.status == 416, resp
     assert b"<Code>InvalidRange</Code>" in resp.body and b"<ActualObjectSize>1024<" in resp.body, resp
     assert resp.headers.get("content-range") == f"bytes */{len(OBJECT)}"
+
+
+def test_raw_non_ascii_paths_are_refused_by_envoy_before_the_filter(envoy, origin):
+    """Over HTTP/1.1, Envoy's own codec refuses a raw byte above 0x7F in the request target
+    with its 400 "Bad Request" before any filter runs, on an origin's prefix or not: the
+    filter's own handling of non-UTF-8 paths (unit-tested) is a second line behind it."""
+    before = len(origin.snapshot())
+    for path in (b"/other/\xe9t\xe9.bin", b"/media/\xe9t\xe9.bin"):
+        resp = raw_request(envoy.port, "GET", path)
+        assert (resp.status, resp.body) == (400, b"Bad Request"), resp
+        assert "x-presign-error" not in resp.headers, resp
+    assert len(origin.snapshot()) == before
