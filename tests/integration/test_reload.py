@@ -269,6 +269,14 @@ def test_invalid_update_is_rejected_and_the_last_good_config_serves(start_lds_en
     assert ALT_SECRET_KEY not in log and SECRET_KEY not in log
     lines = forwarded(envoy, len(traffic.sent))
     assert_all(lines, signed_with(ALT_ACCESS_KEY, 1800), "all")
+    # The rejected file stays where it was published, and a restart reads it: Envoy comes up
+    # without the listener (connection refused) until the file is fixed.
+    assert envoy.lds_path.read_text() == envoy.render_lds()
+    envoy.stop()
+    envoy.start()
+    assert envoy.stats().get("listener_manager.total_listeners_active") == 0
+    with pytest.raises(OSError):
+        raw_request(envoy.port, "GET", media_path(KEYS[0]), timeout=5)
 
     # The watch goes on: the next good file is taken.
     before = envoy.stats()
