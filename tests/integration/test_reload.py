@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -287,3 +288,19 @@ def test_invalid_update_is_rejected_and_the_last_good_config_serves(start_lds_en
         traffic.request(key)
     assert not traffic.failures, "\n".join(traffic.failures)
     assert_all(tagged(forwarded(envoy, len(traffic.sent)), "fixed"), signed_with(ALT_ACCESS_KEY, 900), "fixed")
+
+
+def test_editing_the_live_file_in_place_is_not_picked_up(start_lds_envoy, seaweedfs):
+    """Envoy watches the directory for a rename onto the live path (see README.md): a new
+    listener written into the live file in place, a complete and valid one, is not loaded."""
+    envoy = start_reloadable(start_lds_envoy, seaweedfs)
+    before = envoy.stats()
+    envoy.filter_config = config(seaweedfs, expires_in=1800)
+    envoy.version += 1
+    with open(envoy.lds_path, "w") as live:  # in place: same inode, no rename
+        live.write(envoy.render_lds())
+    time.sleep(3)
+    after = envoy.stats()
+    assert listener_delta(before, after, "lds.update_success") == 0, after
+    assert listener_delta(before, after, "lds.update_rejected") == 0, "Envoy read the half-written file"
+    assert after["listener_manager.lds.version_text"] == before["listener_manager.lds.version_text"]
