@@ -66,6 +66,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
 	cargo clippy --release --target $(TARGET) --features hostcall-count -- -D warnings
+	cargo clippy --release --target $(TARGET) --features test-panic -- -D warnings
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 	cd fuzz && cargo fmt -- --check && cargo clippy --bins -- -D warnings
 
@@ -74,7 +75,10 @@ rules: prometheus-tools
 	promtool check rules envoy/prometheus/rules.yml
 	promtool test rules envoy/prometheus/rules_test.yml
 
+# integration also builds the filter with `test-panic`, in target/test-panic
+# (test_faults.py: a panicking VM is reloaded, its cause logged).
 integration: build $(STAMP) prometheus-tools
+	cargo build --release --target $(TARGET) --features test-panic --target-dir target/test-panic
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 
 ## vectors: regenerate tests/vectors/presign.json with boto3

@@ -433,6 +433,8 @@ impl HttpContext for PresignRequest {
         let sampled = self.shared.sample_latency();
         let started = now();
         let buf = request_header_map();
+        #[cfg(feature = "test-panic")]
+        test_panic(&buf);
         let head = HeaderView::parse(&buf);
         // No path (CONNECT): nothing to sign.
         let Some(raw_path) = head.path else {
@@ -454,5 +456,16 @@ impl HttpContext for PresignRequest {
         // Batched like every counter: the count itself costs no hostcall.
         metrics.record_hostcalls(&WasmMetrics, hostcalls_made().wrapping_sub(calls_before));
         action
+    }
+}
+
+/// `test-panic` builds only: panics when the request carries the test header,
+/// so the integration tests can watch Envoy reload a dead VM.
+#[cfg(feature = "test-panic")]
+#[allow(clippy::panic)]
+fn test_panic(header_map: &[u8]) {
+    const HEADER: &[u8] = b"x-envoy-presign-test-panic";
+    if header_map.windows(HEADER.len()).any(|w| w == HEADER) {
+        panic!("test panic requested by the request header");
     }
 }

@@ -531,15 +531,16 @@ def start_envoy(tmp_path_factory, wasm_path: Path, seaweedfs: SeaweedFS):
     ``start=False`` returns it unstarted, for tests that expect ``start()`` to fail;
     ``extra_substitutions`` fills or overrides template placeholders (see stack.Envoy);
     ``origin_port`` points it at another origin than the session's SeaweedFS;
-    ``extra_list_items`` adds test-only list items (see stack.prepend_list_items).
+    ``extra_list_items`` adds test-only list items (see stack.prepend_list_items);
+    ``wasm`` loads another build of the filter (the test-panic one).
     """
     started: list[Envoy] = []
 
     def make(config: dict, env: dict[str, str] | None = None, start: bool = True,
              extra_substitutions: dict[str, object] | None = None, concurrency: int = 2,
              origin_port: int | None = None,
-             extra_list_items: dict[str, list[dict]] | None = None) -> Envoy:
-        envoy = Envoy(tmp_path_factory.mktemp("envoy"), TEMPLATE_PATH, wasm_path, config,
+             extra_list_items: dict[str, list[dict]] | None = None, wasm: Path | None = None) -> Envoy:
+        envoy = Envoy(tmp_path_factory.mktemp("envoy"), TEMPLATE_PATH, wasm or wasm_path, config,
                       origin_port or seaweedfs.s3_port, env=env or {}, concurrency=concurrency,
                       extra_substitutions=extra_substitutions, extra_list_items=extra_list_items)
         started.append(envoy)

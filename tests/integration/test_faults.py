@@ -323,3 +323,43 @@ def test_hot_key_is_signed_once_per_window_by_many_workers(start_envoy, seaweedf
     # Aligned: every X-Amz-Date starts a window and lifetimes are expires_in.
     assert {(line.signed_at % window, line.query["X-Amz-Expires"]) for line in lines} == {(0, str(expires_in))}
     assert len({line.path for line in lines}) == len({line.signed_at for line in lines}) <= windows, report
+
+
+# ---------------------------------------------------------------------------
+# A dead VM (FAIL_RELOAD)
+# ---------------------------------------------------------------------------
+
+# The filter built with the `test-panic` feature (make integration builds it): a request with
+# this header panics the VM.
+PANIC_WASM = REPO_ROOT / "target" / "test-panic" / "wasm32-wasip1" / "release" / "envoy_presign.wasm"
+PANIC_HEADER = "x-envoy-presign-test-panic"
+
+
+def test_a_panicking_vm_is_reloaded_and_its_cause_logged(start_envoy, seaweedfs, corpus: Corpus):
+    """The shipped failure_policy FAIL_RELOAD: after a panic kills the worker's VM, Envoy
+    answers 503 until its reload backoff has passed, then a fresh VM serves signed requests;
+    Envoy counts the reload, and the panic hook logged the cause at error level."""
+    if not PANIC_WASM.is_file():
+        pytest.fail(f"{PANIC_WASM} is missing: `make integration` builds it")
+    envoy = start_envoy(filter_config(seaweedfs.s3_port), env_credentials(ACCESS_KEY, SECRET_KEY),
+                        concurrency=1, wasm=PANIC_WASM)
+    check = get_ok(envoy, corpus.objects)
+    assert check(KEY) is None
+    died = raw_request(envoy.port, "GET", media_path(KEY), headers={PANIC_HEADER: "1"})
+    assert died.status >= 500, died
+    # Until Envoy's reload backoff (1 s by default) has passed, the worker answers 503 itself
+    # (fail closed, never unsigned); then a fresh VM serves, signed.
+    started, failed = time.monotonic(), []
+    while (resp := raw_request(envoy.port, "GET", media_path(KEY))).status != 200:
+        failed.append(resp.status)
+        assert time.monotonic() - started < 10, f"no fresh VM after 10 s: {failed}"
+        time.sleep(0.05)
+    assert set(failed) <= {503}, failed
+    assert resp.body == corpus.objects[KEY]
+    print(f"served again after {time.monotonic() - started:.2f} s; {len(failed)} requests got 503 meanwhile")
+    reloads = poll(lambda: envoy.stats().get("wasm.envoy_presign.vm_reload_success", 0), lambda n: n >= 1)
+    assert reloads >= 1, envoy.stats()
+    envoy.stop()  # flush the log
+    panics = [line for line in envoy.log_text().splitlines()
+              if "envoy-presign: panic (worker VM will be restarted)" in line]
+    assert panics and all("[error]" in line or "[critical]" in line for line in panics), panics
