@@ -363,3 +363,30 @@ def test_a_panicking_vm_is_reloaded_and_its_cause_logged(start_envoy, seaweedfs,
     panics = [line for line in envoy.log_text().splitlines()
               if "envoy-presign: panic (worker VM will be restarted)" in line]
     assert panics and all("[error]" in line or "[critical]" in line for line in panics), panics
+
+
+def test_a_corrupt_entry_is_noticed_once_the_local_copy_is_due(start_envoy, seaweedfs, writer_wasm: Path,
+                                                               corpus: Corpus):
+    """With the per-worker copy on (one worker), a slot corrupted under a fresh local copy is
+    not read: the copy serves until its refresh point. The first request after it reads the
+    slot, counts it corrupt, signs and replaces it."""
+    expires_in, window = 5, 4  # refresh_before defaults to 1 s: aligned windows of 4 s
+    config = filter_config(seaweedfs.s3_port, expires_in=expires_in)
+    config["cache"] = {"enabled": True, "max_entries": SLOTS, "local_entries": 1024}
+    envoy = start_envoy(config, CREDENTIALS, concurrency=1,
+                        extra_list_items={"http_filters": [writer_filter(writer_wasm)]})
+    check = get_ok(envoy, corpus.objects)
+    start = (int(time.time()) // window + 1) * window
+    time.sleep(max(0.0, start + 0.2 - time.time()))  # just after a window starts: 3.8 s of freshness
+    stats = Stats(envoy)
+    assert check(KEY) is None  # a miss: signed, stored, kept in the local copy
+    for n in range(SLOTS):
+        write_slot(envoy, slot_key(n), GARBAGE)
+    assert check(KEY) is None  # served by the fresh local copy
+    delta = stats.wait(2)
+    assert (delta["cache_misses"], delta["cache_hits"], delta["cache_corrupt"]) == (1, 1, 0), delta
+    time.sleep(max(0.0, start + window + 0.2 - time.time()))  # the copy is due now
+    stats = Stats(envoy)
+    assert check(KEY) is None
+    delta = stats.wait(1)
+    assert (delta["cache_corrupt"], delta["cache_misses"], delta["urls_signed"]) == (1, 1, 1), delta
