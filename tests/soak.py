@@ -26,7 +26,9 @@ Checks at the end (exit status 1 if any fails):
   * the filter's counters == what was sent, per class: hit+miss+refresh == signed classes,
     denied == bad_path + post, bypass (origin _unmatched) == unknown, no fallback, no sign
     or store errors, no origin 403; cache lookups and origin responses add up;
-  * cache_entries <= max_entries (cache_capacity == max_entries) after a scan pass;
+  * cache_entries <= max_entries (cache_capacity == max_entries) after a scan pass, and, read
+    from outside the filter by the test-only shared-data writer, no slot key at or beyond
+    max_entries (up to 4 x) exists in shared data;
   * Envoy's RSS (/proc/<pid>/status VmRSS, sampled every SOAK_SAMPLE_SECONDS) grew by no more
     than SOAK_RSS_GROWTH_PCT % (default 10) from the first sample after the warm-up (the
     first quarter of the run, at least 5 s) to the last.  Relative, because the baseline
@@ -58,8 +60,12 @@ from stack import (  # noqa: E402
     Envoy,
     HttpConnection,
     SeaweedFS,
+    build_writer,
     env_credentials,
     filter_config,
+    read_slot,
+    slot_key,
+    writer_filter,
 )
 
 ACCESS_KEY = "AKIDSOAKTEST00000001"
@@ -252,8 +258,13 @@ def main() -> int:
             seed_objects(origin)
             config = filter_config(origin.s3_port)
             config["cache"] = {"enabled": True, "max_entries": MAX_ENTRIES, "scan_interval": 2}
+            # The test-only shared-data writer rides along (it answers only requests with its
+            # x-test-* headers): at the end it reads slots beyond max_entries, which the filter
+            # must never have written.
+            writer = writer_filter(build_writer())
             with Envoy(workdir, TEMPLATE_PATH, WASM_PATH, config, origin.s3_port,
-                       env=env_credentials(ACCESS_KEY, SECRET_KEY), concurrency=2) as envoy:
+                       env=env_credentials(ACCESS_KEY, SECRET_KEY), concurrency=2,
+                       extra_list_items={"http_filters": [writer]}) as envoy:
                 pid = envoy.proc.pid
                 comm = Path(f"/proc/{pid}/comm").read_text().strip()
                 if comm != "envoy":
@@ -373,6 +384,13 @@ def main() -> int:
                 capacity = counters.get("cache_capacity@media")
                 check(capacity == MAX_ENTRIES and entries is not None and 0 < entries <= MAX_ENTRIES,
                       f"0 < cache_entries ({entries}) <= max_entries ({MAX_ENTRIES}), capacity {capacity}")
+                # The slots themselves, read from outside the filter: entries below the bound
+                # (the probe works), none at or beyond it, up to 4 x max_entries.
+                below = sum(read_slot(envoy, slot_key(n)) is not None for n in range(MAX_ENTRIES))
+                beyond = [n for n in range(MAX_ENTRIES, 4 * MAX_ENTRIES) if read_slot(envoy, slot_key(n)) is not None]
+                check(below > 0 and not beyond,
+                      f"shared data holds {below} slots below max_entries and none of the "
+                      f"{3 * MAX_ENTRIES} beyond it (found {beyond[:10]})")
                 check(100 * growth / base <= RSS_GROWTH_PCT,
                       f"RSS growth after warm-up {100 * growth / base:+.1f} % <= {RSS_GROWTH_PCT:.0f} %")
     finally:

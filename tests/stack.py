@@ -404,6 +404,16 @@ class SeaweedFS(_ManagedProcess):
         client = self.client()
         self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
                         f"head_bucket {self.bucket} after restart")
+
+        def an_object_readable() -> bool:
+            # The bucket answers before the volume holding the objects is back (a GET then
+            # fails with 500 for a moment): wait until an object reads again.
+            listed = client.list_objects_v2(Bucket=self.bucket, MaxKeys=1).get("Contents", [])
+            for item in listed:
+                client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+            return True
+
+        self.wait_ready(an_object_readable, self.startup_timeout, f"an object of {self.bucket} after restart")
         return self
 
     def __enter__(self) -> "SeaweedFS":
@@ -836,6 +846,59 @@ def _request_bytes(method: str, raw_path: str | bytes, headers: dict[str, str] |
     if close:
         lines.append(b"Connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+# The test-only shared-data writer (tests/fixtures/shared-data-writer): a proxy-wasm filter
+# in envoy-presign's vm_id that reads and writes its shared data on request, so tests can
+# look at (or corrupt) the cache's slots from outside the filter.
+WRITER_DIR = REPO_ROOT / "tests" / "fixtures" / "shared-data-writer"
+WRITER_WASM = WRITER_DIR / "target" / "wasm32-wasip1" / "release" / "shared_data_writer.wasm"
+
+
+def build_writer() -> Path:
+    """Build the writer (cargo, release, wasm32-wasip1); RuntimeError with cargo's output tail."""
+    result = subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1"],
+                            cwd=WRITER_DIR, capture_output=True, text=True)
+    if result.returncode != 0 or not WRITER_WASM.is_file():
+        raise RuntimeError(f"building {WRITER_DIR.relative_to(REPO_ROOT)} failed (exit {result.returncode}):\n"
+                           + "\n".join((result.stdout + result.stderr).splitlines()[-30:]))
+    return WRITER_WASM
+
+
+def writer_filter(wasm: Path) -> dict:
+    """The writer as an http filter in envoy-presign's vm_id (so: its shared data)."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "shared_data_writer",
+                "root_id": "shared_data_writer",
+                "vm_config": {
+                    "vm_id": "envoy_presign",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+            },
+        },
+    }
+
+
+def slot_key(slot: int) -> str:
+    """The shared-data key of cache slot ``slot``."""
+    return f"envoy_presign.cache.{slot}"
+
+
+def write_slot(envoy: "Envoy", key: str, value: bytes) -> None:
+    resp = raw_request(envoy.port, "GET", "/", headers={"x-test-write-slot": key,
+                                                        "x-test-write-value-hex": value.hex()})
+    assert (resp.status, resp.headers.get("x-test-writer")) == (200, "1"), resp
+
+
+def read_slot(envoy: "Envoy", key: str) -> bytes | None:
+    resp = raw_request(envoy.port, "GET", "/", headers={"x-test-read-slot": key})
+    assert resp.headers.get("x-test-writer") == "1" and resp.status in (200, 404), resp
+    return bytes.fromhex(resp.body.decode()) if resp.status == 200 else None
 
 
 class HttpConnection:

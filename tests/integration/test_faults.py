@@ -13,7 +13,6 @@ plugin or code, so the writer reads and writes the cache's slots
 
 from __future__ import annotations
 
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +35,20 @@ from conftest import (
     poll,
 )
 
-from stack import BUCKET, REPO_ROOT, Envoy, SeaweedFS, env_credentials, filter_config, raw_request
+from stack import (
+    BUCKET,
+    REPO_ROOT,
+    Envoy,
+    SeaweedFS,
+    build_writer,
+    env_credentials,
+    filter_config,
+    raw_request,
+    read_slot,
+    slot_key,
+    write_slot,
+    writer_filter,
+)
 
 KEY = "my file(1).mp4"  # in the session corpus
 CREDENTIALS = env_credentials(ACCESS_KEY, SECRET_KEY)
@@ -169,8 +181,6 @@ def test_slow_origin_times_out_without_stalling_workers(start_envoy):
 # Corrupt and older-format entries in the shared cache
 # ---------------------------------------------------------------------------
 
-WRITER_DIR = REPO_ROOT / "tests" / "fixtures" / "shared-data-writer"
-WRITER_WASM = WRITER_DIR / "target" / "wasm32-wasip1" / "release" / "shared_data_writer.wasm"
 SLOTS = 4  # cache.max_entries: small enough to overwrite every slot
 GARBAGE = bytes(range(256)) + b"\x00not an entry\xff"
 # The current layout (three u64, identity, path) under the previous magic.
@@ -180,47 +190,10 @@ OLDER_FORMAT = b"EPC0" + bytes(24) + (4).to_bytes(4, "big") + b"id\n\n" + (2).to
 @pytest.fixture(scope="session")
 def writer_wasm() -> Path:
     """The shared-data writer fixture, built once per session."""
-    result = subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1"],
-                            cwd=WRITER_DIR, capture_output=True, text=True)
-    if result.returncode != 0 or not WRITER_WASM.is_file():
-        pytest.fail(f"building {WRITER_DIR.relative_to(REPO_ROOT)} failed (exit {result.returncode}):\n"
-                    + "\n".join((result.stdout + result.stderr).splitlines()[-30:]), pytrace=False)
-    return WRITER_WASM
-
-
-def writer_filter(wasm: Path) -> dict:
-    """The writer as an http filter in envoy-presign's vm_id (so: its shared data)."""
-    return {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "shared_data_writer",
-                "root_id": "shared_data_writer",
-                "vm_config": {
-                    "vm_id": "envoy_presign",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(wasm)}},
-                },
-            },
-        },
-    }
-
-
-def slot_key(slot: int) -> str:
-    return f"envoy_presign.cache.{slot}"
-
-
-def write_slot(envoy: Envoy, key: str, value: bytes) -> None:
-    resp = raw_request(envoy.port, "GET", "/", headers={"x-test-write-slot": key,
-                                                        "x-test-write-value-hex": value.hex()})
-    assert (resp.status, resp.headers.get("x-test-writer")) == (200, "1"), resp
-
-
-def read_slot(envoy: Envoy, key: str) -> bytes | None:
-    resp = raw_request(envoy.port, "GET", "/", headers={"x-test-read-slot": key})
-    assert resp.headers.get("x-test-writer") == "1" and resp.status in (200, 404), resp
-    return bytes.fromhex(resp.body.decode()) if resp.status == 200 else None
+    try:
+        return build_writer()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="module")
