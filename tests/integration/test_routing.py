@@ -409,3 +409,22 @@ def test_raw_non_ascii_paths_are_refused_by_envoy_before_the_filter(envoy, origi
         assert (resp.status, resp.body) == (400, b"Bad Request"), resp
         assert "x-presign-error" not in resp.headers, resp
     assert len(origin.snapshot()) == before
+
+
+def test_host_match_strip_prefix_key_prefix_and_virtual_addressing_end_to_end(start_envoy, origin):
+    """match.host (case and a trailing dot ignored), strip_prefix apart from match.prefix,
+    key_prefix and addressing: virtual, through Envoy: the origin gets the bucket in Host and
+    the prefixed key in the path, signed; another Host gets Envoy's 404 and reaches nothing."""
+    config = filter_config(origin.port, match={"prefix": "/v/media/", "host": "cdn.example.com"},
+                           strip_prefix="/v/", key_prefix="videos/", addressing="virtual",
+                           bucket="vbucket", endpoint=f"http://localhost:{origin.port}")
+    envoy = start_envoy(config, env_credentials(ACCESS_KEY, SECRET), origin_port=origin.port)
+    before = len(origin.snapshot())
+    resp = raw_request(envoy.port, "GET", "/v/media/a%20b.bin", host="CDN.Example.com.")
+    assert (resp.status, resp.body) == (200, OBJECT), resp
+    (got,) = forwarded(origin, before, 1)
+    assert got.headers.get("host") == f"vbucket.localhost:{origin.port}", got.headers
+    assert got.target.startswith("/videos/media/a%20b.bin?X-Amz-Algorithm="), got.target
+    assert "X-Amz-Signature" in got.query
+    assert_not_found(raw_request(envoy.port, "GET", "/v/media/a%20b.bin", host="other.example.com"))
+    assert len(origin.snapshot()) == before + 1
