@@ -101,6 +101,8 @@ def test_origin_down_is_a_clear_503_then_recovers(start_envoy, own_seaweedfs: Se
     stats.wait(1)
 
     stats = Stats(envoy)
+    unanswered = "presign_origin.requests.origin.media.code.503.flags.UF"  # envoy/envoy.yaml's logger
+    before_uf = envoy.stats().get(unanswered, 0)
     origin.stop()
     requests = [("GET", path), ("HEAD", path)] * 3
     for method, target in requests:
@@ -111,6 +113,8 @@ def test_origin_down_is_a_clear_503_then_recovers(start_envoy, own_seaweedfs: Se
     responses = {n: delta.get(f"cluster.upstream_rq_{n}xx", 0) for n in range(1, 6)}
     assert responses == {1: 0, 2: 0, 3: 0, 4: 0, 5: len(requests)}, delta
     assert delta.get("cluster.upstream_rq_503", 0) == len(requests), delta
+    # ... and so does the shipped origin-stats access logger, with the flag.
+    assert envoy.stats().get(unanswered, 0) - before_uf == len(requests)
     # The cache still answers: the URLs are fine, the origin is not there.
     assert delta["requests.outcome.hit"] + delta["requests.outcome.miss"] == len(requests), delta
     logged = access_log_lines(envoy, 1 + len(requests))[1:]
