@@ -442,9 +442,14 @@ def test_counters_and_histogram_counts_are_exact(signing_envoy, unsigned_envoy, 
     samples = wait_for_stats(signing_envoy, signing_expected())
     wait_for_stats(unsigned_envoy, unsigned_expected())
     wait_for_stats(slow_envoy, slow_expected())
-    # The time-to-first-byte histogram has a bucket bound on the plan's 300 ms threshold
-    # (the latency rules read le="300"), in milliseconds.
-    assert series("envoy_presign_origin_ttfb_ms_bucket", origin="media", le="300") in samples
+    # Every latency threshold of the plan is a bucket bound: of the origin's time to first byte
+    # in milliseconds (the latency rules read le="300"), of the filter's histograms in µs.
+    def bounds(name: str) -> set[str]:
+        return {dict(labels)["le"] for metric, labels in samples
+                if metric == name and dict(labels).get("origin") == "media"}
+    assert {"100", "150", "200", "300", "500", "800"} <= bounds("envoy_presign_origin_ttfb_ms_bucket")
+    for histogram in ("envoy_presign_filter_duration_us_bucket", "envoy_presign_sign_duration_us_bucket"):
+        assert {"1", "2", "100000", "150000", "200000", "300000", "500000", "800000"} <= bounds(histogram), histogram
 
     # The cache gauges come from the scan (every second here): K keys + the missing one.
     deadline = time.monotonic() + 10
@@ -588,3 +593,20 @@ def test_latencies_are_sampled_one_request_in_sixteen_by_default(start_envoy, se
             break
         time.sleep(0.25)
     assert got == wanted
+
+
+def test_client_input_never_becomes_a_label(start_envoy, seaweedfs):
+    """Whatever a client sends (Host, path, a forged origin marker, methods), the stats keep
+    their label sets: no label value comes from the request."""
+    envoy = start_envoy(filter_config(seaweedfs.s3_port), env_credentials(ACCESS_KEY, SECRET_KEY))
+    token = "evilclientlabel"
+    for method, path, headers, host in (("GET", f"/{token}/x", {}, "localhost"),
+                                        ("GET", f"/media/{token}.bin", {"x-envoy-presign-origin": token}, "localhost"),
+                                        ("GET", "/media/x", {}, f"{token}.example"),
+                                        (token.upper(), f"/media/{token}", {}, "localhost"),
+                                        ("GET", f"/media/a%zz{token}", {"x-request-id": token}, "localhost")):
+        raw_request(envoy.port, method, path, headers=headers, host=host)
+    time.sleep(6)  # counters (1 s tick) and histograms (5 s flush) reach the output
+    text = http_get(f"http://127.0.0.1:{envoy.admin_port}/stats/prometheus")
+    labelled = [line for line in text.splitlines() if line.startswith("envoy_presign") and token in line.lower()]
+    assert not labelled, labelled[:5]
