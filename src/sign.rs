@@ -550,6 +550,74 @@ mod tests {
         }
     }
 
+    /// One signer keeps derived keys per (UTC day, region, service). Signing
+    /// with one `Signer` on both sides of UTC midnight, in two regions and two
+    /// services, in an order that comes back to each key after the others,
+    /// must give the reference signer's signature every time: a lookup that
+    /// served yesterday's key, or another region's or service's, would not.
+    #[test]
+    fn one_signer_uses_the_key_of_each_day_region_and_service() {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let origins: Vec<Config> = [("us-east-1", "s3"), ("eu-west-3", "s3"), ("us-east-1", "s3express")]
+            .iter()
+            .map(|(region, service)| {
+                let doc = serde_json::json!({
+                    "origins": [{"name": "o", "match": {"prefix": "/"}, "endpoint": "https://s3.example.com",
+                                 "bucket": "bkt", "region": region, "service": service}],
+                });
+                Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap()
+            })
+            .collect();
+        let exp = Duration::from_secs(900);
+        // 23:59:59 on 2024-02-29, then 00:00:00 on 2024-03-01, then back.
+        for t in [
+            1_709_251_199u64,
+            1_709_251_200,
+            1_709_251_199,
+            1_709_337_600,
+        ] {
+            for c in &origins {
+                let origin = &c.origins[0];
+                let now = UNIX_EPOCH + Duration::from_secs(t);
+                let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+                let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
+                assert!(
+                    ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                    "{t} {} {}",
+                    origin.region,
+                    origin.service
+                );
+            }
+        }
+    }
+
+    /// The derived-key cache is bounded: signing on more distinct days than
+    /// it holds keeps `KEY_CACHE_SIZE` keys, and a day whose key was evicted
+    /// is derived again correctly.
+    #[test]
+    fn key_cache_is_bounded_and_rederives_evicted_keys() {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        let origin = &c.origins[0];
+        let exp = Duration::from_secs(60);
+        let days = u64::try_from(KEY_CACHE_SIZE).unwrap() + 3;
+        for round in 0..2 {
+            for d in 0..days {
+                let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + d * 86_400);
+                let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+                let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
+                assert!(
+                    ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                    "round {round} day {d}"
+                );
+                assert!(signer.keys.borrow().len() <= KEY_CACHE_SIZE);
+            }
+        }
+        assert_eq!(signer.keys.borrow().len(), KEY_CACHE_SIZE);
+    }
+
     #[test]
     fn dates() {
         assert_eq!(
