@@ -456,6 +456,26 @@ mod tests {
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 1);
     }
 
+    /// A cache scan sets the three gauges of its origin, and a later scan
+    /// replaces (not adds to) the values.
+    #[test]
+    fn a_cache_scan_sets_the_origin_gauges() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        m.record_cache(&r, 3, 4_096, 64);
+        assert_eq!(r.get("envoy_presign.cache_entries.origin.o"), 3);
+        assert_eq!(r.get("envoy_presign.cache_bytes.origin.o"), 4_096);
+        assert_eq!(r.get("envoy_presign.cache_capacity.origin.o"), 64);
+        m.record_cache(&r, 1, 100, 64);
+        assert_eq!(r.get("envoy_presign.cache_entries.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.cache_bytes.origin.o"), 100);
+        assert!(r
+            .names
+            .borrow()
+            .iter()
+            .any(|(k, n)| *k == MetricKind::Gauge && n == "envoy_presign.cache_entries.origin.o"));
+    }
+
     #[test]
     fn unmatched_defines_only_what_can_happen() {
         let r = Recorder::default();
