@@ -592,6 +592,51 @@ mod tests {
         assert_eq!((r.ops.collisions, r.ops.evictions), (0, 0));
     }
 
+    /// A URL expiring at this very instant is no longer live: another key
+    /// taking its slot then is a collision, not an eviction.
+    #[test]
+    fn replacing_a_url_at_its_expiry_instant_is_no_eviction() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        run(&store, "a", &POLICY, T0, &calls);
+        let r = run(&store, "b", &POLICY, T0 + 3_600_000, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (1, 0));
+        let r = run(&store, "a", &POLICY, T0 + 3_600_000 + 1, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (1, 1));
+    }
+
+    /// Every store operation of a request is counted once, by kind (what
+    /// the `store_ops` metrics report): a miss reads and stores, a hit only
+    /// reads, a refresh reads, claims and stores; a refused read is counted
+    /// and the request is still signed and stored.
+    #[test]
+    fn store_operations_are_counted_by_kind() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        let ops = |get_ok, set_ok| StoreOps {
+            get_ok,
+            set_ok,
+            ..StoreOps::default()
+        };
+        let r = run(&store, "id", &POLICY, T0, &calls);
+        assert_eq!((r.outcome, r.ops), (Outcome::Miss, ops(1, 1)));
+        let r = run(&store, "id", &POLICY, T0 + 1, &calls);
+        assert_eq!((r.outcome, r.ops), (Outcome::Hit, ops(1, 0)));
+        let r = run(&store, "id", &POLICY, T0 + 3_000_000, &calls);
+        assert_eq!((r.outcome, r.ops), (Outcome::Refreshed, ops(1, 2)));
+        store.fail_gets.set(true);
+        let r = run(&store, "id", &POLICY, T0 + 3_000_001, &calls);
+        assert_eq!(r.outcome, Outcome::Miss);
+        assert_eq!(
+            r.ops,
+            StoreOps {
+                get_err: 1,
+                set_ok: 1,
+                ..StoreOps::default()
+            }
+        );
+    }
+
     #[test]
     fn one_refresher_while_others_serve_the_valid_url() {
         let store = FakeStore::default();
@@ -922,5 +967,21 @@ mod tests {
         let mut huge_len = bytes;
         huge_len[28..32].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(Entry::decode(&huge_len), Err(DecodeError::Corrupt));
+    }
+
+    /// An entry that expires before it was signed is corrupt; one that expires
+    /// the instant it was signed is well-formed (the policy then refuses to
+    /// serve it, not the codec).
+    #[test]
+    fn entry_expiring_before_its_signing_is_corrupt() {
+        let at = |expires_at_ms| Entry {
+            expires_at_ms,
+            ..store_entry()
+        };
+        assert_eq!(
+            Entry::decode(&at(T0 - 1).encode()),
+            Err(DecodeError::Corrupt)
+        );
+        assert_eq!(Entry::decode(&at(T0).encode()), Ok(at(T0)));
     }
 }
