@@ -228,6 +228,16 @@ mod tests {
         assert!(try_lease(&store, 3, 0, 1), "a garbled lease is free");
     }
 
+    /// A lease taken at `now` for `hold` still holds at `now + hold` and is
+    /// free from the next millisecond.
+    #[test]
+    fn lease_holds_through_its_last_millisecond() {
+        let store = FakeStore::default();
+        assert!(try_lease(&store, 1, 1000, 3000));
+        assert!(!try_lease(&store, 2, 4000, 3000));
+        assert!(try_lease(&store, 2, 4001, 3000));
+    }
+
     #[test]
     fn two_workers_racing_for_a_new_lease_never_both_scan() {
         let store = FakeStore::default();
