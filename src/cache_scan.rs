@@ -263,6 +263,23 @@ mod tests {
         assert!(ta.is_some() && tb.is_none(), "{ta:?} {tb:?}");
     }
 
+    /// A worker that loses the lease mid-pass forgets its partial pass: no
+    /// half tally, the next pass starts at slot 0, and only after holding
+    /// the lease for a whole tick again.
+    #[test]
+    fn losing_the_lease_forgets_the_partial_pass() {
+        let store = FakeStore::default();
+        store.put(&slot_key(0), &entry("a", "/x", 10_000));
+        let mut s = Scanner::default();
+        assert_eq!(s.tick(&store, &tick_at(1, 0, 4)), None);
+        assert_eq!(s.tick(&store, &tick_at(1, 0, 4)), None);
+        assert_eq!((s.next_slot, s.tally.len()), (2, 1), "half a pass");
+        let other: Vec<u8> = [2u64.to_be_bytes(), 10_000u64.to_be_bytes()].concat();
+        store.put(SCAN_LEASE_KEY, &other);
+        assert_eq!(s.tick(&store, &tick_at(1, 1000, 4)), None);
+        assert_eq!((s.next_slot, s.tally.len(), s.confirmed), (0, 0, false));
+    }
+
     #[test]
     fn chunks_are_capped_whatever_the_table_size() {
         let store = FakeStore::default();
