@@ -341,6 +341,21 @@ mod tests {
         }
     }
 
+    /// Each path error has its own stable code, the one its local reply sends
+    /// (`x-presign-error` and the JSON body).
+    #[test]
+    fn path_error_codes_are_those_of_their_replies() {
+        use crate::request::LocalReply;
+        for (e, code) in [
+            (PathError::InvalidEncoding, "invalid_path_encoding"),
+            (PathError::InvalidKey, "invalid_object_key"),
+            (PathError::QueryTooLong, "query_too_long"),
+        ] {
+            assert_eq!(e.code(), code);
+            assert_eq!(LocalReply::from(e).code, code);
+        }
+    }
+
     #[test]
     fn max_length_key() {
         let k = "k".repeat(MAX_KEY_BYTES);
