@@ -421,6 +421,20 @@ mod tests {
         );
     }
 
+    /// `+` is a space in a query value (form decoding) and a literal plus in
+    /// the path, so the same byte signs differently in the two places.
+    #[test]
+    fn plus_is_a_space_in_query_values_only() {
+        let allow = vec!["versionId".to_string()];
+        assert_eq!(
+            allowed_query("versionId=a+b", &allow).unwrap(),
+            vec![("versionId".into(), "a b".into())]
+        );
+        assert_eq!(object_key("", "a+b").unwrap(), "a+b");
+        assert_eq!(percent_decode("a+b%2B", true).unwrap(), b"a b+");
+        assert_eq!(percent_decode("a+b%2B", false).unwrap(), b"a+b+");
+    }
+
     #[test]
     fn only_allowed_values_can_fail_a_request() {
         let allow = vec!["versionId".to_string(), "partNumber".to_string()];
