@@ -978,6 +978,29 @@ mod tests {
         }
     }
 
+    /// The cache settings' bounds are inclusive: the largest value of each is
+    /// accepted, one more is an error naming the field.
+    #[test]
+    fn cache_bounds_are_inclusive() {
+        for (field, max) in [
+            ("local_entries", u64::from(MAX_LOCAL_ENTRIES)),
+            ("max_entries", u64::from(MAX_MAX_ENTRIES)),
+            ("scan_interval", 3600),
+        ] {
+            let c = parse(&json!({"cache": {field: max}, "origins": [origin()]}))
+                .unwrap_or_else(|e| panic!("{field} {max}: {e}"));
+            let got = match field {
+                "local_entries" => u64::from(c.cache.local_entries),
+                "max_entries" => u64::from(c.cache.max_entries),
+                _ => c.cache.scan_interval_secs,
+            };
+            assert_eq!(got, max);
+            let err =
+                parse(&json!({"cache": {field: max + 1}, "origins": [origin()]})).unwrap_err();
+            assert_eq!(err.field, format!("cache.{field}"));
+        }
+    }
+
     #[test]
     fn virtual_addressing_and_default_ports() {
         let mut o = origin();
