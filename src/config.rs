@@ -1001,6 +1001,43 @@ mod tests {
         }
     }
 
+    /// A timing error explains the defaults exactly when the value at fault
+    /// was derived from one: under `expires_in`, or under `refresh_before`
+    /// while `min_remaining` is its default; never when both were given.
+    #[test]
+    fn timing_errors_mention_the_defaults_only_when_they_applied() {
+        let err_for = |fields: &[(&str, u64)]| {
+            let mut o = origin();
+            for (f, v) in fields {
+                set_path(&mut o, f, json!(v));
+            }
+            parse(&json!({"origins": [o]})).unwrap_err()
+        };
+        let hint = "defaults to";
+        let e = err_for(&[("refresh_before", 0)]);
+        assert_eq!(e.field, "origins[0].refresh_before", "{e}");
+        assert!(e.to_string().contains(hint), "{e}");
+        let e = err_for(&[("refresh_before", 1), ("min_remaining", 1)]);
+        assert_eq!(e.field, "origins[0].refresh_before", "{e}");
+        assert!(!e.to_string().contains(hint), "{e}");
+        let e = err_for(&[("min_remaining", 0)]);
+        assert_eq!(e.field, "origins[0].min_remaining", "{e}");
+        assert!(!e.to_string().contains(hint), "{e}");
+    }
+
+    /// Length and count limits are inclusive: a key_prefix of exactly S3's
+    /// key limit, `MAX_ALLOW_QUERY` names and a name of
+    /// `MAX_QUERY_NAME_BYTES` are accepted.
+    #[test]
+    fn origin_limits_are_inclusive() {
+        let at_limit = format!("{}/", "k".repeat(crate::canonical::MAX_KEY_BYTES - 1));
+        assert!(parse(&doc_with("key_prefix", json!(at_limit))).is_ok());
+        let names: Vec<String> = (0..MAX_ALLOW_QUERY).map(|i| format!("q{i}")).collect();
+        assert!(parse(&doc_with("allow_query", json!(names))).is_ok());
+        let long = "q".repeat(MAX_QUERY_NAME_BYTES);
+        assert!(parse(&doc_with("allow_query", json!([long]))).is_ok());
+    }
+
     #[test]
     fn virtual_addressing_and_default_ports() {
         let mut o = origin();
