@@ -1038,6 +1038,17 @@ mod tests {
         assert!(parse(&doc_with("allow_query", json!([long]))).is_ok());
     }
 
+    /// An IPv6 endpoint may have a port or nothing after its `]`; anything
+    /// else is refused.
+    #[test]
+    fn ipv6_endpoints_take_a_port_or_nothing() {
+        let c = parse(&doc_with("endpoint", json!("http://[::1]"))).unwrap();
+        assert_eq!(c.origins[0].authority, "[::1]");
+        let e = parse(&doc_with("endpoint", json!("http://[::1]x"))).unwrap_err();
+        assert_eq!(e.field, "origins[0].endpoint", "{e}");
+        assert!(e.to_string().contains("junk after the IPv6 literal"), "{e}");
+    }
+
     #[test]
     fn virtual_addressing_and_default_ports() {
         let mut o = origin();
