@@ -1049,6 +1049,17 @@ mod tests {
         assert!(e.to_string().contains("junk after the IPv6 literal"), "{e}");
     }
 
+    /// With `"source": "env"`, any one inline credential field is an error
+    /// (it would be silently ignored otherwise).
+    #[test]
+    fn env_source_refuses_each_inline_field() {
+        for f in ["access_key_id", "secret_access_key", "session_token"] {
+            let doc = json!({"credentials": {"source": "env", f: "x"}, "origins": [origin()]});
+            let e = parse(&doc).err().unwrap_or_else(|| panic!("accepted {f}"));
+            assert_eq!(e.field, "credentials", "{f}: {e}");
+        }
+    }
+
     #[test]
     fn virtual_addressing_and_default_ports() {
         let mut o = origin();
