@@ -476,6 +476,29 @@ mod tests {
             .any(|(k, n)| *k == MetricKind::Gauge && n == "envoy_presign.cache_entries.origin.o"));
     }
 
+    /// Nothing to count makes no hostcall: a request record of zeros adds to
+    /// no counter. Corrupt and other-version slots both count as corrupt.
+    #[test]
+    fn zero_deltas_make_no_hostcall_and_corrupt_slots_add_up() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        m.record_request(&r, &RequestRecord::default());
+        assert!(r.values.borrow().is_empty(), "{:?}", r.values.borrow());
+        let ops = StoreOps {
+            corrupt: 1,
+            other_version: 2,
+            ..StoreOps::default()
+        };
+        m.record_request(
+            &r,
+            &RequestRecord {
+                ops,
+                ..RequestRecord::default()
+            },
+        );
+        assert_eq!(r.get("envoy_presign.cache_corrupt.origin.o"), 3);
+    }
+
     #[test]
     fn unmatched_defines_only_what_can_happen() {
         let r = Recorder::default();
