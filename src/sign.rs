@@ -645,6 +645,32 @@ mod tests {
         );
     }
 
+    /// `amz_dates` against a naive calendar over its whole range (1970 to
+    /// 9999): the first and last day of every year and the days around the
+    /// end of February, where the century and 400-year rules bite.
+    #[test]
+    fn dates_agree_with_a_naive_calendar_through_9999() {
+        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let mut first_day = 0u64; // days since 1970-01-01 of January 1st
+        for year in 1970..=9999u64 {
+            let feb = if leap(year) { 29 } else { 28 };
+            let mut check = |day_of_year: u64, month: u64, day: u64| {
+                let secs = (first_day + day_of_year) * 86_400 + 86_399;
+                let (date, datetime) = amz_dates(secs).unwrap();
+                assert_eq!(date, format!("{year:04}{month:02}{day:02}"));
+                assert_eq!(datetime, format!("{date}T235959Z"));
+            };
+            check(0, 1, 1);
+            check(31 + 27, 2, 28);
+            check(31 + feb - 1, 2, feb);
+            check(31 + feb, 3, 1);
+            let len = 337 + feb;
+            check(len - 1, 12, 31);
+            first_day += len;
+        }
+        assert!(amz_dates(first_day * 86_400).is_none(), "year 10000");
+    }
+
     #[test]
     fn get_and_head_sign_differently() {
         let doc = br#"{"credentials":{"source":"inline","access_key_id":"AKID","secret_access_key":"s"},
