@@ -592,6 +592,28 @@ mod tests {
         }
     }
 
+    /// Within one UTC day, region and service the signing key is derived once
+    /// and reused, whatever the time of day.
+    #[test]
+    fn one_key_per_day_is_derived_and_reused() {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        let origin = &c.origins[0];
+        let midnight = 1_699_920_000u64; // 2023-11-14T00:00:00Z
+        for t in [midnight, midnight + 1, midnight + 43_200, midnight + 86_399] {
+            let now = UNIX_EPOCH + Duration::from_secs(t);
+            let exp = Duration::from_secs(60);
+            let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+            let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
+            assert!(
+                ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                "{t}"
+            );
+        }
+        assert_eq!(signer.keys.borrow().len(), 1);
+    }
+
     /// The derived-key cache is bounded: signing on more distinct days than
     /// it holds keeps `KEY_CACHE_SIZE` keys, and a day whose key was evicted
     /// is derived again correctly.
