@@ -592,6 +592,23 @@ mod tests {
         }
     }
 
+    /// A signer's `Debug` names the access key id and never the secret or
+    /// the session token.
+    #[test]
+    fn signer_debug_shows_the_key_id_only() {
+        let s = Signer::new(&Credentials::new(
+            "AKIDEXAMPLE".into(),
+            "wJalrXUtnFEMI".into(),
+            Some("SESSIONTOKEN".into()),
+        ));
+        let d = format!("{s:?}");
+        assert!(d.contains("AKIDEXAMPLE"), "{d}");
+        assert!(
+            !d.contains("wJalrXUtnFEMI") && !d.contains("SESSIONTOKEN"),
+            "{d}"
+        );
+    }
+
     /// Within one UTC day, region and service the signing key is derived once
     /// and reused, whatever the time of day.
     #[test]
