@@ -693,7 +693,7 @@ mod tests {
         let mut first_day = 0u64; // days since 1970-01-01 of January 1st
         for year in 1970..=9999u64 {
             let feb = if leap(year) { 29 } else { 28 };
-            let mut check = |day_of_year: u64, month: u64, day: u64| {
+            let check = |day_of_year: u64, month: u64, day: u64| {
                 let secs = (first_day + day_of_year) * 86_400 + 86_399;
                 let (date, datetime) = amz_dates(secs).unwrap();
                 assert_eq!(date, format!("{year:04}{month:02}{day:02}"));
