@@ -299,5 +299,13 @@ mod tests {
             pass_unmatched(&mut h, true, &mut f),
             Acted::Replied(REWRITE_FAILED)
         );
+        assert_eq!(
+            f,
+            HostFailures {
+                set_header: 1,
+                local_reply: 0
+            },
+            "the refused removal is counted"
+        );
     }
 }

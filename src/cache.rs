@@ -592,6 +592,51 @@ mod tests {
         assert_eq!((r.ops.collisions, r.ops.evictions), (0, 0));
     }
 
+    /// A URL expiring at this very instant is no longer live: another key
+    /// taking its slot then is a collision, not an eviction.
+    #[test]
+    fn replacing_a_url_at_its_expiry_instant_is_no_eviction() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        run(&store, "a", &POLICY, T0, &calls);
+        let r = run(&store, "b", &POLICY, T0 + 3_600_000, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (1, 0));
+        let r = run(&store, "a", &POLICY, T0 + 3_600_000 + 1, &calls);
+        assert_eq!((r.ops.collisions, r.ops.evictions), (1, 1));
+    }
+
+    /// Every store operation of a request is counted once, by kind (what
+    /// the `store_ops` metrics report): a miss reads and stores, a hit only
+    /// reads, a refresh reads, claims and stores; a refused read is counted
+    /// and the request is still signed and stored.
+    #[test]
+    fn store_operations_are_counted_by_kind() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        let ops = |get_ok, set_ok| StoreOps {
+            get_ok,
+            set_ok,
+            ..StoreOps::default()
+        };
+        let r = run(&store, "id", &POLICY, T0, &calls);
+        assert_eq!((r.outcome, r.ops), (Outcome::Miss, ops(1, 1)));
+        let r = run(&store, "id", &POLICY, T0 + 1, &calls);
+        assert_eq!((r.outcome, r.ops), (Outcome::Hit, ops(1, 0)));
+        let r = run(&store, "id", &POLICY, T0 + 3_000_000, &calls);
+        assert_eq!((r.outcome, r.ops), (Outcome::Refreshed, ops(1, 2)));
+        store.fail_gets.set(true);
+        let r = run(&store, "id", &POLICY, T0 + 3_000_001, &calls);
+        assert_eq!(r.outcome, Outcome::Miss);
+        assert_eq!(
+            r.ops,
+            StoreOps {
+                get_err: 1,
+                set_ok: 1,
+                ..StoreOps::default()
+            }
+        );
+    }
+
     #[test]
     fn one_refresher_while_others_serve_the_valid_url() {
         let store = FakeStore::default();
@@ -789,6 +834,96 @@ mod tests {
         }
     }
 
+    /// The alignment window is `expires_in - refresh_before` rounded down to
+    /// whole seconds (at least 1 s), so aligned `X-Amz-Date`s fall on whole
+    /// seconds even when the defaults give a refresh_before in milliseconds.
+    #[test]
+    fn window_is_whole_seconds_and_aligned_signing_times_too() {
+        // expires_in 7 s with the default refresh_before (1/5): 1.4 s.
+        let p = Policy {
+            expires_in_ms: 7_000,
+            refresh_before_ms: 1_400,
+            min_remaining_ms: 280,
+            align: true,
+        };
+        assert_eq!(p.window_ms(), 5_000);
+        for now in [T0, T0 + 1, T0 + 4_999, T0 + 123_456] {
+            let at = p.signing_time_ms(now);
+            assert_eq!(at % 1000, 0, "{now}");
+            assert!(at <= now && now - at < 5_000, "{now}");
+        }
+        let short = Policy {
+            expires_in_ms: 1_000,
+            refresh_before_ms: 500,
+            ..p
+        };
+        assert_eq!(short.window_ms(), 1_000, "never below one second");
+    }
+
+    /// A claim holds off other refreshers for a quarter of the refresh window
+    /// (`refresh_before - min_remaining`), clamped to 100 ms .. 2 s.
+    #[test]
+    fn claim_is_a_quarter_of_the_refresh_window_within_bounds() {
+        let with = |refresh_before_ms, min_remaining_ms| Policy {
+            refresh_before_ms,
+            min_remaining_ms,
+            ..POLICY
+        };
+        assert_eq!(with(1_000, 200).claim_ms(), 200);
+        assert_eq!(with(4_200, 200).claim_ms(), 1_000);
+        assert_eq!(with(600_000, 60_000).claim_ms(), 2_000, "at most 2 s");
+        assert_eq!(with(500, 200).claim_ms(), 100, "at least 100 ms");
+    }
+
+    /// A request that claims a due entry writes `now + claim_ms` into the slot:
+    /// while the claim holds, others serve the old URL without signing; once
+    /// it lapses (its refresh failed), the next request refreshes.
+    #[test]
+    fn a_failed_refresh_holds_others_off_for_exactly_the_claim() {
+        let store = FakeStore::default();
+        let calls = Cell::new(0);
+        let old = run(&store, "id", &POLICY, T0, &calls).path;
+        let now = T0 + 3_100_000;
+        let mut fail = |_: SystemTime, _: Duration| -> Result<String, ()> { Err(()) };
+        let r = resolve(&store, lookup("id", &POLICY, now), &mut fail).unwrap();
+        assert_eq!(r.outcome, Outcome::RefreshFailed);
+        let claim = POLICY.claim_ms();
+        assert_eq!(store.entry("slot").claim_until_ms, now + claim);
+        let r = run(&store, "id", &POLICY, now + claim - 1, &calls);
+        assert_eq!((r.outcome, r.path), (Outcome::HitRefreshing, old));
+        assert_eq!(calls.get(), 1, "no signing while the claim holds");
+        let r = run(&store, "id", &POLICY, now + claim, &calls);
+        assert_eq!(
+            r.outcome,
+            Outcome::Refreshed,
+            "a lapsed claim is taken over"
+        );
+        assert_eq!(calls.get(), 2);
+    }
+
+    /// Freshness boundaries: fresh above refresh_before, due at it, servable
+    /// down to min_remaining; with min_remaining 0 an entry is still servable
+    /// at its expiry instant (S3 accepts a URL until then) and never after.
+    #[test]
+    fn freshness_boundaries() {
+        let e = Entry {
+            expires_at_ms: T0 + 3_600_000,
+            ..store_entry()
+        };
+        let at = |p: &Policy, left: u64| p.freshness(&e, e.expires_at_ms - left);
+        assert_eq!(at(&POLICY, 600_001), Freshness::Fresh);
+        assert_eq!(at(&POLICY, 600_000), Freshness::Refresh);
+        assert_eq!(at(&POLICY, 60_000), Freshness::Refresh);
+        assert_eq!(at(&POLICY, 59_999), Freshness::TooLate);
+        let zero = Policy {
+            min_remaining_ms: 0,
+            ..POLICY
+        };
+        assert_eq!(at(&zero, 1), Freshness::Refresh);
+        assert_eq!(at(&zero, 0), Freshness::Refresh);
+        assert_eq!(zero.freshness(&e, e.expires_at_ms + 1), Freshness::TooLate);
+    }
+
     #[test]
     fn slots_stay_below_the_bound() {
         for max in [1, 2, 7, 1000] {
@@ -832,5 +967,21 @@ mod tests {
         let mut huge_len = bytes;
         huge_len[28..32].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(Entry::decode(&huge_len), Err(DecodeError::Corrupt));
+    }
+
+    /// An entry that expires before it was signed is corrupt; one that expires
+    /// the instant it was signed is well-formed (the policy then refuses to
+    /// serve it, not the codec).
+    #[test]
+    fn entry_expiring_before_its_signing_is_corrupt() {
+        let at = |expires_at_ms| Entry {
+            expires_at_ms,
+            ..store_entry()
+        };
+        assert_eq!(
+            Entry::decode(&at(T0 - 1).encode()),
+            Err(DecodeError::Corrupt)
+        );
+        assert_eq!(Entry::decode(&at(T0).encode()), Ok(at(T0)));
     }
 }

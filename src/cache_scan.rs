@@ -228,6 +228,16 @@ mod tests {
         assert!(try_lease(&store, 3, 0, 1), "a garbled lease is free");
     }
 
+    /// A lease taken at `now` for `hold` still holds at `now + hold` and is
+    /// free from the next millisecond.
+    #[test]
+    fn lease_holds_through_its_last_millisecond() {
+        let store = FakeStore::default();
+        assert!(try_lease(&store, 1, 1000, 3000));
+        assert!(!try_lease(&store, 2, 4000, 3000));
+        assert!(try_lease(&store, 2, 4001, 3000));
+    }
+
     #[test]
     fn two_workers_racing_for_a_new_lease_never_both_scan() {
         let store = FakeStore::default();
@@ -251,6 +261,23 @@ mod tests {
         let ta = a.tick(&store, &tick_at(1, 2000, 1));
         let tb = b.tick(&store, &tick_at(2, 2000, 1));
         assert!(ta.is_some() && tb.is_none(), "{ta:?} {tb:?}");
+    }
+
+    /// A worker that loses the lease mid-pass forgets its partial pass: no
+    /// half tally, the next pass starts at slot 0, and only after holding
+    /// the lease for a whole tick again.
+    #[test]
+    fn losing_the_lease_forgets_the_partial_pass() {
+        let store = FakeStore::default();
+        store.put(&slot_key(0), &entry("a", "/x", 10_000));
+        let mut s = Scanner::default();
+        assert_eq!(s.tick(&store, &tick_at(1, 0, 4)), None);
+        assert_eq!(s.tick(&store, &tick_at(1, 0, 4)), None);
+        assert_eq!((s.next_slot, s.tally.len()), (2, 1), "half a pass");
+        let other: Vec<u8> = [2u64.to_be_bytes(), 10_000u64.to_be_bytes()].concat();
+        store.put(SCAN_LEASE_KEY, &other);
+        assert_eq!(s.tick(&store, &tick_at(1, 1000, 4)), None);
+        assert_eq!((s.next_slot, s.tally.len(), s.confirmed), (0, 0, false));
     }
 
     #[test]

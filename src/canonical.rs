@@ -341,6 +341,21 @@ mod tests {
         }
     }
 
+    /// Each path error has its own stable code, the one its local reply sends
+    /// (`x-presign-error` and the JSON body).
+    #[test]
+    fn path_error_codes_are_those_of_their_replies() {
+        use crate::request::LocalReply;
+        for (e, code) in [
+            (PathError::InvalidEncoding, "invalid_path_encoding"),
+            (PathError::InvalidKey, "invalid_object_key"),
+            (PathError::QueryTooLong, "query_too_long"),
+        ] {
+            assert_eq!(e.code(), code);
+            assert_eq!(LocalReply::from(e).code, code);
+        }
+    }
+
     #[test]
     fn max_length_key() {
         let k = "k".repeat(MAX_KEY_BYTES);
@@ -406,6 +421,20 @@ mod tests {
         );
     }
 
+    /// `+` is a space in a query value (form decoding) and a literal plus in
+    /// the path, so the same byte signs differently in the two places.
+    #[test]
+    fn plus_is_a_space_in_query_values_only() {
+        let allow = vec!["versionId".to_string()];
+        assert_eq!(
+            allowed_query("versionId=a+b", &allow).unwrap(),
+            vec![("versionId".into(), "a b".into())]
+        );
+        assert_eq!(object_key("", "a+b").unwrap(), "a+b");
+        assert_eq!(percent_decode("a+b%2B", true).unwrap(), b"a b+");
+        assert_eq!(percent_decode("a+b%2B", false).unwrap(), b"a+b+");
+    }
+
     #[test]
     fn only_allowed_values_can_fail_a_request() {
         let allow = vec!["versionId".to_string(), "partNumber".to_string()];
@@ -450,6 +479,54 @@ mod tests {
         // Only the first occurrence is kept, so repeats cost nothing.
         let repeated = format!("versionId=1{}", "&versionId=".repeat(5000) + "x");
         assert_eq!(allowed_query(&repeated, &allow).unwrap().len(), 1);
+    }
+
+    /// The cap counts the `&` between parameters: two parameters that take
+    /// exactly `MAX_SIGNED_QUERY_BYTES` as `a=…&b=…` fit, one byte more does not.
+    #[test]
+    fn the_query_cap_counts_separators() {
+        let allow = vec!["a".to_string(), "b".to_string()];
+        let rest = MAX_SIGNED_QUERY_BYTES - "a=&b=x".len();
+        let fits = format!("a={}&b=x", "v".repeat(rest));
+        let q = allowed_query(&fits, &allow).unwrap();
+        assert_eq!(format_query(&q).len(), MAX_SIGNED_QUERY_BYTES);
+        let over = format!("a={}&b=xy", "v".repeat(rest));
+        assert_eq!(allowed_query(&over, &allow), Err(PathError::QueryTooLong));
+    }
+
+    /// A raw value of up to three times the cap is decoded (so a bad escape
+    /// in it is an encoding error); a longer one is refused as too long
+    /// without being decoded.
+    #[test]
+    fn hopeless_values_are_refused_before_decoding() {
+        let allow = vec!["v".to_string()];
+        let at_limit = format!("v=%zz{}", "x".repeat(MAX_SIGNED_QUERY_BYTES * 3 - 3));
+        assert_eq!(
+            allowed_query(&at_limit, &allow),
+            Err(PathError::InvalidEncoding)
+        );
+        let over = format!("v=%zz{}", "x".repeat(MAX_SIGNED_QUERY_BYTES * 3 - 2));
+        assert_eq!(allowed_query(&over, &allow), Err(PathError::QueryTooLong));
+    }
+
+    /// An allowed name sent fully percent-encoded (three bytes per byte) is
+    /// still recognised.
+    #[test]
+    fn a_fully_encoded_allowed_name_matches() {
+        let allow = vec!["ab".to_string(), "x".to_string()];
+        assert_eq!(
+            allowed_query("%61%62=1", &allow).unwrap(),
+            vec![("ab".into(), "1".into())]
+        );
+    }
+
+    #[test]
+    fn format_query_joins_parameters_with_ampersands() {
+        let q = vec![
+            ("partNumber".to_string(), "2".to_string()),
+            ("versionId".to_string(), "a b".to_string()),
+        ];
+        assert_eq!(format_query(&q), "partNumber=2&versionId=a%20b");
     }
 
     #[test]

@@ -989,6 +989,88 @@ mod tests {
         }
     }
 
+    /// The cache settings' bounds are inclusive: the largest value of each is
+    /// accepted, one more is an error naming the field.
+    #[test]
+    fn cache_bounds_are_inclusive() {
+        for (field, max) in [
+            ("local_entries", u64::from(MAX_LOCAL_ENTRIES)),
+            ("max_entries", u64::from(MAX_MAX_ENTRIES)),
+            ("scan_interval", 3600),
+        ] {
+            let c = parse(&json!({"cache": {field: max}, "origins": [origin()]}))
+                .unwrap_or_else(|e| panic!("{field} {max}: {e}"));
+            let got = match field {
+                "local_entries" => u64::from(c.cache.local_entries),
+                "max_entries" => u64::from(c.cache.max_entries),
+                _ => c.cache.scan_interval_secs,
+            };
+            assert_eq!(got, max);
+            let err =
+                parse(&json!({"cache": {field: max + 1}, "origins": [origin()]})).unwrap_err();
+            assert_eq!(err.field, format!("cache.{field}"));
+        }
+    }
+
+    /// A timing error explains the defaults exactly when the value at fault
+    /// was derived from one: under `expires_in`, or under `refresh_before`
+    /// while `min_remaining` is its default; never when both were given.
+    #[test]
+    fn timing_errors_mention_the_defaults_only_when_they_applied() {
+        let err_for = |fields: &[(&str, u64)]| {
+            let mut o = origin();
+            for (f, v) in fields {
+                set_path(&mut o, f, json!(v));
+            }
+            parse(&json!({"origins": [o]})).unwrap_err()
+        };
+        let hint = "defaults to";
+        let e = err_for(&[("refresh_before", 0)]);
+        assert_eq!(e.field, "origins[0].refresh_before", "{e}");
+        assert!(e.to_string().contains(hint), "{e}");
+        let e = err_for(&[("refresh_before", 1), ("min_remaining", 1)]);
+        assert_eq!(e.field, "origins[0].refresh_before", "{e}");
+        assert!(!e.to_string().contains(hint), "{e}");
+        let e = err_for(&[("min_remaining", 0)]);
+        assert_eq!(e.field, "origins[0].min_remaining", "{e}");
+        assert!(!e.to_string().contains(hint), "{e}");
+    }
+
+    /// Length and count limits are inclusive: a key_prefix of exactly S3's
+    /// key limit, `MAX_ALLOW_QUERY` names and a name of
+    /// `MAX_QUERY_NAME_BYTES` are accepted.
+    #[test]
+    fn origin_limits_are_inclusive() {
+        let at_limit = format!("{}/", "k".repeat(crate::canonical::MAX_KEY_BYTES - 1));
+        assert!(parse(&doc_with("key_prefix", json!(at_limit))).is_ok());
+        let names: Vec<String> = (0..MAX_ALLOW_QUERY).map(|i| format!("q{i}")).collect();
+        assert!(parse(&doc_with("allow_query", json!(names))).is_ok());
+        let long = "q".repeat(MAX_QUERY_NAME_BYTES);
+        assert!(parse(&doc_with("allow_query", json!([long]))).is_ok());
+    }
+
+    /// An IPv6 endpoint may have a port or nothing after its `]`; anything
+    /// else is refused.
+    #[test]
+    fn ipv6_endpoints_take_a_port_or_nothing() {
+        let c = parse(&doc_with("endpoint", json!("http://[::1]"))).unwrap();
+        assert_eq!(c.origins[0].authority, "[::1]");
+        let e = parse(&doc_with("endpoint", json!("http://[::1]x"))).unwrap_err();
+        assert_eq!(e.field, "origins[0].endpoint", "{e}");
+        assert!(e.to_string().contains("junk after the IPv6 literal"), "{e}");
+    }
+
+    /// With `"source": "env"`, any one inline credential field is an error
+    /// (it would be silently ignored otherwise).
+    #[test]
+    fn env_source_refuses_each_inline_field() {
+        for f in ["access_key_id", "secret_access_key", "session_token"] {
+            let doc = json!({"credentials": {"source": "env", f: "x"}, "origins": [origin()]});
+            let e = parse(&doc).err().unwrap_or_else(|| panic!("accepted {f}"));
+            assert_eq!(e.field, "credentials", "{f}: {e}");
+        }
+    }
+
     #[test]
     fn virtual_addressing_and_default_ports() {
         let mut o = origin();

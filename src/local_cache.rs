@@ -161,6 +161,23 @@ mod tests {
         assert!(hits <= 4);
     }
 
+    /// Requests are spread over the slots: a cache with room to spare keeps
+    /// most of a handful of requests that differ only in their path, rather
+    /// than all of them fighting over one slot.
+    #[test]
+    fn distinct_requests_spread_over_the_slots() {
+        let mut c = LocalCache::new(64);
+        let paths: Vec<String> = (0..16).map(|i| format!("/m/img-{i}.jpg")).collect();
+        for p in &paths {
+            c.put("GET", "h", p, 0, p, u64::MAX);
+        }
+        let kept = paths
+            .iter()
+            .filter(|p| c.get("GET", "h", p, 0).is_some())
+            .count();
+        assert!(kept >= 12, "only {kept} of 16 kept in 64 slots");
+    }
+
     #[test]
     fn oversized_requests_are_not_kept() {
         let mut c = LocalCache::new(4);

@@ -456,6 +456,49 @@ mod tests {
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 1);
     }
 
+    /// A cache scan sets the three gauges of its origin, and a later scan
+    /// replaces (not adds to) the values.
+    #[test]
+    fn a_cache_scan_sets_the_origin_gauges() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        m.record_cache(&r, 3, 4_096, 64);
+        assert_eq!(r.get("envoy_presign.cache_entries.origin.o"), 3);
+        assert_eq!(r.get("envoy_presign.cache_bytes.origin.o"), 4_096);
+        assert_eq!(r.get("envoy_presign.cache_capacity.origin.o"), 64);
+        m.record_cache(&r, 1, 100, 64);
+        assert_eq!(r.get("envoy_presign.cache_entries.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.cache_bytes.origin.o"), 100);
+        assert!(r
+            .names
+            .borrow()
+            .iter()
+            .any(|(k, n)| *k == MetricKind::Gauge && n == "envoy_presign.cache_entries.origin.o"));
+    }
+
+    /// Nothing to count makes no hostcall: a request record of zeros adds to
+    /// no counter. Corrupt and other-version slots both count as corrupt.
+    #[test]
+    fn zero_deltas_make_no_hostcall_and_corrupt_slots_add_up() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        m.record_request(&r, &RequestRecord::default());
+        assert!(r.values.borrow().is_empty(), "{:?}", r.values.borrow());
+        let ops = StoreOps {
+            corrupt: 1,
+            other_version: 2,
+            ..StoreOps::default()
+        };
+        m.record_request(
+            &r,
+            &RequestRecord {
+                ops,
+                ..RequestRecord::default()
+            },
+        );
+        assert_eq!(r.get("envoy_presign.cache_corrupt.origin.o"), 3);
+    }
+
     #[test]
     fn unmatched_defines_only_what_can_happen() {
         let r = Recorder::default();

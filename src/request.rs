@@ -405,6 +405,19 @@ mod tests {
         assert_eq!(d, want);
     }
 
+    /// Each fallback reason is reported under its own `sign_errors` category.
+    #[test]
+    fn fallback_reasons_are_sign_error_categories() {
+        use crate::metrics::SIGN_ERROR_CATEGORIES;
+        let reasons = [
+            FallbackReason::NoCredentials,
+            FallbackReason::SignError(SignError::Signer),
+            FallbackReason::SignError(SignError::InvalidUri),
+        ];
+        let categories: Vec<&str> = reasons.iter().map(|r| r.category()).collect();
+        assert_eq!(categories, SIGN_ERROR_CATEGORIES);
+    }
+
     #[test]
     fn client_auth_headers() {
         for h in [

@@ -550,6 +550,113 @@ mod tests {
         }
     }
 
+    /// One signer keeps derived keys per (UTC day, region, service). Signing
+    /// with one `Signer` on both sides of UTC midnight, in two regions and two
+    /// services, in an order that comes back to each key after the others,
+    /// must give the reference signer's signature every time: a lookup that
+    /// served yesterday's key, or another region's or service's, would not.
+    #[test]
+    fn one_signer_uses_the_key_of_each_day_region_and_service() {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let origins: Vec<Config> = [("us-east-1", "s3"), ("eu-west-3", "s3"), ("us-east-1", "s3express")]
+            .iter()
+            .map(|(region, service)| {
+                let doc = serde_json::json!({
+                    "origins": [{"name": "o", "match": {"prefix": "/"}, "endpoint": "https://s3.example.com",
+                                 "bucket": "bkt", "region": region, "service": service}],
+                });
+                Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap()
+            })
+            .collect();
+        let exp = Duration::from_secs(900);
+        // 23:59:59 on 2024-02-29, then 00:00:00 on 2024-03-01, then back.
+        for t in [
+            1_709_251_199u64,
+            1_709_251_200,
+            1_709_251_199,
+            1_709_337_600,
+        ] {
+            for c in &origins {
+                let origin = &c.origins[0];
+                let now = UNIX_EPOCH + Duration::from_secs(t);
+                let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+                let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
+                assert!(
+                    ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                    "{t} {} {}",
+                    origin.region,
+                    origin.service
+                );
+            }
+        }
+    }
+
+    /// A signer's `Debug` names the access key id and never the secret or
+    /// the session token.
+    #[test]
+    fn signer_debug_shows_the_key_id_only() {
+        let s = Signer::new(&Credentials::new(
+            "AKIDEXAMPLE".into(),
+            "wJalrXUtnFEMI".into(),
+            Some("SESSIONTOKEN".into()),
+        ));
+        let d = format!("{s:?}");
+        assert!(d.contains("AKIDEXAMPLE"), "{d}");
+        assert!(
+            !d.contains("wJalrXUtnFEMI") && !d.contains("SESSIONTOKEN"),
+            "{d}"
+        );
+    }
+
+    /// Within one UTC day, region and service the signing key is derived once
+    /// and reused, whatever the time of day.
+    #[test]
+    fn one_key_per_day_is_derived_and_reused() {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        let origin = &c.origins[0];
+        let midnight = 1_699_920_000u64; // 2023-11-14T00:00:00Z
+        for t in [midnight, midnight + 1, midnight + 43_200, midnight + 86_399] {
+            let now = UNIX_EPOCH + Duration::from_secs(t);
+            let exp = Duration::from_secs(60);
+            let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+            let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
+            assert!(
+                ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                "{t}"
+            );
+        }
+        assert_eq!(signer.keys.borrow().len(), 1);
+    }
+
+    /// The derived-key cache is bounded: signing on more distinct days than
+    /// it holds keeps `KEY_CACHE_SIZE` keys, and a day whose key was evicted
+    /// is derived again correctly.
+    #[test]
+    fn key_cache_is_bounded_and_rederives_evicted_keys() {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        let origin = &c.origins[0];
+        let exp = Duration::from_secs(60);
+        let days = u64::try_from(KEY_CACHE_SIZE).unwrap() + 3;
+        for round in 0..2 {
+            for d in 0..days {
+                let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + d * 86_400);
+                let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+                let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
+                assert!(
+                    ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                    "round {round} day {d}"
+                );
+                assert!(signer.keys.borrow().len() <= KEY_CACHE_SIZE);
+            }
+        }
+        assert_eq!(signer.keys.borrow().len(), KEY_CACHE_SIZE);
+    }
+
     #[test]
     fn dates() {
         assert_eq!(
@@ -575,6 +682,32 @@ mod tests {
             ),
             Err(SignError::Signer)
         );
+    }
+
+    /// `amz_dates` against a naive calendar over its whole range (1970 to
+    /// 9999): the first and last day of every year and the days around the
+    /// end of February, where the century and 400-year rules bite.
+    #[test]
+    fn dates_agree_with_a_naive_calendar_through_9999() {
+        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let mut first_day = 0u64; // days since 1970-01-01 of January 1st
+        for year in 1970..=9999u64 {
+            let feb = if leap(year) { 29 } else { 28 };
+            let check = |day_of_year: u64, month: u64, day: u64| {
+                let secs = (first_day + day_of_year) * 86_400 + 86_399;
+                let (date, datetime) = amz_dates(secs).unwrap();
+                assert_eq!(date, format!("{year:04}{month:02}{day:02}"));
+                assert_eq!(datetime, format!("{date}T235959Z"));
+            };
+            check(0, 1, 1);
+            check(31 + 27, 2, 28);
+            check(31 + feb - 1, 2, feb);
+            check(31 + feb, 3, 1);
+            let len = 337 + feb;
+            check(len - 1, 12, 31);
+            first_day += len;
+        }
+        assert!(amz_dates(first_day * 86_400).is_none(), "year 10000");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct FakeStore {
     pub interleave: RefCell<Option<Interleave>>,
     /// Makes every `set` fail, like a host refusing writes.
     pub fail_sets: Cell<bool>,
+    /// Makes every `get` fail, like a host refusing reads.
+    pub fail_gets: Cell<bool>,
 }
 
 impl FakeStore {
@@ -37,6 +39,9 @@ impl FakeStore {
 
 impl Store for FakeStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        if self.fail_gets.get() {
+            return Err(StoreError::Failed);
+        }
         Ok(match self.data.borrow().get(key) {
             Some((v, c)) => (Some(v.clone()), Some(*c)),
             None => (None, None),

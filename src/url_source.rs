@@ -325,6 +325,52 @@ mod tests {
         );
     }
 
+    /// A URL served at the very instant it becomes due (here while another
+    /// request holds the refresh claim) is not fresh: the worker must not keep
+    /// it in its local cache.
+    #[test]
+    fn a_url_due_right_now_is_not_fresh() {
+        let c = config(json!({"align": false}), "s1");
+        let store = FakeStore::default();
+        let t0 = 1_700_000_000;
+        let (first, r) = get(&c, &store, "k", t0);
+        assert_eq!(r.fresh_until_ms, Some((t0 + 600 - 120) * 1000));
+        for (_, (bytes, _)) in store.data.borrow_mut().iter_mut() {
+            let mut e = crate::cache::Entry::decode(bytes).unwrap();
+            e.claim_until_ms = u64::MAX;
+            *bytes = e.encode();
+        }
+        let (path, r) = get(&c, &store, "k", t0 + 600 - 120);
+        assert_eq!((path, r.outcome), (first, Some(Outcome::HitRefreshing)));
+        assert_eq!(r.fresh_until_ms, None);
+    }
+
+    /// The reported signing time is what the clock measured around the
+    /// signing: a clock advancing 250 µs per read gives 250 µs.
+    #[test]
+    fn signing_time_is_measured_with_the_clock() {
+        let c = config(json!({"enabled": false}), "s1");
+        let store = FakeStore::default();
+        let reads = std::cell::Cell::new(0u64);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            UNIX_EPOCH + Duration::from_micros(1_000_000 + 250 * reads.get())
+        };
+        let host = Host {
+            store: &store,
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            clock: Some(&clock),
+        };
+        let req = ObjectRequest {
+            method: Method::Get,
+            key: "k",
+            query: &[],
+        };
+        let mut report = UrlReport::default();
+        presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+        assert_eq!((report.signed, report.sign_us), (1, Some(250)));
+    }
+
     #[test]
     fn disabled_cache_signs_every_request_without_the_store() {
         let c = config(json!({"enabled": false}), "s1");
