@@ -61,29 +61,31 @@ fn hex_val(b: u8) -> Option<u8> {
 /// Decodes `%XX` escapes once. `plus_is_space` selects form decoding (query
 /// strings) over path decoding (where `+` is a literal plus).
 pub fn percent_decode(raw: &str, plus_is_space: bool) -> Result<Vec<u8>, PathError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex_val);
-                let lo = bytes.get(i + 2).copied().and_then(hex_val);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
+    let mut out = Vec::with_capacity(raw.len());
+    // Walks the bytes by slicing, not by index arithmetic: each step consumes
+    // exactly what it read, so no step can revisit or skip input.
+    let mut rest = raw.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = match b {
+            b'%' => match tail {
+                [hi, lo, after @ ..] => match (hex_val(*hi), hex_val(*lo)) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        after
+                    }
                     _ => return Err(PathError::InvalidEncoding),
-                }
-                i += 3;
-            }
+                },
+                _ => return Err(PathError::InvalidEncoding),
+            },
             b'+' if plus_is_space => {
                 out.push(b' ');
-                i += 1;
+                tail
             }
             _ => {
                 out.push(b);
-                i += 1;
+                tail
             }
-        }
+        };
     }
     Ok(out)
 }
