@@ -478,6 +478,34 @@ fn sign_entry<E>(lookup: Lookup<'_>, sign: &mut SignAt<'_, E>) -> Result<Entry, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README.md's eviction model: W keys requested uniformly over S direct-mapped slots
+    /// evict each other on (W - occupied slots) / W of the lookups, about
+    /// (W - S(1 - e^(-W/S))) / W. With the real slot hash over realistic identities:
+    /// 5 % at W = S/10, 9.4 % at S/5, 21 % at S/2, 37 % at S; doubling S about halves it.
+    #[test]
+    fn eviction_ratio_follows_the_documented_model() {
+        let ratio = |keys: u32, slots: u32| {
+            let occupied: std::collections::HashSet<u32> = (0..keys)
+                .map(|i| {
+                    slot_of(
+                        &format!("media\nAKID\nGET\n/bkt/videos/clip-{i:05}.mp4?"),
+                        slots,
+                    )
+                })
+                .collect();
+            f64::from(keys - u32::try_from(occupied.len()).unwrap()) / f64::from(keys)
+        };
+        for (keys, documented) in [(100, 0.05), (200, 0.094), (500, 0.21), (1000, 0.37)] {
+            let measured = ratio(keys, 1000);
+            assert!(
+                (measured - documented).abs() <= 0.015,
+                "W = {keys}, S = 1000: {measured} vs {documented}"
+            );
+        }
+        let (s, s2) = (ratio(200, 1000), ratio(200, 2000));
+        assert!((s2 / s - 0.5).abs() < 0.15, "doubling S: {s} -> {s2}");
+    }
     use crate::testing::FakeStore;
     use std::cell::Cell;
 
