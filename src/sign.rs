@@ -609,13 +609,19 @@ mod tests {
         );
     }
 
+    /// Credentials, a fresh signer and one origin, for the derived-key cache tests.
+    fn key_cache_fixture() -> (Credentials, Signer, Config) {
+        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+        let signer = Signer::new(&creds);
+        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        (creds, signer, c)
+    }
+
     /// Within one UTC day, region and service the signing key is derived once
     /// and reused, whatever the time of day.
     #[test]
     fn one_key_per_day_is_derived_and_reused() {
-        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
-        let signer = Signer::new(&creds);
-        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        let (creds, signer, c) = key_cache_fixture();
         let origin = &c.origins[0];
         let midnight = 1_699_920_000u64; // 2023-11-14T00:00:00Z
         for t in [midnight, midnight + 1, midnight + 43_200, midnight + 86_399] {
@@ -636,9 +642,7 @@ mod tests {
     /// is derived again correctly.
     #[test]
     fn key_cache_is_bounded_and_rederives_evicted_keys() {
-        let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
-        let signer = Signer::new(&creds);
-        let c = Config::parse(br#"{"origins":[{"name":"o","match":{"prefix":"/"},"endpoint":"http://h","bucket":"bkt","region":"r"}]}"#, &|_| None).unwrap();
+        let (creds, signer, c) = key_cache_fixture();
         let origin = &c.origins[0];
         let exp = Duration::from_secs(60);
         let days = u64::try_from(KEY_CACHE_SIZE).unwrap() + 3;
