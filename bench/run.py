@@ -37,6 +37,7 @@ from stack import (  # noqa: E402  (path set above)
     SeaweedFS,
     env_credentials,
     raw_request,
+    wasm_http_filter,
 )
 
 NOOP_WASM = HERE / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
@@ -59,25 +60,10 @@ ROUTER = {
 
 def wasm_filter(name: str, wasm: Path, configuration: dict | str | None) -> dict:
     """A Wasm HTTP filter entry (V8), configured with a string (a dict as JSON)."""
-    config = {
-        "name": name,
-        "root_id": name,
-        "vm_config": {
-            "vm_id": name,
-            "runtime": "envoy.wasm.runtime.v8",
-            "code": {"local": {"filename": str(wasm)}},
-            "environment_variables": {"host_env_keys": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]},
-        },
-    }
-    if configuration is not None:
-        config["configuration"] = {
-            "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": configuration if isinstance(configuration, str) else json.dumps(configuration),
-        }
-    return {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
-    }
+    if isinstance(configuration, dict):
+        configuration = json.dumps(configuration)
+    return wasm_http_filter(name, wasm, configuration=configuration,
+                            host_env_keys=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
 
 
 def presign_config(origin_port: int, cache: dict, latency_sample_every: int | None = None) -> dict:

@@ -203,8 +203,8 @@ fn random_worker_id() -> u64 {
 }
 
 /// One request's context. The filter records nothing on the response: the
-/// origin's status and the request's latency are Envoy's own cluster stats
-/// (see README.md, Metrics), so the response callback does no work.
+/// origin's status and time to first byte come from Envoy's stats access
+/// logger in the shipped configuration (see README.md, Metrics).
 struct PresignRequest {
     shared: Rc<Shared>,
 }

@@ -865,23 +865,26 @@ def build_writer() -> Path:
     return WRITER_WASM
 
 
+def wasm_http_filter(name: str, wasm: Path, vm_id: str | None = None, configuration: str | None = None,
+                     host_env_keys: list[str] | None = None) -> dict:
+    """An http_filters entry for a Wasm plugin on V8: plugin and root id ``name``, in VM
+    ``vm_id`` (default ``name``), with an optional string configuration and VM environment."""
+    vm_config: dict = {"vm_id": vm_id or name, "runtime": "envoy.wasm.runtime.v8",
+                       "code": {"local": {"filename": str(wasm)}}}
+    if host_env_keys:
+        vm_config["environment_variables"] = {"host_env_keys": host_env_keys}
+    config: dict = {"name": name, "root_id": name, "vm_config": vm_config}
+    if configuration is not None:
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                   "value": configuration}
+    return {"name": "envoy.filters.http.wasm",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                             "config": config}}
+
+
 def writer_filter(wasm: Path) -> dict:
     """The writer as an http filter in envoy-presign's vm_id (so: its shared data)."""
-    return {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "shared_data_writer",
-                "root_id": "shared_data_writer",
-                "vm_config": {
-                    "vm_id": "envoy_presign",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(wasm)}},
-                },
-            },
-        },
-    }
+    return wasm_http_filter("shared_data_writer", wasm, vm_id="envoy_presign")
 
 
 def slot_key(slot: int) -> str:
