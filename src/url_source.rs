@@ -176,39 +176,120 @@ mod tests {
         (p, report)
     }
 
+    /// The identity of `GET a b` under a configuration that differs from the
+    /// base one only by `credentials`, `cache` and the origin fields in
+    /// `origin` (each replacing the base value).
+    fn identity_with(
+        credentials: serde_json::Value,
+        cache: serde_json::Value,
+        origin: serde_json::Value,
+    ) -> String {
+        let mut o = json!({"name": "media", "match": {"prefix": "/m/"}, "endpoint": "http://h:9000",
+                           "bucket": "media", "region": "us-east-1", "expires_in": 600});
+        for (k, v) in origin.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        let doc = json!({"credentials": credentials, "cache": cache, "origins": [o]});
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        cache_identity(
+            &c.origins[0],
+            c.signer.as_ref().unwrap(),
+            Method::Get,
+            "a b",
+            &[],
+        )
+    }
+
+    /// README.md, "What a URL is cached under": the identity holds origin
+    /// name, endpoint, bucket, region, service, the expiry settings, the access
+    /// key id and a fingerprint of the secret and session token, the method,
+    /// the key and the query; the secret itself is never stored. Every setting
+    /// that changes a URL is changed alone here, and every pair of identities
+    /// must differ (a missed field would serve one URL for another).
     #[test]
     fn identity_covers_everything_that_changes_the_url() {
-        let c = config(json!({}), "s1");
-        let o = &c.origins[0];
-        let s = c.signer.as_ref().unwrap();
-        let base = cache_identity(o, s, Method::Get, "a b", &[]);
-        let variants = [
-            cache_identity(o, s, Method::Head, "a b", &[]),
-            cache_identity(o, s, Method::Get, "a+b", &[]),
-            cache_identity(
-                o,
-                s,
-                Method::Get,
-                "a b",
-                &[("versionId".into(), "1".into())],
+        const SECRET: &str = "SECRET-one-9f3c";
+        const TOKEN: &str = "TOKEN-one-77ab";
+        let creds = |id: &str, secret: &str, token: Option<&str>| {
+            json!({"source": "inline", "access_key_id": id, "secret_access_key": secret,
+                   "session_token": token})
+        };
+        let base_creds = creds("AKID", SECRET, None);
+        let with = |origin: serde_json::Value| identity_with(base_creds.clone(), json!({}), origin);
+        let c = config(json!({}), SECRET);
+        let (o, s) = (&c.origins[0], c.signer.as_ref().unwrap());
+        let ids: Vec<(&str, String)> = vec![
+            ("base", with(json!({}))),
+            ("method", cache_identity(o, s, Method::Head, "a b", &[])),
+            ("key", cache_identity(o, s, Method::Get, "a+b", &[])),
+            (
+                "query",
+                cache_identity(
+                    o,
+                    s,
+                    Method::Get,
+                    "a b",
+                    &[("versionId".into(), "1".into())],
+                ),
             ),
-            cache_identity(
-                o,
-                config(json!({}), "s2").signer.as_ref().unwrap(),
-                Method::Get,
-                "a b",
-                &[],
+            (
+                "secret",
+                identity_with(creds("AKID", "SECRET-two-1d0e", None), json!({}), json!({})),
             ),
+            (
+                "access_key_id",
+                identity_with(creds("AKID2", SECRET, None), json!({}), json!({})),
+            ),
+            (
+                "session_token",
+                identity_with(creds("AKID", SECRET, Some(TOKEN)), json!({}), json!({})),
+            ),
+            (
+                "another session_token",
+                identity_with(
+                    creds("AKID", SECRET, Some("TOKEN-two-e5c1")),
+                    json!({}),
+                    json!({}),
+                ),
+            ),
+            (
+                "align",
+                identity_with(base_creds.clone(), json!({"align": false}), json!({})),
+            ),
+            ("region", with(json!({"region": "eu-west-1"}))),
+            ("service", with(json!({"service": "s3-object-lambda"}))),
+            ("endpoint host", with(json!({"endpoint": "http://h2:9000"}))),
+            ("endpoint port", with(json!({"endpoint": "http://h:9001"}))),
+            (
+                "endpoint scheme",
+                with(json!({"endpoint": "https://h:9000"})),
+            ),
+            ("bucket", with(json!({"bucket": "media2"}))),
+            ("addressing", with(json!({"addressing": "virtual"}))),
+            ("origin name", with(json!({"name": "media2"}))),
+            ("expires_in", with(json!({"expires_in": 700}))),
+            ("refresh_before", with(json!({"refresh_before": 100}))),
+            ("min_remaining", with(json!({"min_remaining": 10}))),
         ];
-        for v in &variants {
-            assert_ne!(&base, v);
+        assert_eq!(ids[0].1, cache_identity(o, s, Method::Get, "a b", &[]));
+        for (i, (a, ida)) in ids.iter().enumerate() {
+            for (b, idb) in ids.iter().skip(i + 1) {
+                assert_ne!(ida, idb, "{a} and {b} share an identity");
+            }
         }
-        assert!(
-            !base.contains("s1"),
-            "the secret never appears in an identity"
-        );
-        let other_expiry = config(json!({"align": false}), "s1");
-        assert_ne!(o.identity_prefix, other_expiry.origins[0].identity_prefix);
+        // Nothing secret is in any identity, only the fingerprint.
+        for (what, id) in &ids {
+            for secret in [
+                SECRET,
+                "SECRET-two-1d0e",
+                TOKEN,
+                "TOKEN-two-e5c1",
+                "SECRET",
+                "TOKEN",
+            ] {
+                assert!(!id.contains(secret), "{what}: {secret} in {id:?}");
+            }
+        }
     }
 
     #[test]
