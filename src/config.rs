@@ -971,6 +971,47 @@ mod tests {
                 local_entries: 1024,
             }
         );
+        // README.md, URL cache: refresh_before defaults to expires_in / 5 and
+        // min_remaining to refresh_before / 5, in ms: 720 s and 144 s at 3600 s.
+        assert_eq!(
+            o.policy,
+            Policy {
+                expires_in_ms: 3_600_000,
+                refresh_before_ms: 720_000,
+                min_remaining_ms: 144_000,
+                align: true,
+            }
+        );
+    }
+
+    /// README.md, URL cache: `min_remaining` defaults to `refresh_before / 5`
+    /// (in ms), wherever `refresh_before` comes from: checked at several
+    /// lifetimes and with explicit `refresh_before` values, so neither a
+    /// constant nor `expires_in / 25` would pass.
+    #[test]
+    fn min_remaining_defaults_to_a_fifth_of_refresh_before() {
+        for (expires_in, refresh_before, want_refresh_ms, want_min_ms) in [
+            (5, None, 1_000, 200),
+            (3600, None, 720_000, 144_000),
+            (604_800, None, 120_960_000, 24_192_000),
+            (3600, Some(100), 100_000, 20_000),
+            (3600, Some(3599), 3_599_000, 719_800),
+            (10, Some(1), 1_000, 200),
+        ] {
+            let mut o = origin();
+            set_path(&mut o, "expires_in", json!(expires_in));
+            if let Some(r) = refresh_before {
+                set_path(&mut o, "refresh_before", json!(r));
+            }
+            let c = parse(&json!({"origins": [o]}))
+                .unwrap_or_else(|e| panic!("{expires_in} {refresh_before:?}: {e}"));
+            let p = c.origins[0].policy;
+            assert_eq!(
+                (p.refresh_before_ms, p.min_remaining_ms),
+                (want_refresh_ms, want_min_ms),
+                "expires_in {expires_in}, refresh_before {refresh_before:?}"
+            );
+        }
     }
 
     #[test]
