@@ -321,6 +321,89 @@ mod tests {
         assert!(store.data.borrow().len() <= 4, "bounded by max_entries");
     }
 
+    /// README.md, URL cache: "the filter never writes more shared-data keys
+    /// than `max_entries`, plus one (`envoy_presign.scan_lease`)". Many
+    /// requests (misses, hits, refreshes over several windows, GET and HEAD,
+    /// queries) and two workers' scan ticks share one store with
+    /// `max_entries: 4`; the keys ever written must be among
+    /// `envoy_presign.cache.0..3` and `envoy_presign.scan_lease`.
+    #[test]
+    fn requests_and_scans_write_only_the_slots_and_the_scan_lease() {
+        use crate::cache_scan::{ScanTick, Scanner};
+        let doc = json!({
+            "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+            "cache": {"max_entries": 4, "scan_interval": 2},
+            "origins": [{"name": "media", "match": {"prefix": "/m/"}, "endpoint": "http://h:9000",
+                         "bucket": "media", "region": "us-east-1", "expires_in": 10,
+                         "allow_query": ["versionId"]}],
+        });
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        let store = FakeStore::default();
+        let min_remaining = |name: &str| {
+            c.origins
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.policy.min_remaining_ms)
+        };
+        let mut workers = [Scanner::default(), Scanner::default()];
+        let mut passes = 0;
+        let mut outcomes = Vec::new();
+        let t0_ms = 1_700_000_000_000u64;
+        for i in 0..1000u64 {
+            // 25 ms apart: 25 s in all, two and a half 10 s lifetimes.
+            let now_ms = t0_ms + i * 25;
+            // Mostly one hot object (hits, refreshes), one request in ten
+            // for one of many others (misses, evictions).
+            let cold = i % 10 == 0;
+            let key = if cold { format!("k{i}") } else { "hot".into() };
+            let query = [("versionId".to_string(), (i % 3).to_string())];
+            let req = ObjectRequest {
+                method: if cold && i % 20 == 0 {
+                    Method::Head
+                } else {
+                    Method::Get
+                },
+                key: &key,
+                query: if cold && i % 30 == 0 { &query } else { &[] },
+            };
+            let host = Host {
+                store: &store,
+                now: UNIX_EPOCH + Duration::from_millis(now_ms),
+                clock: None,
+            };
+            let mut report = UrlReport::default();
+            presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+            outcomes.extend(report.outcome);
+            if i % 40 == 0 {
+                // A tick a second on each worker, as the filter's on_tick.
+                for (owner, scanner) in (1u64..).zip(workers.iter_mut()) {
+                    let tick = ScanTick {
+                        owner,
+                        now_ms,
+                        hold_ms: 3000,
+                        max_entries: c.cache.max_entries,
+                        scan_interval_secs: c.cache.scan_interval_secs,
+                        min_remaining: &min_remaining,
+                    };
+                    passes += usize::from(scanner.tick(&store, &tick).is_some());
+                }
+            }
+        }
+        assert!(passes > 1, "the scan ran: {passes} passes");
+        for o in [Outcome::Miss, Outcome::Hit, Outcome::Refreshed] {
+            assert!(outcomes.contains(&o), "no {o:?}");
+        }
+        let allowed: Vec<String> = (0..4)
+            .map(slot_key)
+            .chain([crate::cache_scan::SCAN_LEASE_KEY.to_string()])
+            .collect();
+        let written: Vec<String> = store.data.borrow().keys().cloned().collect();
+        for k in &written {
+            assert!(allowed.contains(k), "{k} is not a slot or the lease");
+        }
+        assert_eq!(written.len(), 5, "all four slots and the lease were used");
+    }
+
     /// The largest shared entry a request can make: the longest key and allowed query,
     /// with or without a session token.
     fn largest_entry(session_token: Option<&str>) -> usize {
