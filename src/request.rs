@@ -389,6 +389,22 @@ mod tests {
         assert!(LocalReply::SIGNING_UNAVAILABLE
             .body()
             .contains("signing_unavailable"));
+        // README.md, Local replies: a signer failure too is a 503
+        // signing_unavailable with on_error: deny, reported as `signer`.
+        let signer_failed = FallbackReason::SignError(SignError::Signer);
+        let (d, _) = run(&c, "GET", "/media/a", Err(signer_failed));
+        assert_eq!(
+            d,
+            Decision::Reject {
+                origin: &c.origins[0],
+                reply: LocalReply {
+                    status: 503,
+                    code: "signing_unavailable",
+                },
+                failure: Some(signer_failed),
+            }
+        );
+        assert_eq!(signer_failed.category(), "signer");
 
         let c = config(json!({"on_error": "passthrough"}));
         let (d, _) = run(
@@ -403,6 +419,60 @@ mod tests {
             Some(FallbackReason::NoCredentials),
         );
         assert_eq!(d, want);
+    }
+
+    /// README.md, Local replies: "503 `signing_unavailable`: no credentials
+    /// or signer failure, with `on_error: deny`". The real signer fails for a
+    /// time it cannot write as `X-Amz-Date` (after 9999); through the cache
+    /// and without it, the request is answered 503 with failure category
+    /// `signer`, and nothing is forwarded.
+    #[test]
+    fn a_real_signer_failure_is_a_503_signing_unavailable() {
+        use crate::testing::FakeStore;
+        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+        use std::time::{Duration, UNIX_EPOCH};
+        for cache in [true, false] {
+            let doc = json!({
+                "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+                "cache": {"enabled": cache},
+                "origins": [{"name": "media", "match": {"prefix": "/media/"},
+                             "endpoint": "http://s3.local:9000", "bucket": "media",
+                             "region": "us-east-1"}],
+            });
+            let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+            let store = FakeStore::default();
+            // Year 10001: no SigV4 date for it.
+            let host = Host {
+                store: &store,
+                now: UNIX_EPOCH + Duration::from_secs(253_433_923_200),
+                clock: None,
+            };
+            let mut report = UrlReport::default();
+            let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
+                let req = ObjectRequest { method, key, query };
+                presigned_path(&c, &host, o, req, &mut report)
+            };
+            let head = RequestHead {
+                method: "GET",
+                authority: "envoy",
+                path: b"/media/a",
+            };
+            let d = decide(&c, head, &mut sign);
+            let failure = match d {
+                Decision::Reject {
+                    reply: LocalReply::SIGNING_UNAVAILABLE,
+                    failure: Some(f),
+                    ..
+                } => f,
+                other => panic!("cache {cache}: {other:?}"),
+            };
+            assert_eq!(failure.category(), "signer", "cache {cache}");
+            assert_eq!(
+                report.sign_error.map(FallbackReason::category),
+                Some("signer")
+            );
+            assert_eq!(report.signed, 0);
+        }
     }
 
     /// Each fallback reason is reported under its own `sign_errors` category.
