@@ -982,6 +982,58 @@ mod tests {
                 align: true,
             }
         );
+        // README.md, config table: allow_query defaults to [] (nothing forwarded).
+        assert!(o.allow_query.is_empty(), "{:?}", o.allow_query);
+    }
+
+    /// README.md's bounds, as the literal numbers it states (the tests above
+    /// use the constants, which a changed constant would still pass):
+    /// `cache.max_entries` 1 to 10,000,000, `cache.local_entries` 0 to 65,536,
+    /// `bucket` 3 to 63 characters of `a-z 0-9 . - _`, `allow_query` at most 8
+    /// names of at most 128 characters. Each bound is accepted, one past it is
+    /// refused naming the field.
+    #[test]
+    fn documented_bounds_hold_as_literal_values() {
+        let cache = |field: &str, v: u64| json!({"cache": {field: v}, "origins": [origin()]});
+        let names = |n: usize| json!((0..n).map(|i| format!("q{i}")).collect::<Vec<_>>());
+        let accepted = [
+            cache("max_entries", 1),
+            cache("max_entries", 10_000_000),
+            cache("local_entries", 0),
+            cache("local_entries", 65_536),
+            doc_with("bucket", json!("abc")),
+            doc_with("bucket", json!("b".repeat(63))),
+            doc_with("bucket", json!("my_bucket.v-2")),
+            doc_with("allow_query", names(8)),
+            doc_with("allow_query", json!(["q".repeat(128)])),
+        ];
+        for doc in &accepted {
+            if let Err(e) = parse(doc) {
+                panic!("refused {doc}: {e}");
+            }
+        }
+        let c = parse(&accepted[1]).unwrap();
+        assert_eq!(c.cache.max_entries, 10_000_000);
+        let c = parse(&accepted[3]).unwrap();
+        assert_eq!(c.cache.local_entries, 65_536);
+        for (doc, field) in [
+            (cache("max_entries", 10_000_001), "cache.max_entries"),
+            (cache("local_entries", 65_537), "cache.local_entries"),
+            (
+                doc_with("bucket", json!("b".repeat(64))),
+                "origins[0].bucket",
+            ),
+            (doc_with("allow_query", names(9)), "origins[0].allow_query"),
+            (
+                doc_with("allow_query", json!(["q".repeat(129)])),
+                "origins[0].allow_query[0]",
+            ),
+        ] {
+            let err = parse(&doc)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {doc}"));
+            assert_eq!(err.field, field, "{err}");
+        }
     }
 
     /// README.md, URL cache: `min_remaining` defaults to `refresh_before / 5`
