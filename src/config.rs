@@ -1221,6 +1221,28 @@ mod tests {
                 doc_with("match.prefix", json!("/me%64ia/")),
                 "origins[0].match.prefix",
             ),
+            // README.md, config table: match.prefix is plain ASCII, no `?` or
+            // `#` (and no space, control or non-ASCII byte).
+            (
+                doc_with("match.prefix", json!("/media?/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/media#/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/my media/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/m\u{e9}dia/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/media\t/")),
+                "origins[0].match.prefix",
+            ),
             (doc_with("match.host", json!("")), "origins[0].match.host"),
             (
                 doc_with("match.host", json!("a b")),
