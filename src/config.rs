@@ -1129,6 +1129,56 @@ mod tests {
         assert!(!e.to_string().contains(hint), "{e}");
     }
 
+    /// README.md, URL cache: "Settings that cannot work are refused with an
+    /// error naming the field and the smallest value that works". The whole
+    /// message, so the value in it is checked: 0.200 s for `min_remaining`,
+    /// `min_remaining` + 0.800 s for `refresh_before`; for a value derived
+    /// from a default, the smallest value of the derived setting, with the
+    /// defaults spelled out; 2 for `expires_in`.
+    #[test]
+    fn timing_errors_name_the_smallest_value_that_works() {
+        let message = |fields: &[(&str, u64)]| {
+            let mut o = origin();
+            for (f, v) in fields {
+                set_path(&mut o, f, json!(v));
+            }
+            parse(&json!({"origins": [o]})).unwrap_err().to_string()
+        };
+        let defaults =
+            " (refresh_before defaults to expires_in / 5, min_remaining to refresh_before / 5)";
+        let too_late = "a URL must outlive the request's trip to the origin";
+        assert_eq!(
+            message(&[("min_remaining", 0)]),
+            format!(
+                "origins[0].min_remaining: gives min_remaining 0.000 s, below the smallest that works (0.200 s): {too_late}"
+            )
+        );
+        assert_eq!(
+            message(&[("refresh_before", 2), ("min_remaining", 2)]),
+            "origins[0].refresh_before: gives refresh_before 2.000 s; it must be at least min_remaining + 0.800 s = 2.800 s so a refresh has time to happen"
+        );
+        assert_eq!(
+            message(&[("refresh_before", 5), ("min_remaining", 5)]),
+            "origins[0].refresh_before: gives refresh_before 5.000 s; it must be at least min_remaining + 0.800 s = 5.800 s so a refresh has time to happen"
+        );
+        assert_eq!(
+            message(&[("refresh_before", 0)]),
+            format!(
+                "origins[0].refresh_before: gives min_remaining 0.000 s, below the smallest that works (0.200 s): {too_late}{defaults}"
+            )
+        );
+        assert_eq!(
+            message(&[("expires_in", 4)]),
+            format!(
+                "origins[0].expires_in: gives min_remaining 0.160 s, below the smallest that works (0.200 s): {too_late}{defaults}"
+            )
+        );
+        assert_eq!(
+            message(&[("expires_in", 1)]),
+            "origins[0].expires_in: must be between 2 and 604800 seconds (SigV4 limit), got 1"
+        );
+    }
+
     /// Length and count limits are inclusive: a key_prefix of exactly S3's
     /// key limit, `MAX_ALLOW_QUERY` names and a name of
     /// `MAX_QUERY_NAME_BYTES` are accepted.
