@@ -428,3 +428,15 @@ def test_host_match_strip_prefix_key_prefix_and_virtual_addressing_end_to_end(st
     assert "X-Amz-Signature" in got.query
     assert_not_found(raw_request(envoy.port, "GET", "/v/media/a%20b.bin", host="other.example.com"))
     assert len(origin.snapshot()) == before + 1
+
+
+def test_startup_log_names_the_access_key_and_no_secret(envoy):
+    """README.md, "What is never exposed": the filter logs only the access key id. At start it
+    says which key it signs with (from the VM environment); the secret and the session token
+    it was given appear nowhere in Envoy's log."""
+    line = f"envoy-presign: signing with access key {ACCESS_KEY} from the VM environment"
+    log = poll(envoy.log_text, lambda text: line in text)
+    assert line in log, log[-3000:]
+    assert SECRET not in log
+    assert SESSION_TOKEN not in log
+
