@@ -971,6 +971,99 @@ mod tests {
                 local_entries: 1024,
             }
         );
+        // README.md, URL cache: refresh_before defaults to expires_in / 5 and
+        // min_remaining to refresh_before / 5, in ms: 720 s and 144 s at 3600 s.
+        assert_eq!(
+            o.policy,
+            Policy {
+                expires_in_ms: 3_600_000,
+                refresh_before_ms: 720_000,
+                min_remaining_ms: 144_000,
+                align: true,
+            }
+        );
+        // README.md, config table: allow_query defaults to [] (nothing forwarded).
+        assert!(o.allow_query.is_empty(), "{:?}", o.allow_query);
+    }
+
+    /// README.md's bounds, as the literal numbers it states (the tests above
+    /// use the constants, which a changed constant would still pass):
+    /// `cache.max_entries` 1 to 10,000,000, `cache.local_entries` 0 to 65,536,
+    /// `bucket` 3 to 63 characters of `a-z 0-9 . - _`, `allow_query` at most 8
+    /// names of at most 128 characters. Each bound is accepted, one past it is
+    /// refused naming the field.
+    #[test]
+    fn documented_bounds_hold_as_literal_values() {
+        let cache = |field: &str, v: u64| json!({"cache": {field: v}, "origins": [origin()]});
+        let names = |n: usize| json!((0..n).map(|i| format!("q{i}")).collect::<Vec<_>>());
+        let accepted = [
+            cache("max_entries", 1),
+            cache("max_entries", 10_000_000),
+            cache("local_entries", 0),
+            cache("local_entries", 65_536),
+            doc_with("bucket", json!("abc")),
+            doc_with("bucket", json!("b".repeat(63))),
+            doc_with("bucket", json!("my_bucket.v-2")),
+            doc_with("allow_query", names(8)),
+            doc_with("allow_query", json!(["q".repeat(128)])),
+        ];
+        for doc in &accepted {
+            if let Err(e) = parse(doc) {
+                panic!("refused {doc}: {e}");
+            }
+        }
+        let c = parse(&accepted[1]).unwrap();
+        assert_eq!(c.cache.max_entries, 10_000_000);
+        let c = parse(&accepted[3]).unwrap();
+        assert_eq!(c.cache.local_entries, 65_536);
+        for (doc, field) in [
+            (cache("max_entries", 10_000_001), "cache.max_entries"),
+            (cache("local_entries", 65_537), "cache.local_entries"),
+            (
+                doc_with("bucket", json!("b".repeat(64))),
+                "origins[0].bucket",
+            ),
+            (doc_with("allow_query", names(9)), "origins[0].allow_query"),
+            (
+                doc_with("allow_query", json!(["q".repeat(129)])),
+                "origins[0].allow_query[0]",
+            ),
+        ] {
+            let err = parse(&doc)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {doc}"));
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    /// README.md, URL cache: `min_remaining` defaults to `refresh_before / 5`
+    /// (in ms), wherever `refresh_before` comes from: checked at several
+    /// lifetimes and with explicit `refresh_before` values, so neither a
+    /// constant nor `expires_in / 25` would pass.
+    #[test]
+    fn min_remaining_defaults_to_a_fifth_of_refresh_before() {
+        for (expires_in, refresh_before, want_refresh_ms, want_min_ms) in [
+            (5, None, 1_000, 200),
+            (3600, None, 720_000, 144_000),
+            (604_800, None, 120_960_000, 24_192_000),
+            (3600, Some(100), 100_000, 20_000),
+            (3600, Some(3599), 3_599_000, 719_800),
+            (10, Some(1), 1_000, 200),
+        ] {
+            let mut o = origin();
+            set_path(&mut o, "expires_in", json!(expires_in));
+            if let Some(r) = refresh_before {
+                set_path(&mut o, "refresh_before", json!(r));
+            }
+            let c = parse(&json!({"origins": [o]}))
+                .unwrap_or_else(|e| panic!("{expires_in} {refresh_before:?}: {e}"));
+            let p = c.origins[0].policy;
+            assert_eq!(
+                (p.refresh_before_ms, p.min_remaining_ms),
+                (want_refresh_ms, want_min_ms),
+                "expires_in {expires_in}, refresh_before {refresh_before:?}"
+            );
+        }
     }
 
     #[test]
@@ -1034,6 +1127,56 @@ mod tests {
         let e = err_for(&[("min_remaining", 0)]);
         assert_eq!(e.field, "origins[0].min_remaining", "{e}");
         assert!(!e.to_string().contains(hint), "{e}");
+    }
+
+    /// README.md, URL cache: "Settings that cannot work are refused with an
+    /// error naming the field and the smallest value that works". The whole
+    /// message, so the value in it is checked: 0.200 s for `min_remaining`,
+    /// `min_remaining` + 0.800 s for `refresh_before`; for a value derived
+    /// from a default, the smallest value of the derived setting, with the
+    /// defaults spelled out; 2 for `expires_in`.
+    #[test]
+    fn timing_errors_name_the_smallest_value_that_works() {
+        let message = |fields: &[(&str, u64)]| {
+            let mut o = origin();
+            for (f, v) in fields {
+                set_path(&mut o, f, json!(v));
+            }
+            parse(&json!({"origins": [o]})).unwrap_err().to_string()
+        };
+        let defaults =
+            " (refresh_before defaults to expires_in / 5, min_remaining to refresh_before / 5)";
+        let too_late = "a URL must outlive the request's trip to the origin";
+        assert_eq!(
+            message(&[("min_remaining", 0)]),
+            format!(
+                "origins[0].min_remaining: gives min_remaining 0.000 s, below the smallest that works (0.200 s): {too_late}"
+            )
+        );
+        assert_eq!(
+            message(&[("refresh_before", 2), ("min_remaining", 2)]),
+            "origins[0].refresh_before: gives refresh_before 2.000 s; it must be at least min_remaining + 0.800 s = 2.800 s so a refresh has time to happen"
+        );
+        assert_eq!(
+            message(&[("refresh_before", 5), ("min_remaining", 5)]),
+            "origins[0].refresh_before: gives refresh_before 5.000 s; it must be at least min_remaining + 0.800 s = 5.800 s so a refresh has time to happen"
+        );
+        assert_eq!(
+            message(&[("refresh_before", 0)]),
+            format!(
+                "origins[0].refresh_before: gives min_remaining 0.000 s, below the smallest that works (0.200 s): {too_late}{defaults}"
+            )
+        );
+        assert_eq!(
+            message(&[("expires_in", 4)]),
+            format!(
+                "origins[0].expires_in: gives min_remaining 0.160 s, below the smallest that works (0.200 s): {too_late}{defaults}"
+            )
+        );
+        assert_eq!(
+            message(&[("expires_in", 1)]),
+            "origins[0].expires_in: must be between 2 and 604800 seconds (SigV4 limit), got 1"
+        );
     }
 
     /// Length and count limits are inclusive: a key_prefix of exactly S3's
@@ -1126,6 +1269,28 @@ mod tests {
             ),
             (
                 doc_with("match.prefix", json!("/me%64ia/")),
+                "origins[0].match.prefix",
+            ),
+            // README.md, config table: match.prefix is plain ASCII, no `?` or
+            // `#` (and no space, control or non-ASCII byte).
+            (
+                doc_with("match.prefix", json!("/media?/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/media#/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/my media/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/m\u{e9}dia/")),
+                "origins[0].match.prefix",
+            ),
+            (
+                doc_with("match.prefix", json!("/media\t/")),
                 "origins[0].match.prefix",
             ),
             (doc_with("match.host", json!("")), "origins[0].match.host"),

@@ -28,6 +28,8 @@ pub mod sign;
 pub mod url_source;
 
 #[cfg(test)]
+mod source_checks;
+#[cfg(test)]
 mod testing;
 
 #[cfg(target_arch = "wasm32")]

@@ -456,6 +456,124 @@ mod tests {
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 1);
     }
 
+    /// README.md, metric table: the series no other test reaches.
+    /// `requests{outcome="refresh"}` with `cache_refreshes`; `cache_hits` for a
+    /// hit, a hit while another request refreshes and a hit whose refresh
+    /// failed; `sign_errors{category="signer"|"invalid_uri"}` from the signing
+    /// errors' own categories; `store_ops{op="get_error"|"set_error"}`.
+    #[test]
+    fn refresh_hits_sign_errors_and_store_errors_reach_their_series() {
+        use crate::request::FallbackReason;
+        use crate::sign::SignError;
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        let served = |cache: Outcome| RequestRecord {
+            outcome: Some(RequestOutcome::of(Some(cache))),
+            cache: Some(cache),
+            ..RequestRecord::default()
+        };
+        m.record_request(&r, &served(Outcome::Refreshed));
+        assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.refresh"), 1);
+        assert_eq!(r.get("envoy_presign.cache_refreshes.origin.o"), 1);
+        for hit in [Outcome::Hit, Outcome::HitRefreshing, Outcome::RefreshFailed] {
+            m.record_request(&r, &served(hit));
+        }
+        assert_eq!(r.get("envoy_presign.cache_hits.origin.o"), 3);
+        assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.hit"), 3);
+        assert_eq!(r.get("envoy_presign.cache_misses.origin.o"), 0);
+        for e in [SignError::Signer, SignError::InvalidUri, SignError::Signer] {
+            m.record_request(
+                &r,
+                &RequestRecord {
+                    outcome: Some(RequestOutcome::Denied),
+                    sign_error: Some(FallbackReason::SignError(e).category()),
+                    ..RequestRecord::default()
+                },
+            );
+        }
+        assert_eq!(
+            r.get("envoy_presign.sign_errors.origin.o.category.signer"),
+            2
+        );
+        assert_eq!(
+            r.get("envoy_presign.sign_errors.origin.o.category.invalid_uri"),
+            1
+        );
+        assert_eq!(
+            r.get("envoy_presign.sign_errors.origin.o.category.no_credentials"),
+            0
+        );
+        let ops = StoreOps {
+            get_err: 1,
+            set_err: 2,
+            ..StoreOps::default()
+        };
+        m.record_request(
+            &r,
+            &RequestRecord {
+                ops,
+                ..RequestRecord::default()
+            },
+        );
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_error"), 1);
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.set_error"), 2);
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_ok"), 0);
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.set_ok"), 0);
+    }
+
+    /// README.md, "When Envoy refuses a hostcall": a refused shared-data read
+    /// and write count in `store_ops{op="get_error"}` and
+    /// `{op="set_error"}`, and the request is still served (signed,
+    /// unstored). From a store that refuses both, through the URL lookup, to
+    /// the series.
+    #[test]
+    fn a_refused_read_and_write_are_counted_and_still_served() {
+        use crate::config::Config;
+        use crate::sign::Method;
+        use crate::testing::FakeStore;
+        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+        use std::time::{Duration, UNIX_EPOCH};
+        let doc = serde_json::json!({
+            "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+            "origins": [{"name": "o", "match": {"prefix": "/o/"}, "endpoint": "http://h",
+                         "bucket": "bkt", "region": "us-east-1"}],
+        });
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        let store = FakeStore::default();
+        store.fail_gets.set(true);
+        store.fail_sets.set(true);
+        let host = Host {
+            store: &store,
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            clock: None,
+        };
+        let req = ObjectRequest {
+            method: Method::Get,
+            key: "k",
+            query: &[],
+        };
+        let mut report = UrlReport::default();
+        let path = presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+        assert!(path.starts_with("/bkt/k?X-Amz-"), "{path}");
+        assert!(store.data.borrow().is_empty(), "nothing stored");
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        m.record_request(
+            &r,
+            &RequestRecord {
+                outcome: Some(RequestOutcome::of(report.outcome)),
+                cache: report.outcome,
+                ops: report.ops,
+                signed: report.signed,
+                ..RequestRecord::default()
+            },
+        );
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_error"), 1);
+        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.set_error"), 1);
+        assert_eq!(r.get("envoy_presign.urls_signed.origin.o"), 1);
+        assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.miss"), 1);
+    }
+
     /// A cache scan sets the three gauges of its origin, and a later scan
     /// replaces (not adds to) the values.
     #[test]

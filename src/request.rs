@@ -389,6 +389,22 @@ mod tests {
         assert!(LocalReply::SIGNING_UNAVAILABLE
             .body()
             .contains("signing_unavailable"));
+        // README.md, Local replies: a signer failure too is a 503
+        // signing_unavailable with on_error: deny, reported as `signer`.
+        let signer_failed = FallbackReason::SignError(SignError::Signer);
+        let (d, _) = run(&c, "GET", "/media/a", Err(signer_failed));
+        assert_eq!(
+            d,
+            Decision::Reject {
+                origin: &c.origins[0],
+                reply: LocalReply {
+                    status: 503,
+                    code: "signing_unavailable",
+                },
+                failure: Some(signer_failed),
+            }
+        );
+        assert_eq!(signer_failed.category(), "signer");
 
         let c = config(json!({"on_error": "passthrough"}));
         let (d, _) = run(
@@ -403,6 +419,170 @@ mod tests {
             Some(FallbackReason::NoCredentials),
         );
         assert_eq!(d, want);
+    }
+
+    /// README.md, Local replies: "503 `signing_unavailable`: no credentials
+    /// or signer failure, with `on_error: deny`". The real signer fails for a
+    /// time it cannot write as `X-Amz-Date` (after 9999); through the cache
+    /// and without it, the request is answered 503 with failure category
+    /// `signer`, and nothing is forwarded.
+    #[test]
+    fn a_real_signer_failure_is_a_503_signing_unavailable() {
+        use crate::testing::FakeStore;
+        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+        use std::time::{Duration, UNIX_EPOCH};
+        for cache in [true, false] {
+            let doc = json!({
+                "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+                "cache": {"enabled": cache},
+                "origins": [{"name": "media", "match": {"prefix": "/media/"},
+                             "endpoint": "http://s3.local:9000", "bucket": "media",
+                             "region": "us-east-1"}],
+            });
+            let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+            let store = FakeStore::default();
+            // Year 10001: no SigV4 date for it.
+            let host = Host {
+                store: &store,
+                now: UNIX_EPOCH + Duration::from_secs(253_433_923_200),
+                clock: None,
+            };
+            let mut report = UrlReport::default();
+            let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
+                let req = ObjectRequest { method, key, query };
+                presigned_path(&c, &host, o, req, &mut report)
+            };
+            let head = RequestHead {
+                method: "GET",
+                authority: "envoy",
+                path: b"/media/a",
+            };
+            let d = decide(&c, head, &mut sign);
+            let failure = match d {
+                Decision::Reject {
+                    reply: LocalReply::SIGNING_UNAVAILABLE,
+                    failure: Some(f),
+                    ..
+                } => f,
+                other => panic!("cache {cache}: {other:?}"),
+            };
+            assert_eq!(failure.category(), "signer", "cache {cache}");
+            assert_eq!(
+                report.sign_error.map(FallbackReason::category),
+                Some("signer")
+            );
+            assert_eq!(report.signed, 0);
+        }
+    }
+
+    /// README.md, step 3: "The bucket always comes from the configuration,
+    /// never from the request: no path reaches another bucket, and a key
+    /// always starts with `key_prefix`". With the real signer, path and
+    /// virtual addressing, with and without a `key_prefix`: every path that
+    /// tries to climb out (`..`, raw or encoded, `%2F` as a separator) is
+    /// refused before signing, and every signed one is sent to the
+    /// configured host, under `/<bucket>/<key_prefix>` (path style) or
+    /// `/<key_prefix>` on `<bucket>.host` (virtual), decoding to exactly that key.
+    #[test]
+    fn no_path_reaches_another_bucket() {
+        use crate::canonical::percent_decode;
+        use crate::sign::presign;
+        use std::time::{Duration, UNIX_EPOCH};
+        let climbing = [
+            "/m/../other-bucket/x",
+            "/m/%2e%2e/other-bucket/x",
+            "/m/%2E%2E/other-bucket/x",
+            "/m/.%2e/other-bucket/x",
+            "/m/..%2fother-bucket/x",
+            "/m/%2e%2e%2fother-bucket%2fx",
+            "/m/%2E%2E%2F%2E%2E%2Fother-bucket%2Fx",
+            "/m/a/../../other-bucket/x",
+            "/m/a/%2e%2e/%2e%2e/other-bucket/x",
+            "/m/a%2f..%2f..%2fother-bucket/x",
+            "/m/..",
+            "/m/%2e%2e",
+        ];
+        let staying = [
+            "/m/other-bucket/x",
+            "/m/%2fother-bucket/x",
+            "/m/%2F%2Fother-bucket%2Fx",
+            "/m//other-bucket/x",
+            "/m/.../other-bucket/x",
+            "/m/%252e%252e/other-bucket/x",
+            "/m/..x/y",
+            "/m/x?bucket=other-bucket&versionId=1",
+        ];
+        for (addressing, key_prefix) in [
+            ("path", ""),
+            ("path", "videos/"),
+            ("virtual", ""),
+            ("virtual", "videos/"),
+        ] {
+            let doc = json!({
+                "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+                "origins": [{"name": "media", "match": {"prefix": "/m/"},
+                             "endpoint": "http://s3.local:9000", "bucket": "media",
+                             "addressing": addressing, "key_prefix": key_prefix,
+                             "region": "us-east-1", "allow_query": ["versionId"]}],
+            });
+            let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+            let signer = c.signer.as_ref().unwrap();
+            let (authority, bucket_path) = match addressing {
+                "path" => ("s3.local:9000", "/media/"),
+                _ => ("media.s3.local:9000", "/"),
+            };
+            let decide_path = |path: &str| {
+                let mut signed = None;
+                let mut sign = |o: &Origin, m, key: &str, q: &[(String, String)]| {
+                    signed = Some(key.to_string());
+                    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+                    presign(o, m, key, q, signer, at, Duration::from_secs(600))
+                        .map(|p| p.path)
+                        .map_err(FallbackReason::SignError)
+                };
+                let head = RequestHead {
+                    method: "GET",
+                    authority: "envoy",
+                    path: path.as_bytes(),
+                };
+                let d = decide(&c, head, &mut sign);
+                (d, signed)
+            };
+            for path in climbing {
+                let (d, signed) = decide_path(path);
+                assert_eq!(
+                    reply_of(&d),
+                    Some(LocalReply::INVALID_OBJECT_KEY),
+                    "{addressing} {key_prefix:?} {path}: {d:?}"
+                );
+                assert_eq!(signed, None, "{path} was signed");
+            }
+            for path in staying {
+                let (d, signed) = decide_path(path);
+                let Decision::Forward {
+                    rewrite: Some((to, presigned)),
+                    fallback: None,
+                    ..
+                } = d
+                else {
+                    panic!("{addressing} {key_prefix:?} {path}: {d:?}");
+                };
+                let key = signed.unwrap();
+                assert!(key.starts_with(key_prefix), "{path}: key {key:?}");
+                assert_eq!(to, authority, "{path}");
+                let (object, query) = presigned.split_once('?').unwrap();
+                let prefix = format!("{bucket_path}{key_prefix}");
+                assert!(object.starts_with(&prefix), "{path}: {object}");
+                let decoded = percent_decode(object, false).unwrap();
+                assert_eq!(
+                    decoded,
+                    format!("{bucket_path}{key}").into_bytes(),
+                    "{path}"
+                );
+                assert!(query.contains("X-Amz-Signature="), "{path}: {query}");
+                assert!(!query.contains("bucket="), "{path}: {query}");
+            }
+        }
     }
 
     /// Each fallback reason is reported under its own `sign_errors` category.

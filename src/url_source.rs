@@ -176,39 +176,120 @@ mod tests {
         (p, report)
     }
 
+    /// The identity of `GET a b` under a configuration that differs from the
+    /// base one only by `credentials`, `cache` and the origin fields in
+    /// `origin` (each replacing the base value).
+    fn identity_with(
+        credentials: serde_json::Value,
+        cache: serde_json::Value,
+        origin: serde_json::Value,
+    ) -> String {
+        let mut o = json!({"name": "media", "match": {"prefix": "/m/"}, "endpoint": "http://h:9000",
+                           "bucket": "media", "region": "us-east-1", "expires_in": 600});
+        for (k, v) in origin.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        let doc = json!({"credentials": credentials, "cache": cache, "origins": [o]});
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        cache_identity(
+            &c.origins[0],
+            c.signer.as_ref().unwrap(),
+            Method::Get,
+            "a b",
+            &[],
+        )
+    }
+
+    /// README.md, "What a URL is cached under": the identity holds origin
+    /// name, endpoint, bucket, region, service, the expiry settings, the access
+    /// key id and a fingerprint of the secret and session token, the method,
+    /// the key and the query; the secret itself is never stored. Every setting
+    /// that changes a URL is changed alone here, and every pair of identities
+    /// must differ (a missed field would serve one URL for another).
     #[test]
     fn identity_covers_everything_that_changes_the_url() {
-        let c = config(json!({}), "s1");
-        let o = &c.origins[0];
-        let s = c.signer.as_ref().unwrap();
-        let base = cache_identity(o, s, Method::Get, "a b", &[]);
-        let variants = [
-            cache_identity(o, s, Method::Head, "a b", &[]),
-            cache_identity(o, s, Method::Get, "a+b", &[]),
-            cache_identity(
-                o,
-                s,
-                Method::Get,
-                "a b",
-                &[("versionId".into(), "1".into())],
+        const SECRET: &str = "SECRET-one-9f3c";
+        const TOKEN: &str = "TOKEN-one-77ab";
+        let creds = |id: &str, secret: &str, token: Option<&str>| {
+            json!({"source": "inline", "access_key_id": id, "secret_access_key": secret,
+                   "session_token": token})
+        };
+        let base_creds = creds("AKID", SECRET, None);
+        let with = |origin: serde_json::Value| identity_with(base_creds.clone(), json!({}), origin);
+        let c = config(json!({}), SECRET);
+        let (o, s) = (&c.origins[0], c.signer.as_ref().unwrap());
+        let ids: Vec<(&str, String)> = vec![
+            ("base", with(json!({}))),
+            ("method", cache_identity(o, s, Method::Head, "a b", &[])),
+            ("key", cache_identity(o, s, Method::Get, "a+b", &[])),
+            (
+                "query",
+                cache_identity(
+                    o,
+                    s,
+                    Method::Get,
+                    "a b",
+                    &[("versionId".into(), "1".into())],
+                ),
             ),
-            cache_identity(
-                o,
-                config(json!({}), "s2").signer.as_ref().unwrap(),
-                Method::Get,
-                "a b",
-                &[],
+            (
+                "secret",
+                identity_with(creds("AKID", "SECRET-two-1d0e", None), json!({}), json!({})),
             ),
+            (
+                "access_key_id",
+                identity_with(creds("AKID2", SECRET, None), json!({}), json!({})),
+            ),
+            (
+                "session_token",
+                identity_with(creds("AKID", SECRET, Some(TOKEN)), json!({}), json!({})),
+            ),
+            (
+                "another session_token",
+                identity_with(
+                    creds("AKID", SECRET, Some("TOKEN-two-e5c1")),
+                    json!({}),
+                    json!({}),
+                ),
+            ),
+            (
+                "align",
+                identity_with(base_creds.clone(), json!({"align": false}), json!({})),
+            ),
+            ("region", with(json!({"region": "eu-west-1"}))),
+            ("service", with(json!({"service": "s3-object-lambda"}))),
+            ("endpoint host", with(json!({"endpoint": "http://h2:9000"}))),
+            ("endpoint port", with(json!({"endpoint": "http://h:9001"}))),
+            (
+                "endpoint scheme",
+                with(json!({"endpoint": "https://h:9000"})),
+            ),
+            ("bucket", with(json!({"bucket": "media2"}))),
+            ("addressing", with(json!({"addressing": "virtual"}))),
+            ("origin name", with(json!({"name": "media2"}))),
+            ("expires_in", with(json!({"expires_in": 700}))),
+            ("refresh_before", with(json!({"refresh_before": 100}))),
+            ("min_remaining", with(json!({"min_remaining": 10}))),
         ];
-        for v in &variants {
-            assert_ne!(&base, v);
+        assert_eq!(ids[0].1, cache_identity(o, s, Method::Get, "a b", &[]));
+        for (i, (a, ida)) in ids.iter().enumerate() {
+            for (b, idb) in ids.iter().skip(i + 1) {
+                assert_ne!(ida, idb, "{a} and {b} share an identity");
+            }
         }
-        assert!(
-            !base.contains("s1"),
-            "the secret never appears in an identity"
-        );
-        let other_expiry = config(json!({"align": false}), "s1");
-        assert_ne!(o.identity_prefix, other_expiry.origins[0].identity_prefix);
+        // Nothing secret is in any identity, only the fingerprint.
+        for (what, id) in &ids {
+            for secret in [
+                SECRET,
+                "SECRET-two-1d0e",
+                TOKEN,
+                "TOKEN-two-e5c1",
+                "SECRET",
+                "TOKEN",
+            ] {
+                assert!(!id.contains(secret), "{what}: {secret} in {id:?}");
+            }
+        }
     }
 
     #[test]
@@ -238,6 +319,89 @@ mod tests {
             get(&c, &store, &format!("key-{i}"), t);
         }
         assert!(store.data.borrow().len() <= 4, "bounded by max_entries");
+    }
+
+    /// README.md, URL cache: "the filter never writes more shared-data keys
+    /// than `max_entries`, plus one (`envoy_presign.scan_lease`)". Many
+    /// requests (misses, hits, refreshes over several windows, GET and HEAD,
+    /// queries) and two workers' scan ticks share one store with
+    /// `max_entries: 4`; the keys ever written must be among
+    /// `envoy_presign.cache.0..3` and `envoy_presign.scan_lease`.
+    #[test]
+    fn requests_and_scans_write_only_the_slots_and_the_scan_lease() {
+        use crate::cache_scan::{ScanTick, Scanner};
+        let doc = json!({
+            "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+            "cache": {"max_entries": 4, "scan_interval": 2},
+            "origins": [{"name": "media", "match": {"prefix": "/m/"}, "endpoint": "http://h:9000",
+                         "bucket": "media", "region": "us-east-1", "expires_in": 10,
+                         "allow_query": ["versionId"]}],
+        });
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        let store = FakeStore::default();
+        let min_remaining = |name: &str| {
+            c.origins
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.policy.min_remaining_ms)
+        };
+        let mut workers = [Scanner::default(), Scanner::default()];
+        let mut passes = 0;
+        let mut outcomes = Vec::new();
+        let t0_ms = 1_700_000_000_000u64;
+        for i in 0..1000u64 {
+            // 25 ms apart: 25 s in all, two and a half 10 s lifetimes.
+            let now_ms = t0_ms + i * 25;
+            // Mostly one hot object (hits, refreshes), one request in ten
+            // for one of many others (misses, evictions).
+            let cold = i % 10 == 0;
+            let key = if cold { format!("k{i}") } else { "hot".into() };
+            let query = [("versionId".to_string(), (i % 3).to_string())];
+            let req = ObjectRequest {
+                method: if cold && i % 20 == 0 {
+                    Method::Head
+                } else {
+                    Method::Get
+                },
+                key: &key,
+                query: if cold && i % 30 == 0 { &query } else { &[] },
+            };
+            let host = Host {
+                store: &store,
+                now: UNIX_EPOCH + Duration::from_millis(now_ms),
+                clock: None,
+            };
+            let mut report = UrlReport::default();
+            presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+            outcomes.extend(report.outcome);
+            if i % 40 == 0 {
+                // A tick a second on each worker, as the filter's on_tick.
+                for (owner, scanner) in (1u64..).zip(workers.iter_mut()) {
+                    let tick = ScanTick {
+                        owner,
+                        now_ms,
+                        hold_ms: 3000,
+                        max_entries: c.cache.max_entries,
+                        scan_interval_secs: c.cache.scan_interval_secs,
+                        min_remaining: &min_remaining,
+                    };
+                    passes += usize::from(scanner.tick(&store, &tick).is_some());
+                }
+            }
+        }
+        assert!(passes > 1, "the scan ran: {passes} passes");
+        for o in [Outcome::Miss, Outcome::Hit, Outcome::Refreshed] {
+            assert!(outcomes.contains(&o), "no {o:?}");
+        }
+        let allowed: Vec<String> = (0..4)
+            .map(slot_key)
+            .chain([crate::cache_scan::SCAN_LEASE_KEY.to_string()])
+            .collect();
+        let written: Vec<String> = store.data.borrow().keys().cloned().collect();
+        for k in &written {
+            assert!(allowed.contains(k), "{k} is not a slot or the lease");
+        }
+        assert_eq!(written.len(), 5, "all four slots and the lease were used");
     }
 
     /// The largest shared entry a request can make: the longest key and allowed query,

@@ -27,7 +27,8 @@ from typing import NamedTuple
 import pytest
 from conftest import Stats, poll
 
-from stack import ORIGIN_MARKER_HEADER, env_credentials, filter_config, origin_config, raw_request
+from stack import (ORIGIN_MARKER_HEADER, TEMPLATE_PATH, Envoy, env_credentials, filter_config, origin_config,
+                   raw_request)
 
 ACCESS_KEY = "AKIDROUTINGTEST00001"
 SECRET = "sEcReT-routing/test+key=3b9c0e71"
@@ -428,3 +429,95 @@ def test_host_match_strip_prefix_key_prefix_and_virtual_addressing_end_to_end(st
     assert "X-Amz-Signature" in got.query
     assert_not_found(raw_request(envoy.port, "GET", "/v/media/a%20b.bin", host="other.example.com"))
     assert len(origin.snapshot()) == before + 1
+
+
+def test_startup_log_names_the_access_key_and_no_secret(envoy):
+    """README.md, "What is never exposed": the filter logs only the access key id. At start it
+    says which key it signs with (from the VM environment); the secret and the session token
+    it was given appear nowhere in Envoy's log."""
+    line = f"envoy-presign: signing with access key {ACCESS_KEY} from the VM environment"
+    log = poll(envoy.log_text, lambda text: line in text)
+    assert line in log, log[-3000:]
+    assert SECRET not in log
+    assert SESSION_TOKEN not in log
+
+
+# The first line of the envoy-presign Wasm filter's entry in envoy/envoy.yaml's http_filters,
+# and of the connection manager's early header mutation.
+WASM_FILTER_ENTRY = "- name: envoy.filters.http.wasm"
+EARLY_MUTATION_KEY = "early_header_mutation_extensions:"
+
+
+def without_yaml_block(text: str, first_line: str) -> str:
+    """Rendered YAML ``text`` without the block starting at its one line equal to ``first_line``
+    (stripped): a block list item (``- name: ...``) with everything indented deeper, or a key
+    with its value, including a block list written at the key's own indent."""
+    lines = text.splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.strip() == first_line]
+    assert len(at) == 1, (first_line, at)
+    start = at[0]
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    base, is_key = indent(lines[start]), not first_line.startswith("- ")
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or indent(lines[end]) > base
+                                or (is_key and indent(lines[end]) == base and lines[end].lstrip().startswith("- "))):
+        end += 1
+    return "".join(lines[:start] + lines[end:])
+
+
+class ShippedEnvoyWithout(Envoy):
+    """envoy/envoy.yaml rendered as shipped, then with the blocks starting at ``remove`` taken
+    out (the envoy-presign filter, the early header mutation)."""
+
+    def __init__(self, *args, remove: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remove = remove
+
+    def render(self) -> str:
+        text = super().render()
+        for first_line in self.remove:
+            text = without_yaml_block(text, first_line)
+        return text
+
+
+def test_early_header_mutation_alone_keeps_a_forged_marker_from_the_origin(tmp_path, wasm_path, origin):
+    """README.md, Routing: a client's own x-envoy-presign-origin "is removed before Envoy chooses
+    any route (the connection manager's early_header_mutation_extensions), and by the filter
+    too". The first half alone: the shipped config with the envoy-presign filter taken out
+    answers a forged marker with the 404, on any path, and nothing reaches the origin.  The same
+    config without the early mutation as well routes the forged marker to the origin: the 404
+    is the early mutation's doing."""
+    config = filter_config(origin.port)
+
+    def shipped_without(remove: list[str]) -> ShippedEnvoyWithout:
+        envoy = ShippedEnvoyWithout(tmp_path, TEMPLATE_PATH, wasm_path, config, origin.port,
+                                    concurrency=1, remove=remove)
+        return envoy.start()
+
+    forged = {ORIGIN_MARKER_HEADER: "media"}
+    with shipped_without([WASM_FILTER_ENTRY]) as envoy:
+        rendered = envoy.config_path.read_text()
+        assert "envoy.filters.http.wasm" not in rendered
+        assert "vm_id: envoy_presign" not in rendered
+        assert "- remove: x-envoy-presign-origin" in rendered
+        for method, path in [("GET", "/other/x"), ("GET", "/media/x"), ("HEAD", "/other/x"), ("PUT", "/media/x")]:
+            before = len(origin.snapshot())
+            resp = raw_request(envoy.port, method, path, headers=forged, body=b"x" if method == "PUT" else b"")
+            if method == "HEAD":
+                assert resp.status == 404, resp
+            else:
+                assert_not_found(resp)
+            forwarded(origin, before, 0)
+    # Without the early mutation too, the forged marker matches the origin route.
+    with shipped_without([WASM_FILTER_ENTRY, EARLY_MUTATION_KEY]) as bare:
+        assert "x-envoy-presign-origin" in bare.config_path.read_text()  # the route still needs it
+        assert EARLY_MUTATION_KEY not in bare.config_path.read_text()
+        before = len(origin.snapshot())
+        resp = raw_request(bare.port, "GET", "/other/x", headers=forged)
+        assert (resp.status, resp.body) == (200, OBJECT), resp
+        (got,) = forwarded(origin, before, 1)
+        assert got.target == "/other/x", got
+        assert_not_found(raw_request(bare.port, "GET", "/other/x"))

@@ -1,0 +1,74 @@
+//! Checks on the source text of the wasm-only glue (`filter.rs`, `host.rs`),
+//! which the host unit tests cannot compile (it needs the proxy-wasm SDK, a
+//! wasm32 dependency). They read the files with `include_str!`, so a change
+//! that breaks a documented property fails `cargo test --lib`.
+
+/// The wasm-only sources, by name.
+const GLUE: [(&str, &str); 2] = [
+    ("filter.rs", include_str!("filter.rs")),
+    ("host.rs", include_str!("host.rs")),
+];
+
+/// The body of the first `impl <header> {` block of `src`, up to its
+/// matching brace (`None` when there is no such block).
+fn impl_block<'a>(src: &'a str, header: &str) -> Option<&'a str> {
+    let start = src.find(header)? + header.len();
+    let mut depth = 1usize;
+    for (i, c) in src[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&src[start..start + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// README.md, Metrics, "What the filter does not measure": "It does nothing
+/// when the response comes back (no status read, no clock read, no
+/// histogram)". proxy-wasm runs a context's response-side code only where the
+/// filter overrides a callback (the SDK's defaults do nothing), so this fails
+/// as soon as the glue defines one: `on_http_response_headers`, `_body`,
+/// `_trailers`, `on_log`, or an `on_done` of the HTTP context (called when
+/// the stream ends). The HTTP context defines only `on_http_request_headers`.
+#[test]
+fn the_filter_does_no_response_side_work() {
+    for (file, src) in GLUE {
+        for callback in ["fn on_http_response", "fn on_log"] {
+            assert!(!src.contains(callback), "{file} defines {callback}…");
+        }
+    }
+    let filter = GLUE[0].1;
+    assert_eq!(
+        filter.matches("impl HttpContext for ").count(),
+        1,
+        "one HTTP context"
+    );
+    let http = impl_block(filter, "impl HttpContext for PresignRequest {")
+        .unwrap_or_else(|| panic!("filter.rs: no `impl HttpContext for PresignRequest`"));
+    let callbacks: Vec<&str> = http
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("fn "))
+        .map(|l| l.split('(').next().unwrap_or(l))
+        .collect();
+    assert_eq!(callbacks, ["on_http_request_headers"]);
+    assert!(
+        filter.contains("impl Context for PresignRequest {}"),
+        "the HTTP context's Context impl must stay empty (no on_done at the stream's end)"
+    );
+}
+
+/// The checker itself: it sees a response callback where there is one.
+#[test]
+fn impl_block_finds_the_callbacks_of_a_block() {
+    let src = "impl HttpContext for X {\n    fn on_http_request_headers(&mut self) { if a { b } }\n    fn on_http_response_headers(&mut self) {}\n}\nfn after() {}";
+    let block = impl_block(src, "impl HttpContext for X {").unwrap();
+    assert!(block.contains("fn on_http_response_headers"));
+    assert!(!block.contains("fn after"));
+    assert_eq!(impl_block(src, "impl Nothing {"), None);
+}
