@@ -10,11 +10,11 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff
+.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools images up down
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), cargo-mutants and cargo-fuzz (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools test-tools
+setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools test-tools
 
 CARGO_MUTANTS_VERSION := 27.1.0
 CARGO_FUZZ_VERSION    := 0.13.2
@@ -51,6 +51,17 @@ prometheus-tools:
 	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop || true; update-rc.d prometheus disable || true; fi; \
 	fi
 
+# Debian's Alertmanager (and amtool), for the compose stack and the Docker test; like
+# prometheus-tools, its service is stopped and disabled where an init system started it.
+alertmanager-tools:
+	@if ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
+	  set -e; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus-alertmanager.service || true; \
+	  elif [ -x /etc/init.d/prometheus-alertmanager ]; then /etc/init.d/prometheus-alertmanager stop || true; \
+	    update-rc.d prometheus-alertmanager disable || true; fi; \
+	fi
+
 $(STAMP): requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -64,6 +75,22 @@ build: wasm-target
 ## run: SeaweedFS + Envoy with the filter on localhost:10000; Ctrl-C stops both
 run: build $(STAMP)
 	$(PY) tests/stack.py run
+
+## images: the stand-in images (Envoy, SeaweedFS, Prometheus, Alertmanager) from this
+## machine's binaries: no registry is needed (docker/standin_images.py)
+images: $(STAMP) prometheus-tools alertmanager-tools
+	$(PY) docker/standin_images.py
+
+COMPOSE := docker-compose -p envoy-presign -f docker/compose.yaml
+
+## up: docker/compose.yaml (Envoy with the filter, SeaweedFS with a seeded bucket, Prometheus,
+## Alertmanager) on 127.0.0.1; prints what to try. `make down` removes it all.
+up: build images
+	$(COMPOSE) up -d --build
+	$(PY) docker/up.py
+
+down:
+	$(COMPOSE) down -v --remove-orphans
 
 ## test: lint, host unit tests, mutants of the changed core, a short fuzz run, wasm build,
 ## Prometheus rules, integration tests in real Envoy

@@ -559,6 +559,17 @@ def with_origin_routes(text: str, names: list[str]) -> str:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def fill_template(template_path: Path | str, values: dict[str, object]) -> str:
+    """A template's ``${NAME}`` placeholders filled from ``values``; KeyError names any left."""
+    # safe_substitute: the template's comments mention a literal "${...}",
+    # which substitute() rejects; a forgotten placeholder is caught below.
+    text = string.Template(Path(template_path).read_text()).safe_substitute(values)
+    missing = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
+    if missing:
+        raise KeyError(f"{template_path}: no value for placeholder(s) {missing}")
+    return text
+
+
 class Envoy(_ManagedProcess):
     """Envoy rendered from the envoy/envoy.yaml template, with the wasm filter.
 
@@ -610,6 +621,9 @@ class Envoy(_ManagedProcess):
             "FILTER_CONFIG": json.dumps(self.filter_config, separators=(",", ":")),
             "WASM_PATH": json.dumps(str(self.wasm_path)),
             "ORIGIN_PORT": self.origin_port,
+            "BIND_ADDRESS": "127.0.0.1",
+            "ORIGIN_ADDRESS": "127.0.0.1",
+            "ORIGIN_CLUSTER_TYPE": "STATIC",
             **access_log_format(SAFE_ACCESS_LOG_FORMAT),
             "ROUTE_TIMEOUT": DEFAULT_ROUTE_TIMEOUT,
         }
@@ -618,13 +632,7 @@ class Envoy(_ManagedProcess):
 
     def fill(self, template_path: Path) -> str:
         """``template_path`` with its placeholders filled from ``substitutions()``."""
-        # safe_substitute: the template's comments mention a literal "${...}",
-        # which substitute() rejects; a forgotten placeholder is caught below.
-        text = string.Template(Path(template_path).read_text()).safe_substitute(self.substitutions())
-        missing = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)))
-        if missing:
-            raise KeyError(f"{template_path}: no value for placeholder(s) {missing}")
-        return text
+        return fill_template(template_path, self.substitutions())
 
     def fill_routed(self, template_path: Path) -> str:
         """``fill``, plus a route and a cluster for each extra origin of the filter's
