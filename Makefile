@@ -10,11 +10,11 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools images up down
+.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), cargo-mutants and cargo-fuzz (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools test-tools
+setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools test-tools
 
 CARGO_MUTANTS_VERSION := 27.1.0
 CARGO_FUZZ_VERSION    := 0.13.2
@@ -60,6 +60,17 @@ alertmanager-tools:
 	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus-alertmanager.service || true; \
 	  elif [ -x /etc/init.d/prometheus-alertmanager ]; then /etc/init.d/prometheus-alertmanager stop || true; \
 	    update-rc.d prometheus-alertmanager disable || true; fi; \
+	fi
+
+# Debian's OCI registry, which the Docker test starts to push the plugin image to and pull
+# it back (its packaged service is stopped and disabled, as above).
+registry-tools:
+	@if ! command -v docker-registry >/dev/null; then \
+	  set -e; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry.service || true; \
+	  elif [ -x /etc/init.d/docker-registry ]; then /etc/init.d/docker-registry stop || true; \
+	    update-rc.d docker-registry disable || true; fi; \
 	fi
 
 $(STAMP): requirements-dev.txt
@@ -135,7 +146,7 @@ rules: prometheus-tools
 
 # integration also builds the filter with `test-panic`, in target/test-panic
 # (test_faults.py: a panicking VM is reloaded, its cause logged).
-integration: build $(STAMP) prometheus-tools
+integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools
 	cargo build --release --target $(TARGET) --features test-panic --target-dir target/test-panic
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 

@@ -44,10 +44,12 @@ def compose_filter_config() -> dict:
 
 
 def envoy_config(config: dict, origin_address: str = "seaweedfs", origin_port: int = S3_PORT,
-                 route_timeout: str = DEFAULT_ROUTE_TIMEOUT) -> str:
+                 route_timeout: str = DEFAULT_ROUTE_TIMEOUT,
+                 log_format: str = SAFE_ACCESS_LOG_FORMAT) -> str:
     """envoy/envoy.yaml filled for a container: listener :10000 and admin :9901 on every
     address of the container, the origin cluster resolved by name (STRICT_DNS), the
-    access log (which never holds the presigned URL) on stdout."""
+    access log on stdout (the shipped format never holds the presigned URL; only tests
+    pass a `log_format` with %REQ(:PATH)%)."""
     values = {
         "BIND_ADDRESS": "0.0.0.0",
         "LISTEN_PORT": LISTEN_PORT,
@@ -58,7 +60,7 @@ def envoy_config(config: dict, origin_address: str = "seaweedfs", origin_port: i
         "ACCESS_LOG": json.dumps("/dev/stdout"),
         "FILTER_CONFIG": json.dumps(config, separators=(",", ":")),
         "WASM_PATH": json.dumps(WASM_IN_IMAGE),
-        **access_log_format(SAFE_ACCESS_LOG_FORMAT),
+        **access_log_format(log_format),
         "ROUTE_TIMEOUT": route_timeout,
     }
     return with_origin_routes(fill_template(TEMPLATE_PATH, values), origin_names(config))

@@ -1,0 +1,473 @@
+"""envoy-presign as users deploy it: images built here from nothing, a registry, and a
+fleet of three Envoy containers on their own network.
+
+One private Docker network holds SeaweedFS (`seaweedfs`), three Envoys with the filter and
+the same configuration (`envoy-1..3`), a front Envoy balancing over them with health checks
+(`front`, as a platform's load balancer would), Prometheus scraping the three, and
+Alertmanager sending to a webhook receiver this test runs on the host. Every image is built
+by the test (docker/standin_images.py, docker/Dockerfile, docker/plugin.Dockerfile); every
+container, the network and the project's images are removed after.
+
+Needs the Docker engine (CI's machine has it): without it, these tests fail, never skip.
+"""
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from docker_fleet import REPO_ROOT, Run, docker, http_get, wait_until
+from stack import BUCKET, WASM_PATH, env_credentials, filter_config, free_port, origin_config
+from render_configs import (ADMIN_PORT, LISTEN_PORT, S3_PORT, envoy_config, prometheus_config,
+                            rendered)
+
+ACCESS_KEY = "AKIDDOCKERFLEET0001"
+SECRET_KEY = "sEcReT-docker/DO+NOT=LEAK-b7e2"
+# The test's access log: what each Envoy forwarded (test only: it holds presigned URLs).
+PATH_LOG = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\n"
+FLEET = ["envoy-1", "envoy-2", "envoy-3"]
+LOCKED_BUCKET = "locked"  # exists, but the signing identity may not read it: 403
+ROUTE_TIMEOUT_S = 3
+OBJECTS = {
+    "hello.txt": b"hello from the fleet\n",
+    "clips/a b+c.mp4": bytes(range(256)) * 64,
+    "images/%41~weird'(1).png": b"\x89PNG" + b"\x00" * 1000,
+    "deep/dir/ü-ñ.bin": b"unicode key",
+}
+
+
+def _quote(key: str) -> str:
+    import urllib.parse
+    return urllib.parse.quote(key, safe="/~")
+
+
+def fleet_filter_config() -> dict:
+    """media (readable) and locked (the identity may not read it) on the same SeaweedFS."""
+    config = filter_config(S3_PORT, endpoint=f"http://seaweedfs:{S3_PORT}")
+    config["origins"].append(origin_config(S3_PORT, name="locked", match={"prefix": "/locked/"},
+                                           strip_prefix="/locked/", bucket=LOCKED_BUCKET,
+                                           endpoint=f"http://seaweedfs:{S3_PORT}"))
+    return config
+
+
+def front_config() -> dict:
+    """A plain Envoy balancing over the fleet: active health checks on each Envoy's
+    /ready (admin port), and retries of requests that never reached a fleet Envoy."""
+    router = {"name": "envoy.filters.http.router",
+              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+    retry = {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 3,
+             "retry_host_predicate": [{
+                 "name": "envoy.retry_host_predicates.previous_hosts",
+                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+             "host_selection_retry_max_attempts": 5}
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+           "stat_prefix": "front", "http_filters": [router],
+           "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+               {"match": {"prefix": "/"}, "route": {"cluster": "fleet", "timeout": "10s", "retry_policy": retry}}]}]}}
+    endpoints = [{"endpoint": {"address": {"socket_address": {"address": name, "port_value": LISTEN_PORT}},
+                               "health_check_config": {"port_value": ADMIN_PORT}}} for name in FLEET]
+    return {
+        "admin": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": ADMIN_PORT}}},
+        "static_resources": {
+            "listeners": [{"name": "front", "address": {"socket_address": {"address": "0.0.0.0", "port_value": LISTEN_PORT}},
+                           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                           "typed_config": hcm}]}]}],
+            "clusters": [{"name": "fleet", "type": "STRICT_DNS", "dns_refresh_rate": "1s", "connect_timeout": "1s",
+                          "load_assignment": {"cluster_name": "fleet", "endpoints": [{"lb_endpoints": endpoints}]},
+                          "health_checks": [{"timeout": "1s", "interval": "0.5s", "no_traffic_interval": "0.5s",
+                                             "unhealthy_threshold": 1,
+                                             "healthy_threshold": 1, "http_health_check": {"path": "/ready"}}]}]}}
+
+
+class WebhookReceiver:
+    """Alertmanager's webhook target, on the host: keeps every alert it is sent."""
+
+    def __init__(self, address: str) -> None:
+        received = self.alerts = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.extend(json.loads(body).get("alerts", []))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Fleet:
+    """The running containers, their addresses, and what the test knows of them."""
+
+    def __init__(self, run: Run, images: dict[str, str], workdir: Path) -> None:
+        self.run, self.images, self.workdir = run, images, workdir
+        self.addresses: dict[str, str] = {}
+        self.envoy_config = workdir / "envoy.yaml"
+        self.envoy_config.write_text(envoy_config(fleet_filter_config(), route_timeout=f"{ROUTE_TIMEOUT_S}s",
+                                                  log_format=PATH_LOG))
+
+    def start_envoy(self, name: str) -> str:
+        address = self.run.run(
+            name, self.images["project-envoy"],
+            ["-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "--drain-time-s", "2"],
+            env=env_credentials(ACCESS_KEY, SECRET_KEY), mounts={self.envoy_config: "/etc/envoy/envoy.yaml"})
+        wait_until(f"{name} ready", lambda: http_get(f"http://{address}:{ADMIN_PORT}/ready")[0] == 200)
+        self.addresses[name] = address
+        return address
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://{self.addresses[name]}:{LISTEN_PORT}{path}"
+
+    def admin(self, name: str, path: str, method: str = "GET") -> tuple[int, bytes, dict[str, str]]:
+        return http_get(f"http://{self.addresses[name]}:{ADMIN_PORT}{path}", method=method,
+                        data=b"" if method == "POST" else None)
+
+    def forwarded(self, name: str) -> list[tuple[str, str, str]]:
+        """(path, status, flags) of each request `name` has logged, in order."""
+        rows = []
+        for line in self.run.logs(name).splitlines():
+            parts = line.split(" ")
+            if len(parts) == 3 and parts[0].startswith("/") and parts[1].isdigit():
+                rows.append((parts[0], parts[1], parts[2]))
+        return rows
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    if shutil.which("docker") is None:
+        pytest.fail("the Docker tests need the docker CLI and engine")
+    run = Run()
+    workdir = Path(tempfile.mkdtemp(prefix="envoy-presign-docker-"))
+    receiver = None
+    try:
+        images = run.build_images(WASM_PATH)
+        print(f"\nimages built: {', '.join(f'{k} {v:.1f} s' for k, v in run.build_seconds.items())}")
+        gateway = run.create_network()
+        fleet = Fleet(run, images, workdir)
+
+        s3_json = workdir / "s3.json"
+        s3_json.write_text(json.dumps({"identities": [{
+            "name": "fleet", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": [f"Read:{BUCKET}", f"Write:{BUCKET}", f"List:{BUCKET}"]}]}))
+        fleet.addresses["seaweedfs"] = run.run(
+            "seaweedfs", images["seaweedfs"],
+            ["-logtostderr", "mini", "-dir=/data", "-ip=seaweedfs", "-ip.bind=0.0.0.0",
+             "-s3.config=/etc/seaweedfs/s3.json", f"-bucket={BUCKET},{LOCKED_BUCKET}",
+             "-master.telemetry=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"],
+            mounts={s3_json: "/etc/seaweedfs/s3.json"})
+        s3 = s3_client(fleet.addresses["seaweedfs"])
+        wait_until("SeaweedFS bucket", lambda: s3.head_bucket(Bucket=BUCKET) or True, timeout=90)
+        for key, body in OBJECTS.items():
+            wait_until(f"upload {key}", lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=body) or True)
+
+        for name in FLEET:
+            fleet.start_envoy(name)
+        front_yaml = workdir / "front.yaml"
+        front_yaml.write_text(json.dumps(front_config()))
+        fleet.addresses["front"] = run.run("front", images["envoy"], ["-c", "/etc/envoy/front.yaml"],
+                                           mounts={front_yaml: "/etc/envoy/front.yaml"})
+
+        receiver = WebhookReceiver(gateway)
+        fleet.receiver = receiver
+        alertmanager_yml = workdir / "alertmanager.yml"
+        alertmanager_yml.write_text(yaml.safe_dump({
+            "route": {"receiver": "test", "group_by": ["alertname", "origin"], "group_wait": "1s",
+                      "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "test", "webhook_configs": [{"url": receiver.url}]}]}))
+        run.run("alertmanager", images["alertmanager"],
+                ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager",
+                 "--cluster.listen-address="],
+                mounts={alertmanager_yml: "/etc/alertmanager/alertmanager.yml"})
+        prometheus_yml = workdir / "prometheus.yml"
+        prometheus_yml.write_text(prometheus_config([f"{n}:{ADMIN_PORT}" for n in FLEET],
+                                                    ["alertmanager:9093"], interval="1s"))
+        fleet.addresses["prometheus"] = run.run(
+            "prometheus", images["prometheus"],
+            ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"],
+            mounts={prometheus_yml: "/etc/prometheus/prometheus.yml",
+                    REPO_ROOT / "envoy" / "prometheus" / "rules.yml": "/etc/prometheus/rules.yml"})
+        wait_until("front Envoy sees the fleet healthy",
+                   lambda: http_get(f"http://{fleet.addresses['front']}:{ADMIN_PORT}/clusters")[1]
+                   .decode().count("health_flags::healthy") == len(FLEET))
+        yield fleet
+    finally:
+        if receiver is not None:
+            receiver.close()
+        run.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def s3_client(address: str):
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=f"http://{address}:{S3_PORT}", region_name="us-east-1",
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+# --- the configuration files shipped for compose ------------------------------------------
+
+def test_compose_files_are_the_templates_rendered():
+    """docker/envoy/envoy.yaml and docker/prometheus/prometheus.yml equal a fresh rendering
+    of envoy/envoy.yaml and envoy/prometheus/prometheus.yml, and compose's demo
+    credentials are SeaweedFS's identity: the example files cannot drift."""
+    for path, text in rendered().items():
+        assert path.read_text() == text, f"{path} is stale: run docker/render_configs.py"
+    compose = yaml.safe_load((REPO_ROOT / "docker" / "compose.yaml").read_text())
+    identity = json.loads((REPO_ROOT / "docker" / "seaweedfs" / "s3.json").read_text())["identities"][0]
+    env = compose["services"]["envoy"]["environment"]
+    assert [env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]] == [
+        identity["credentials"][0]["accessKey"], identity["credentials"][0]["secretKey"]]
+    for service in compose["services"].values():
+        assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", [])), service
+
+
+# --- images ------------------------------------------------------------------------------
+
+def test_images_run_as_non_root_with_the_official_layout(fleet):
+    for key in ("envoy", "seaweedfs", "prometheus", "alertmanager", "project-envoy"):
+        user = docker("image", "inspect", "-f", "{{.Config.User}}", fleet.images[key])
+        assert user and not user.startswith("0") and user != "root", (key, user)
+    # The stand-in base has the official image's layout; the filter image adds to it.
+    files = docker("run", "--rm", "--entrypoint", "/usr/local/bin/envoy", fleet.images["project-envoy"],
+                   "--version")
+    assert "1.40.0" in files
+    for name in FLEET:
+        processes = docker("top", fleet.run.container(name), "-o", "pid,uid,comm")
+        assert all(line.split()[1] == "101" for line in processes.splitlines()[1:]), processes
+
+
+def test_plugin_image_round_trips_through_a_registry(fleet, tmp_path):
+    """The plugin image, pushed to a real registry (Debian's docker-registry) and read
+    back as Istio's and Envoy Gateway's fetchers read it: one layer, plugin.wasm, the
+    Wasm magic; then pulled back by digest."""
+    registry = shutil.which("docker-registry")
+    assert registry, "install Debian's docker-registry (make setup does)"
+    port = free_port()
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({
+        "version": 0.1, "log": {"level": "warn"},
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+        "http": {"addr": f"127.0.0.1:{port}"}}))
+    proc = subprocess.Popen([registry, "serve", str(tmp_path / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "registry.log", "w"))
+    pushed = f"127.0.0.1:{port}/envoy-presign-plugin:{fleet.run.id}"
+    try:
+        wait_until("registry", lambda: http_get(f"http://127.0.0.1:{port}/v2/")[0] == 200)
+        docker("tag", fleet.images["project-plugin"], pushed)
+        docker("push", pushed)
+        status, body, headers = http_get(
+            f"http://127.0.0.1:{port}/v2/envoy-presign-plugin/manifests/{fleet.run.id}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                               "application/vnd.docker.distribution.manifest.v2+json"})
+        assert status == 200, body
+        manifest = json.loads(body)
+        digest = headers["Docker-Content-Digest"]
+        assert digest == "sha256:" + hashlib.sha256(body).hexdigest()
+        assert len(manifest["layers"]) == 1, manifest
+        layer = manifest["layers"][0]
+        status, blob, _ = http_get(f"http://127.0.0.1:{port}/v2/envoy-presign-plugin/blobs/{layer['digest']}")
+        assert status == 200 and "sha256:" + hashlib.sha256(blob).hexdigest() == layer["digest"]
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            names = [m.name for m in tar.getmembers() if m.isfile()]
+            assert names == ["plugin.wasm"], names
+            wasm = tar.extractfile("plugin.wasm").read()
+        assert wasm[:4] == b"\0asm" and wasm == WASM_PATH.read_bytes()
+        print(f"\nplugin image pushed; pin it as {pushed.rsplit(':', 1)[0]}@{digest}")
+        docker("rmi", pushed)
+        docker("pull", f"{pushed.rsplit(':', 1)[0]}@{digest}")
+        docker("rmi", f"{pushed.rsplit(':', 1)[0]}@{digest}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# --- the fleet -----------------------------------------------------------------------
+
+def _clear_of_window_boundary(margin_s: float = 20) -> None:
+    """Wait until the current alignment window (expires_in 3600 - refresh_before 720 s)
+    has at least `margin_s` left, so that one pass cannot straddle two windows."""
+    window = 3600 - 720
+    left = window - time.time() % window
+    if left < margin_s:
+        time.sleep(left + 1)
+
+
+def test_three_envoys_forward_byte_identical_urls(fleet):
+    """Every object through each of the three Envoys: the exact bytes, and the URL each
+    Envoy forwarded (read from its test-only access log) is the same on all three."""
+    _clear_of_window_boundary()
+    seen: dict[str, dict[str, str]] = {}
+    for name in FLEET:
+        before = len(fleet.forwarded(name))
+        for key, body in OBJECTS.items():
+            status, got, _ = http_get(fleet.url(name, f"/media/{_quote(key)}"))
+            assert (status, got) == (200, body), (name, key, status)
+        rows = wait_until(f"{name} access log", lambda: (r := fleet.forwarded(name)[before:]) and
+                          len(r) == len(OBJECTS) and r)
+        seen[name] = {key: path for key, (path, status, _) in zip(OBJECTS, rows)}
+        assert all(status == "200" for _, status, _ in rows)
+    for key in OBJECTS:
+        urls = {seen[name][key] for name in FLEET}
+        assert len(urls) == 1, (key, urls)
+        assert "X-Amz-Signature=" in urls.pop()
+
+
+def test_prometheus_scrapes_the_fleet_and_an_origin_403_burst_reaches_the_webhook(fleet):
+    prometheus = f"http://{fleet.addresses['prometheus']}:9090"
+
+    def targets_up():
+        _, body, _ = http_get(f"{prometheus}/api/v1/targets")
+        active = json.loads(body)["data"]["activeTargets"]
+        return len(active) == len(FLEET) and all(t["health"] == "up" for t in active)
+
+    wait_until("Prometheus scraping all three Envoys", targets_up, timeout=60)
+    _, body, _ = http_get(f"{prometheus}/api/v1/rules")
+    rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
+    assert rules and all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+
+    # The first 403 creates the {code="403"} counter, which rate() and increase() cannot
+    # count; the burst that follows is what the alert sees.
+    assert http_get(fleet.url("envoy-2", "/locked/secret.txt"))[0] == 403
+    wait_until("the 403 series in Prometheus", lambda: json.loads(http_get(
+        f"{prometheus}/api/v1/query?query=envoy_presign_origin_requests%7Bcode%3D%22403%22%7D")[1])
+        ["data"]["result"], timeout=30)
+    time.sleep(2)
+    for _ in range(10):
+        assert http_get(fleet.url("envoy-2", "/locked/secret.txt"))[0] == 403
+
+    def burst_alert():
+        return [a for a in fleet.receiver.alerts if a["labels"].get("alertname") == "EnvoyPresignOrigin403Burst"]
+
+    alerts = wait_until("EnvoyPresignOrigin403Burst at the webhook", burst_alert, timeout=60)
+    alert = alerts[0]
+    assert alert["labels"]["origin"] == "locked" and alert["labels"]["severity"] == "critical"
+    assert alert["annotations"].get("runbook"), alert["annotations"]
+    assert SECRET_KEY not in json.dumps(fleet.receiver.alerts)
+
+
+def test_origin_container_stopped_is_503_uf_or_uh_then_recovers(fleet):
+    name = "envoy-1"
+    docker("stop", "-t", "1", fleet.run.container("seaweedfs"))
+    try:
+        before = len(fleet.forwarded(name))
+        statuses = [http_get(fleet.url(name, "/media/hello.txt"), timeout=10)[0] for _ in range(3)]
+        assert statuses == [503] * 3
+        rows = wait_until("access log", lambda: (r := fleet.forwarded(name)[before:]) and len(r) == 3 and r)
+        # UF while Envoy still holds the container's address (refused), UH once the name has
+        # left Docker's DNS and STRICT_DNS has no host left: both a clear 503.
+        assert all(flags in ("UF", "UH") for _, _, flags in rows), rows
+        print(f"\norigin stopped: 503 with flags {[flags for _, _, flags in rows]}")
+    finally:
+        docker("start", fleet.run.container("seaweedfs"))
+    _wait_for_every_envoy_to_serve(fleet, "recovery after the origin is back")
+
+
+def _wait_for_every_envoy_to_serve(fleet, what: str) -> None:
+    """Each fleet Envoy serves an object again (each re-resolves and reconnects on its own)."""
+    for envoy in FLEET:
+        wait_until(f"{what} ({envoy})",
+                   lambda: http_get(fleet.url(envoy, "/media/hello.txt"))[:2] == (200, OBJECTS["hello.txt"]),
+                   timeout=90, interval=1)
+
+
+def test_origin_cut_off_times_out_without_stalling_envoy_then_recovers(fleet):
+    name = "envoy-3"
+    container = fleet.run.container("seaweedfs")
+    # A warm connection to the origin first, so the cut hits an open connection too.
+    assert http_get(fleet.url(name, "/media/hello.txt"))[0] == 200
+    docker("network", "disconnect", fleet.run.network, container)
+    try:
+        results: list[tuple[int, float]] = []
+
+        def slow_request():
+            started = time.monotonic()
+            status = http_get(fleet.url(name, "/media/hello.txt"), timeout=ROUTE_TIMEOUT_S + 10)[0]
+            results.append((status, time.monotonic() - started))
+
+        threads = [threading.Thread(target=slow_request) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        # Meanwhile Envoy answers everything else at once: no worker is stuck.
+        started = time.monotonic()
+        assert http_get(fleet.url(name, "/elsewhere"), timeout=2)[0] == 404
+        assert fleet.admin(name, "/ready")[0] == 200
+        assert time.monotonic() - started < 1.5
+        for t in threads:
+            t.join()
+        # Connect timeout (2 s: 503 UF) or the route timeout (3 s: 504 UT), never a hang.
+        assert all(status in (503, 504) and elapsed < ROUTE_TIMEOUT_S + 2 for status, elapsed in results), results
+    finally:
+        docker("network", "connect", "--alias", "seaweedfs", fleet.run.network, container)
+    _wait_for_every_envoy_to_serve(fleet, "recovery after the origin is reconnected")
+
+
+def test_rolling_restart_under_steady_load_fails_no_request(fleet):
+    """Clients go through the front Envoy. Each fleet Envoy in turn fails its health check
+    (/healthcheck/fail), drains its listener, stops and is replaced by a new container."""
+    front = f"http://{fleet.addresses['front']}:{LISTEN_PORT}"
+    stop = threading.Event()
+    outcomes: Counter = Counter()
+    phase = ["start"]
+
+    def load():
+        while not stop.is_set():
+            key = list(OBJECTS)[outcomes.total() % len(OBJECTS)]
+            try:
+                status, body, headers = http_get(f"{front}/media/{_quote(key)}", timeout=10)
+                if (status, body) == (200, OBJECTS[key]):
+                    outcomes["ok"] += 1
+                else:
+                    outcomes[f"bad {status} {body[:80]!r} {headers.get('server')} {phase[0]}"] += 1
+            except Exception as error:  # noqa: BLE001 (any failure is a failed request)
+                outcomes[f"error {type(error).__name__}: {error}"] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for name in FLEET:
+            time.sleep(1)
+            phase[0] = f"{name} hc-fail"
+            assert fleet.admin(name, "/healthcheck/fail", method="POST")[0] == 200
+            time.sleep(1.5)  # the front's health check (every 0.5 s) takes it out
+            phase[0] = f"{name} drain"
+            fleet.admin(name, "/drain_listeners?graceful", method="POST")
+            time.sleep(2.5)  # --drain-time-s 2
+            phase[0] = f"{name} rm"
+            docker("rm", "-f", fleet.run.container(name))
+            phase[0] = f"{name} start"
+            fleet.start_envoy(name)
+            phase[0] = f"{name} started"
+            wait_until(f"front sees {name} healthy again",
+                       lambda: http_get(f"http://{fleet.addresses['front']}:{ADMIN_PORT}/clusters")[1]
+                       .decode().count("health_flags::healthy") == len(FLEET))
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    front_stats = http_get(f"http://{fleet.addresses['front']}:{ADMIN_PORT}/stats?filter=cluster.fleet.(upstream_rq_retry|upstream_rq_5|upstream_cx_destroy|retry_or_shadow|upstream_rq_pending_overflow|upstream_rq_tx_reset|upstream_cx_connect_fail)")[1].decode()
+    print(f"\nrolling restart under load: {dict(outcomes)}\n{front_stats}")
+    assert outcomes["ok"] > 100 and set(outcomes) == {"ok"}, dict(outcomes)
