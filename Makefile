@@ -135,7 +135,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
 	cargo clippy --release --target $(TARGET) --features hostcall-count -- -D warnings
-	cargo clippy --release --target $(TARGET) --features test-panic -- -D warnings
+	cargo clippy --release --target $(TARGET) --features test-panic,test-clock-offset -- -D warnings
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 	cd fuzz && cargo fmt -- --check && cargo clippy --bins -- -D warnings
 
@@ -144,10 +144,11 @@ rules: prometheus-tools
 	promtool check rules envoy/prometheus/rules.yml
 	promtool test rules envoy/prometheus/rules_test.yml
 
-# integration also builds the filter with `test-panic`, in target/test-panic
-# (test_faults.py: a panicking VM is reloaded, its cause logged).
+# integration also builds the filter with the test-only features, in target/test-only
+# (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
+# with a skewed clock).
 integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools
-	cargo build --release --target $(TARGET) --features test-panic --target-dir target/test-panic
+	cargo build --release --target $(TARGET) --features test-panic,test-clock-offset --target-dir target/test-only
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 
 ## vectors: regenerate tests/vectors/presign.json with boto3

@@ -324,7 +324,35 @@ pub fn now() -> std::time::SystemTime {
     if unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } != STATUS_OK {
         return std::time::UNIX_EPOCH;
     }
-    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos)
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
+    #[cfg(feature = "test-clock-offset")]
+    let now = test_clock_offset::shift(now);
+    now
+}
+
+/// `test-clock-offset` builds only: the clock offset of this VM, read once from
+/// `ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS` in its environment (0 when unset or invalid).
+#[cfg(feature = "test-clock-offset")]
+mod test_clock_offset {
+    use std::time::{Duration, SystemTime};
+
+    thread_local! {
+        static OFFSET_MS: i64 = std::env::var("ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
+
+    /// `now` moved by the offset (saturating at the epoch).
+    pub fn shift(now: SystemTime) -> SystemTime {
+        let offset = OFFSET_MS.with(|o| *o);
+        let by = Duration::from_millis(offset.unsigned_abs());
+        if offset >= 0 {
+            now + by
+        } else {
+            now.checked_sub(by).unwrap_or(std::time::UNIX_EPOCH)
+        }
+    }
 }
 
 /// Microseconds from `start` to now (0 if the clock stepped back).

@@ -471,3 +471,63 @@ def test_rolling_restart_under_steady_load_fails_no_request(fleet):
     front_stats = http_get(f"http://{fleet.addresses['front']}:{ADMIN_PORT}/stats?filter=cluster.fleet.(upstream_rq_retry|upstream_rq_5|upstream_cx_destroy|retry_or_shadow|upstream_rq_pending_overflow|upstream_rq_tx_reset|upstream_cx_connect_fail)")[1].decode()
     print(f"\nrolling restart under load: {dict(outcomes)}\n{front_stats}")
     assert outcomes["ok"] > 100 and set(outcomes) == {"ok"}, dict(outcomes)
+
+
+TEST_ONLY_WASM = REPO_ROOT / "target" / "test-only" / "wasm32-wasip1" / "release" / "envoy_presign.wasm"
+SKEW_MS = 800
+
+
+def test_a_clock_skew_of_s_makes_two_envoys_disagree_for_s_after_a_boundary(fleet):
+    """Two Envoys with the same configuration, one with its clock 0.8 s ahead (the test-only
+    `test-clock-offset` build): around a window boundary each switches to the new URL at
+    its own boundary, so for the same object they forward different URLs for exactly the
+    skew, and the same URL the rest of the time. Both URLs are accepted by the origin."""
+    assert TEST_ONLY_WASM.is_file(), "make integration builds target/test-only"
+    config = fleet_filter_config()
+    config["origins"] = [dict(config["origins"][0], expires_in=10)]  # 8 s windows
+    window_s = 8
+    text = envoy_config(config, log_format=PATH_LOG).replace(
+        "host_env_keys: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN]",
+        "host_env_keys: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, "
+        "ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS]")
+    assert "ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS]" in text
+    path = fleet.workdir / "clock.yaml"
+    path.write_text(text)
+    for name, offset in (("clock-a", 0), ("clock-b", SKEW_MS)):
+        address = fleet.run.run(
+            name, fleet.images["project-envoy"], ["-c", "/etc/envoy/envoy.yaml", "--concurrency", "1"],
+            env={**env_credentials(ACCESS_KEY, SECRET_KEY), "ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS": str(offset)},
+            mounts={path: "/etc/envoy/envoy.yaml", TEST_ONLY_WASM: "/etc/envoy/envoy_presign.wasm"})
+        fleet.addresses[name] = address
+        wait_until(f"{name} ready", lambda: http_get(f"http://{address}:{ADMIN_PORT}/ready")[0] == 200)
+
+    # Start 2 s before a boundary (of the real clock, which clock-a keeps), run 4 s.
+    boundary = (time.time() // window_s + 1) * window_s
+    if boundary - time.time() < 2.5:
+        boundary += window_s
+    time.sleep(boundary - 2 - time.time())
+    sent: list[float] = []
+    while time.time() < boundary + 2:
+        sent.append(time.time())
+        for name in ("clock-a", "clock-b"):
+            assert http_get(fleet.url(name, "/media/hello.txt"))[:2] == (200, OBJECTS["hello.txt"])
+        time.sleep(0.02)
+    logged = {name: wait_until(f"{name} access log", lambda: len(r := fleet.forwarded(name)) == len(sent) and r)
+              for name in ("clock-a", "clock-b")}
+    assert all(status == "200" for rows in logged.values() for _, status, _ in rows)
+
+    def switch_time(rows) -> float:
+        changes = [sent[i] for i in range(1, len(rows)) if rows[i][0] != rows[i - 1][0]]
+        assert len(changes) == 1, f"one URL change per boundary, got {len(changes)}"
+        return changes[0]
+
+    a_switch, b_switch = switch_time(logged["clock-a"]), switch_time(logged["clock-b"])
+    disagree = [sent[i] for i in range(len(sent)) if logged["clock-a"][i][0] != logged["clock-b"][i][0]]
+    print(f"\nclock skew {SKEW_MS} ms: clock-b switched {boundary - b_switch:.2f} s before the boundary, "
+          f"clock-a {a_switch - boundary:+.2f} s after it; {len(disagree)} of {len(sent)} request pairs "
+          f"disagreed, over {disagree[-1] - disagree[0]:.2f} s")
+    # Each switches at its own boundary (to the sampling step, 0.15 s here); they disagree
+    # exactly between the two switches and agree before and after.
+    assert abs(a_switch - boundary) < 0.15 and abs(boundary - SKEW_MS / 1000 - b_switch) < 0.15
+    assert disagree and b_switch <= disagree[0] and disagree[-1] < a_switch
+    assert (disagree[-1] - disagree[0]) == pytest.approx(SKEW_MS / 1000, abs=0.2)

@@ -308,7 +308,7 @@ def test_hot_key_is_signed_once_per_window_by_many_workers(start_envoy, seaweedf
 
 # The filter built with the `test-panic` feature (make integration builds it): a request with
 # this header panics the VM.
-PANIC_WASM = REPO_ROOT / "target" / "test-panic" / "wasm32-wasip1" / "release" / "envoy_presign.wasm"
+PANIC_WASM = REPO_ROOT / "target" / "test-only" / "wasm32-wasip1" / "release" / "envoy_presign.wasm"
 PANIC_HEADER = "x-envoy-presign-test-panic"
 
 
