@@ -92,7 +92,8 @@ run: build $(STAMP)
 images: $(STAMP) prometheus-tools alertmanager-tools
 	$(PY) docker/standin_images.py
 
-COMPOSE := docker-compose -p envoy-presign -f docker/compose.yaml
+COMPOSE_PROJECT ?= envoy-presign
+COMPOSE := docker-compose -p $(COMPOSE_PROJECT) -f docker/compose.yaml
 
 ## up: docker/compose.yaml (Envoy with the filter, SeaweedFS with a seeded bucket, Prometheus,
 ## Alertmanager) on 127.0.0.1; prints what to try. `make down` removes it all.

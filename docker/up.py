@@ -6,6 +6,7 @@ docker/compose.yaml publishes SeaweedFS's S3 port on 127.0.0.1:8333 and Envoy on
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import urllib.request
@@ -14,10 +15,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from stack import (  # noqa: E402
-    BUCKET, DEMO_ACCESS_KEY, DEMO_ADMIN_PORT, DEMO_LISTEN_PORT, DEMO_SECRET_KEY, REGION, _demo_curls,
-    demo_objects)
+    BUCKET, DEMO_ACCESS_KEY, DEMO_SECRET_KEY, REGION, _demo_curls, demo_objects)
 
-S3 = "http://127.0.0.1:8333"
+# The published ports, moved by the same variables as in docker/compose.yaml.
+ENVOY_PORT = int(os.environ.get("ENVOY_PORT", "10000"))
+ADMIN_PORT = int(os.environ.get("ENVOY_ADMIN_PORT", "9901"))
+S3_PORT = int(os.environ.get("S3_PORT", "8333"))
+PROMETHEUS_PORT = int(os.environ.get("PROMETHEUS_PORT", "9090"))
+ALERTMANAGER_PORT = int(os.environ.get("ALERTMANAGER_PORT", "9093"))
+S3 = f"http://127.0.0.1:{S3_PORT}"
 TIMEOUT_S = 90
 
 
@@ -46,15 +52,16 @@ def main() -> int:
     for key, (body, content_type) in demo_objects().items():
         wait_for(f"upload of {key}",
                  lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type))
-    base = f"http://127.0.0.1:{DEMO_LISTEN_PORT}"
-    wait_for("Envoy", lambda: urllib.request.urlopen(f"http://127.0.0.1:{DEMO_ADMIN_PORT}/ready", timeout=2))
+    base = f"http://127.0.0.1:{ENVOY_PORT}"
+    wait_for("Envoy", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/ready", timeout=2))
     wait_for("a presigned GET through Envoy",
              lambda: urllib.request.urlopen(f"{base}/media/hello.txt", timeout=5))
-    print(f"\nenvoy-presign (docker compose): Envoy on :{DEMO_LISTEN_PORT} (admin :{DEMO_ADMIN_PORT}) -> "
-          f"SeaweedFS S3 on :8333, bucket '{BUCKET}'; Prometheus on :9090 (rules loaded), "
-          f"Alertmanager on :9093\n\nTry:\n{_demo_curls(DEMO_LISTEN_PORT, DEMO_ADMIN_PORT)}\n"
-          "  curl -sS 'http://127.0.0.1:9090/api/v1/query?query=envoy_presign_requests'\n"
-          "  curl -sS http://127.0.0.1:9090/api/v1/rules | head -c 300\n\n"
+    prometheus = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+    print(f"\nenvoy-presign (docker compose): Envoy on :{ENVOY_PORT} (admin :{ADMIN_PORT}) -> "
+          f"SeaweedFS S3 on :{S3_PORT}, bucket '{BUCKET}'; Prometheus on :{PROMETHEUS_PORT} (rules loaded), "
+          f"Alertmanager on :{ALERTMANAGER_PORT}\n\nTry:\n{_demo_curls(ENVOY_PORT, ADMIN_PORT)}\n"
+          f"  curl -sS '{prometheus}/api/v1/query?query=envoy_presign_requests'\n"
+          f"  curl -sS {prometheus}/api/v1/rules | head -c 300\n\n"
           "Logs: docker-compose -p envoy-presign -f docker/compose.yaml logs -f envoy\n"
           "Stop: make down\n")
     return 0

@@ -16,12 +16,14 @@ import calendar
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -241,6 +243,43 @@ def test_compose_files_are_the_templates_rendered():
         identity["credentials"][0]["accessKey"], identity["credentials"][0]["secretKey"]]
     for service in compose["services"].values():
         assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", [])), service
+
+
+def test_make_up_serves_then_make_down_removes_it(tmp_path):
+    """What a new user runs: `make up` (on free ports, its own project name and image tag),
+    the objects it prints curl commands for, Prometheus with the rules and Alertmanager,
+    then `make down` leaves nothing of the project behind."""
+    run_id = uuid.uuid4().hex[:8]
+    ports = {name: str(free_port()) for name in
+             ("ENVOY_PORT", "ENVOY_ADMIN_PORT", "S3_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT")}
+    project = f"ep-{run_id}-compose"
+    env = {**os.environ, **ports, "ENVOY_PRESIGN_TAG": f"test-{run_id}"}
+    make = ["make", "--no-print-directory", "-C", str(REPO_ROOT), f"COMPOSE_PROJECT={project}"]
+    try:
+        up = subprocess.run([*make, "up"], env=env, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert "Try:" in up.stdout and f"127.0.0.1:{ports['ENVOY_PORT']}/media/hello.txt" in up.stdout
+        base = f"http://127.0.0.1:{ports['ENVOY_PORT']}/media"
+        assert http_get(f"{base}/hello.txt")[0] == 200
+        assert http_get(f"{base}/video.mp4", headers={"Range": "bytes=0-99"})[:1] == (206,)
+        assert http_get(f"{base}/hello.txt", method="POST", data=b"")[0] == 405
+        prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
+
+        def rules_and_alertmanager_ready():
+            rules = [r for g in json.loads(http_get(f"{prometheus}/api/v1/rules")[1])["data"]["groups"]
+                     for r in g["rules"]]
+            managers = json.loads(http_get(f"{prometheus}/api/v1/alertmanagers")[1])["data"]
+            return (rules and all(r["health"] == "ok" for r in rules)
+                    and len(managers["activeAlertmanagers"]) == 1)
+
+        wait_until("Prometheus with the rules and Alertmanager", rules_and_alertmanager_ready, timeout=60)
+    finally:
+        down = subprocess.run([*make, "down"], env=env, capture_output=True, text=True, timeout=300)
+        docker("rmi", "-f", f"envoy-presign:test-{run_id}", check=False)
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}") == ""
+    assert project not in docker("network", "ls", "--format", "{{.Name}}")
+    assert project not in docker("volume", "ls", "--format", "{{.Name}}")
 
 
 # --- images ------------------------------------------------------------------------------
