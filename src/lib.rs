@@ -25,7 +25,9 @@ pub mod local_cache;
 pub mod metrics;
 pub mod request;
 pub mod sign;
+pub mod startup;
 pub mod url_source;
+
 
 #[cfg(test)]
 mod source_checks;
