@@ -514,6 +514,28 @@ mod tests {
             assert!(out.stderr.starts_with("envoy-presign-config: "), "{args:?}");
             assert!(out.stderr.ends_with(USAGE), "{args:?}");
         }
+        // Each names its problem on the first line.
+        for (args, problem) in [
+            (&[][..], "no command"),
+            (&["check", "a", "b"], "wrong arguments for check"),
+            (&["sign"], "sign takes <config.json> <METHOD> <path>"),
+            (&["frobnicate", "x"], "unknown command \"frobnicate\""),
+            (
+                &["sign", "c.json", "GET", "/a", "--verbose"],
+                "unknown option --verbose",
+            ),
+            (
+                &["sign", "c.json", "GET", "/a", "--at", "1.5"],
+                "--at: not a whole number of Unix seconds: \"1.5\"",
+            ),
+        ] {
+            let out = run_with(&[], &[], args);
+            assert_eq!(
+                out.stderr.lines().next(),
+                Some(format!("envoy-presign-config: {problem}").as_str()),
+                "{args:?}"
+            );
+        }
         let out = run_with(&[], &[], &["check", "missing.json"]);
         assert!(out
             .stderr
