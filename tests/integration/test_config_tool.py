@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import ACCESS_KEY, PATH_LOG, SECRET_KEY, clear_of_window_boundary, forwarded
+from conftest import ACCESS_KEY, PATH_LOG, SECRET_KEY, clear_of_window_boundary, forwarded, poll
 from test_routing import RecordingOrigin
 
 import config_tool
@@ -103,7 +103,8 @@ def test_check_prints_the_lines_envoy_logs(start_envoy, seaweedfs, tmp_path):
     logged = [line.split("] ", 1)[1] for line in result.stdout.splitlines() if line.startswith("  [")]
     assert len(logged) == 2 and logged[0].startswith("envoy-presign: signing with access key " + ACCESS_KEY)
     envoy = start_envoy(config, env)
-    envoy_log = envoy.log_text()
+    # Envoy flushes its log every 100 ms: wait for the lines rather than read once.
+    envoy_log = poll(envoy.log_text, lambda text: all(line in text for line in logged))
     for line in logged:
         assert line in envoy_log, line
     for secret in (SECRET_KEY, SESSION_TOKEN):

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ACCESS_KEY, SECRET_KEY
+from conftest import ACCESS_KEY, SECRET_KEY, poll
 from test_routing import RecordingOrigin
 
 from stack import TEMPLATE_PATH, Envoy, env_credentials, filter_config, raw_request
@@ -126,8 +126,10 @@ def test_right_digest_loads_and_signs(start_remote_envoy, wasm_server, wasm_path
     key = sorted(corpus.objects)[0]
     resp = raw_request(envoy.port, "GET", "/media/" + "".join(f"%{b:02X}" for b in key.encode()))
     assert (resp.status, resp.body) == (200, corpus.objects[key])
-    log = envoy.log_text()
-    assert "envoy-presign: signing with access key " + ACCESS_KEY in log
+    signing = "envoy-presign: signing with access key " + ACCESS_KEY
+    # Envoy flushes its log every 100 ms: wait for the line rather than read once.
+    log = poll(envoy.log_text, lambda text: signing in text)
+    assert signing in log
     # Envoy 1.40 warns about the feature itself, on every remote load (README.md says so).
     assert "Wasm remote code fetch is unstable and may cause a crash" in log
 
@@ -144,7 +146,7 @@ def test_wrong_digest_is_refused_and_nothing_reaches_the_origin(start_remote_env
         assert wasm_server.fetches - before == 1 + NUM_RETRIES
         stats = envoy.stats()
         assert (stats["wasm.remote_load_fetch_successes"], stats["wasm.remote_load_fetch_failures"]) == (0, 1)
-        log = envoy.log_text()
+        log = poll(envoy.log_text, lambda text: "Plugin envoy_presign failed to load" in text)
         assert "Retry limit exceeded for fetching data from remote data source" in log
         assert "[critical][wasm]" in log and "Plugin envoy_presign failed to load" in log
         assert "envoy-presign: signing with" not in log, "the filter ran"
