@@ -14,7 +14,6 @@ use crate::cache::{unix_ms, Outcome};
 use crate::cache_scan::{ScanTick, Scanner};
 use crate::canonical::{count_auth_params, split_path, without_auth_params};
 use crate::config::{Config, Origin};
-use crate::credentials::CredentialsSource;
 use crate::headers::HeaderView;
 use crate::host::{
     flush_counters, hostcalls_made, install_panic_hook, micros_since, now, plugin_configuration,
@@ -22,7 +21,8 @@ use crate::host::{
 };
 use crate::local_cache::LocalCache;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
-use crate::request::{decide, Decision, FallbackReason, LocalReply, RequestHead};
+use crate::request::{decide, refusal_category, Decision, FallbackReason, LocalReply, RequestHead};
+use crate::startup::{configure, Configured};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
 
 proxy_wasm::main! {{
@@ -94,32 +94,17 @@ impl RootContext for PresignRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = plugin_configuration();
         let env = |k: &str| std::env::var(k).ok();
-        let config = match Config::parse(&raw, &env) {
+        // The same function `envoy-presign-config check` runs (src/startup.rs).
+        let Configured { config, notices } = match configure(&raw, &env) {
             Ok(c) => c,
-            Err(e) => {
-                log::error!("envoy-presign: invalid configuration: {e}");
+            Err(refusal) => {
+                log::log!(refusal.level, "{}", refusal.message);
                 return false;
             }
         };
-        match (&config.signer, config.credentials_source) {
-            (Err(reason), _) => {
-                log::warn!("envoy-presign: no credentials ({reason}); matched requests follow on_error")
-            }
-            (Ok(s), CredentialsSource::Inline) => log::warn!(
-                "envoy-presign: using inline credentials for access key {}; they are visible in /config_dump",
-                s.access_key_id()
-            ),
-            (Ok(s), CredentialsSource::Env) => log::info!(
-                "envoy-presign: signing with access key {} from the VM environment",
-                s.access_key_id()
-            ),
+        for n in &notices {
+            log::log!(n.level, "{}", n.message);
         }
-        log::info!(
-            "envoy-presign: configured {} origin(s), cache {} ({} slots)",
-            config.origins.len(),
-            if config.cache.enabled { "on" } else { "off" },
-            config.cache.max_entries
-        );
         let origins = config
             .origins
             .iter()
@@ -355,10 +340,12 @@ impl PresignRequest {
                 reply,
                 failure,
             } => {
-                let (level, category) = match failure {
-                    Some(f) => (log::Level::Warn, f.category()),
-                    None => (log::Level::Debug, reply.code),
+                // Signing failures are warnings, client mistakes (400, 405) debug.
+                let level = match failure {
+                    Some(_) => log::Level::Warn,
+                    None => log::Level::Debug,
                 };
+                let category = refusal_category(reply, failure);
                 log_failure(
                     level,
                     "presign_rejected",

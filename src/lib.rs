@@ -25,7 +25,13 @@ pub mod local_cache;
 pub mod metrics;
 pub mod request;
 pub mod sign;
+pub mod startup;
 pub mod url_source;
+
+/// The host command `envoy-presign-config` (src/bin): a tool for operators,
+/// not part of the filter, so the Wasm build leaves it out.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 
 #[cfg(test)]
 mod source_checks;

@@ -79,6 +79,13 @@ impl FallbackReason {
     }
 }
 
+/// The stable category a refusal is logged under: the signing failure's
+/// (`no_credentials`, `signer`, ...), or for a client mistake the reply's code.
+/// One function, so the filter's log line and the host command agree.
+pub fn refusal_category(reply: LocalReply, failure: Option<FallbackReason>) -> &'static str {
+    failure.map_or(reply.code, FallbackReason::category)
+}
+
 /// What the filter does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'c> {
@@ -632,5 +639,22 @@ mod tests {
         ] {
             assert!(!is_client_auth_header(h), "{h}");
         }
+    }
+
+    #[test]
+    fn a_refusal_is_logged_under_the_failure_or_the_reply_code() {
+        let reply = LocalReply::SIGNING_UNAVAILABLE;
+        assert_eq!(
+            refusal_category(reply, Some(FallbackReason::NoCredentials)),
+            "no_credentials"
+        );
+        assert_eq!(
+            refusal_category(reply, Some(FallbackReason::SignError(SignError::Signer))),
+            "signer"
+        );
+        assert_eq!(
+            refusal_category(LocalReply::METHOD_NOT_ALLOWED, None),
+            "method_not_allowed"
+        );
     }
 }

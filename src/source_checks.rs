@@ -72,3 +72,22 @@ fn impl_block_finds_the_callbacks_of_a_block() {
     assert!(!block.contains("fn after"));
     assert_eq!(impl_block(src, "impl Nothing {"), None);
 }
+
+/// README.md, "Checking a configuration": `envoy-presign-config check` runs
+/// the code `on_configure` runs. Both go through `startup::configure`; this
+/// fails if the glue parses the configuration some other way.
+#[test]
+fn on_configure_uses_the_shared_startup_function() {
+    let filter = GLUE[0].1;
+    let body = impl_block(filter, "fn on_configure(&mut self, _size: usize) -> bool {")
+        .unwrap_or_else(|| panic!("filter.rs: no on_configure"));
+    assert!(body.contains("configure(&raw, &env)"), "{body}");
+    assert!(
+        !filter.contains("Config::parse"),
+        "filter.rs parses on its own"
+    );
+    // The host command: the same function, the process environment read as
+    // the filter reads the VM's.
+    assert!(include_str!("cli.rs").contains("configure(&raw, io.env)"));
+    assert!(include_str!("bin/envoy-presign-config.rs").contains("std::env::var(k).ok()"));
+}

@@ -1,0 +1,799 @@
+//! The host command `envoy-presign-config` (`src/bin/envoy-presign-config.rs`):
+//! `check` validates a filter configuration with the function `on_configure`
+//! runs (`startup::configure`), and `sign` shows what the filter would do with
+//! one request — the presigned URL, or its local reply — through the filter's
+//! own request path (`request::decide`, `url_source::presigned_path`), so what
+//! it prints is what Envoy would send, not a second implementation of it.
+//!
+//! Pure: the file reader, the environment and the clock are arguments; the
+//! binary passes the real ones. The secret key and session token are never
+//! printed, except the token inside a URL, where SigV4 puts it
+//! (`X-Amz-Security-Token`): a printed URL is a bearer credential until it
+//! expires.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use crate::cache::{Store, StoreError};
+use crate::canonical::without_auth_params;
+use crate::config::{Addressing, Config, OnError, Origin, OtherMethods};
+use crate::request::{decide, refusal_category, Decision, RequestHead};
+use crate::startup::{configure, Notice};
+use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+
+/// Exit status: the configuration is valid / the request is signed.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: the configuration is refused, or the request would not be
+/// forwarded with a presigned URL (local reply, unmatched, unsigned).
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit status: bad arguments or an unreadable file.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The command line help, printed for `--help` and after a usage error.
+pub const USAGE: &str = "\
+usage: envoy-presign-config check <config.json>
+       envoy-presign-config sign <config.json> <METHOD> <path> [--host <host>] [--at <unix-seconds>]
+
+check  validates a filter configuration (the JSON of the Wasm filter's `configuration`)
+       with the code the filter runs in on_configure: prints OK, one line per origin and
+       the lines the filter logs at startup; or the error line it logs, naming the field.
+sign   prints the URL the filter would send to the origin for this request (path as the
+       client sends it, percent-encoding included), or the local reply it would answer.
+       --host is the request's Host (needed for origins with match.host); --at is the
+       request's time (default: now). The cache is taken as empty: the URL is the one a
+       miss signs (with cache.align, the one every request of the window gets).
+
+With \"credentials\": {\"source\": \"env\"}, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+AWS_SESSION_TOKEN are read from this process's environment, as the filter reads the VM's.
+A printed URL is a bearer credential until it expires (it carries the session token, if
+any): do not log or share it.
+Exit status: 0 valid / signed, 1 refused / not signed, 2 usage error or unreadable file.
+";
+
+/// What the command needs from the outside world.
+pub struct Io<'a> {
+    /// Reads a file (the configuration).
+    pub read: &'a dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+    /// Reads an environment variable (credentials with `source: env`).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The current time, the default of `sign --at`.
+    pub now: SystemTime,
+}
+
+/// What the command prints and its exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit status (`EXIT_*`).
+    pub code: u8,
+    /// Text for standard output.
+    pub stdout: String,
+    /// Text for standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    fn new(code: u8, stdout: String, stderr: String) -> Self {
+        Self {
+            code,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn usage(problem: &str) -> Self {
+        Self::new(
+            EXIT_USAGE,
+            String::new(),
+            format!("envoy-presign-config: {problem}\n{USAGE}"),
+        )
+    }
+}
+
+/// Runs the command for `args` (without the program name).
+pub fn run(args: &[String], io: &Io<'_>) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["check", file] => check(file, io),
+        ["sign", rest @ ..] => match SignArgs::parse(rest, io.now) {
+            Ok(a) => sign(&a, io),
+            Err(problem) => Output::usage(&problem),
+        },
+        ["--help" | "-h" | "help"] => Output::new(EXIT_OK, USAGE.to_string(), String::new()),
+        [] => Output::usage("no command"),
+        [cmd, ..] if matches!(*cmd, "check" | "sign") => {
+            Output::usage(&format!("wrong arguments for {cmd}"))
+        }
+        [cmd, ..] => Output::usage(&format!("unknown command {cmd:?}")),
+    }
+}
+
+/// The configuration of `file`, as the filter would have it, or the output
+/// that ends the command (unreadable file, refused configuration).
+fn load(file: &str, io: &Io<'_>) -> Result<(Config, Vec<Notice>), Output> {
+    let raw = (io.read)(file).map_err(|e| Output::usage(&format!("cannot read {file}: {e}")))?;
+    configure(&raw, io.env)
+        .map(|c| (c.config, c.notices))
+        .map_err(|refusal| {
+            Output::new(
+                EXIT_REFUSED,
+                String::new(),
+                format!("{}\n", refusal.message),
+            )
+        })
+}
+
+fn check(file: &str, io: &Io<'_>) -> Output {
+    let (config, notices) = match load(file, io) {
+        Ok(loaded) => loaded,
+        Err(out) => return out,
+    };
+    let mut out = format!("OK {file}\n");
+    for origin in &config.origins {
+        let _ = writeln!(out, "  {}", origin_summary(origin, config.cache.align));
+    }
+    out.push_str("the filter logs at startup:\n");
+    for n in &notices {
+        let _ = writeln!(out, "  [{}] {}", n.level.as_str().to_lowercase(), n.message);
+    }
+    Output::new(EXIT_OK, out, String::new())
+}
+
+/// One line describing an origin: what it matches, where it sends, how it
+/// signs. Never a credential.
+pub fn origin_summary(o: &Origin, align: bool) -> String {
+    let host = o.match_host.as_ref().map_or_else(
+        || "any host".to_string(),
+        |h| match &h.port {
+            Some(p) => format!("host {}:{p}", h.host),
+            None => format!("host {}", h.host),
+        },
+    );
+    let addressing = match o.addressing {
+        Addressing::Path => "path",
+        Addressing::Virtual => "virtual",
+    };
+    let window = if align {
+        format!("aligned to {} windows", secs(o.policy.window_ms()))
+    } else {
+        "not aligned".to_string()
+    };
+    let on_error = match o.on_error {
+        OnError::Deny => "deny",
+        OnError::Passthrough => "passthrough",
+    };
+    let other_methods = match o.other_methods {
+        OtherMethods::Deny => "deny",
+        OtherMethods::Passthrough => "passthrough",
+    };
+    format!(
+        "origin {}: {}{} ({host}) -> {}://{}{}/{}<key> ({addressing} addressing), region {}, service {}; \
+         expires_in {}, refresh_before {}, min_remaining {}, {window}; on_error {on_error}, \
+         other_methods {other_methods}, allow_query {:?}",
+        o.name,
+        o.match_prefix,
+        if o.strip_prefix == o.match_prefix {
+            String::new()
+        } else {
+            format!(" (strip {})", o.strip_prefix)
+        },
+        o.endpoint.scheme,
+        o.authority,
+        o.url_path_prefix,
+        o.key_prefix,
+        o.region,
+        o.service,
+        secs(o.policy.expires_in_ms),
+        secs(o.policy.refresh_before_ms),
+        secs(o.policy.min_remaining_ms),
+        o.allow_query,
+    )
+}
+
+/// Milliseconds as seconds, with the milliseconds only when there are some.
+fn secs(ms: u64) -> String {
+    match ms % 1000 {
+        0 => format!("{} s", ms / 1000),
+        frac => format!("{}.{frac:03} s", ms / 1000),
+    }
+}
+
+/// The arguments of `sign`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SignArgs<'a> {
+    file: &'a str,
+    method: &'a str,
+    path: &'a str,
+    host: &'a str,
+    at: SystemTime,
+}
+
+impl<'a> SignArgs<'a> {
+    fn parse(args: &[&'a str], now: SystemTime) -> Result<Self, String> {
+        let mut positional = Vec::new();
+        let (mut host, mut at) = ("", now);
+        let mut it = args.iter();
+        while let Some(&arg) = it.next() {
+            match arg {
+                "--host" => host = it.next().ok_or("--host needs a value")?,
+                "--at" => {
+                    let v = it.next().ok_or("--at needs a value")?;
+                    let secs: u64 = v
+                        .parse()
+                        .map_err(|_| format!("--at: not a whole number of Unix seconds: {v:?}"))?;
+                    at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+                }
+                _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
+                _ => positional.push(arg),
+            }
+        }
+        match positional.as_slice() {
+            [file, method, path] => Ok(Self {
+                file,
+                method,
+                path,
+                host,
+                at,
+            }),
+            _ => Err("sign takes <config.json> <METHOD> <path>".to_string()),
+        }
+    }
+}
+
+/// A fresh Envoy's shared data: every slot empty, every write accepted and
+/// forgotten, so the URL is the one a cache miss signs.
+struct EmptyStore;
+
+impl Store for EmptyStore {
+    fn get(&self, _key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        Ok((None, None))
+    }
+    fn set(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
+    let (config, _) = match load(a.file, io) {
+        Ok(loaded) => loaded,
+        Err(out) => return out,
+    };
+    let host = Host {
+        store: &EmptyStore,
+        now: a.at,
+        clock: None,
+    };
+    let mut report = UrlReport::default();
+    let mut signer = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
+        let req = ObjectRequest { method, key, query };
+        presigned_path(&config, &host, origin, req, &mut report)
+    };
+    let head = RequestHead {
+        method: a.method,
+        authority: a.host,
+        path: a.path.as_bytes(),
+    };
+    let refused = |stdout: String, stderr: String| Output::new(EXIT_REFUSED, stdout, stderr);
+    match decide(&config, head, &mut signer) {
+        Decision::Forward {
+            origin,
+            rewrite: Some((authority, path)),
+            fallback,
+        } => {
+            let url = format!("{}://{authority}{path}\n", origin.endpoint.scheme);
+            match fallback {
+                None => Output::new(
+                    EXIT_OK,
+                    url,
+                    format!(
+                        "origin {}: presigned; the URL is a bearer credential until it expires\n",
+                        origin.name
+                    ),
+                ),
+                Some(reason) => refused(
+                    url,
+                    format!(
+                        "origin {}: forwarded UNSIGNED (on_error: passthrough), category {}\n",
+                        origin.name,
+                        reason.category()
+                    ),
+                ),
+            }
+        }
+        Decision::Forward {
+            origin,
+            rewrite: None,
+            ..
+        } => refused(
+            format!(
+                "forwarded unsigned to origin {} (other_methods: passthrough): {} {}\n",
+                origin.name,
+                a.method,
+                without_auth_params(a.path).as_deref().unwrap_or(a.path)
+            ),
+            String::new(),
+        ),
+        Decision::Reject {
+            origin,
+            reply,
+            failure,
+        } => refused(
+            format!(
+                "{} {} (origin {}, category {})\n",
+                reply.status,
+                reply.code,
+                origin.name,
+                refusal_category(reply, failure)
+            ),
+            String::new(),
+        ),
+        Decision::Bypass => {
+            let hint = if a.host.is_empty() && config.origins.iter().any(|o| o.match_host.is_some())
+            {
+                " (origins with match.host need --host)"
+            } else {
+                ""
+            };
+            refused(
+                format!(
+                    "no origin matches: the filter leaves the request alone (the shipped routes answer 404 not_found){hint}\n"
+                ),
+                String::new(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::HashMap;
+
+    const CONFIG: &str = r#"{
+        "credentials": {"source": "env"},
+        "origins": [{
+            "name": "media", "match": {"prefix": "/media/"},
+            "endpoint": "http://127.0.0.1:8333", "bucket": "media", "region": "us-east-1",
+            "allow_query": ["versionId"]
+        }, {
+            "name": "cdn", "match": {"prefix": "/cdn/", "host": "cdn.example.com"},
+            "endpoint": "https://s3.eu-west-1.amazonaws.com", "bucket": "my-cdn",
+            "addressing": "virtual", "region": "eu-west-1", "key_prefix": "videos/",
+            "strip_prefix": "/", "expires_in": 600, "on_error": "passthrough",
+            "other_methods": "passthrough"
+        }]
+    }"#;
+    const AT: u64 = 1_700_000_000;
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const TOKEN: &str = "session-token/with+chars=";
+
+    /// Runs the command on in-memory files and environment, at `AT`.
+    fn run_with(files: &[(&str, &str)], env: &[(&str, &str)], args: &[&str]) -> Output {
+        let files: HashMap<String, Vec<u8>> = files
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let read = |p: &str| {
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        let env = |k: &str| env.get(k).cloned();
+        let io = Io {
+            read: &read,
+            env: &env,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(AT),
+        };
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run(&args, &io)
+    }
+
+    const CREDS: [(&str, &str); 3] = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_SESSION_TOKEN", TOKEN),
+    ];
+
+    fn sign_cmd(args: &[&str]) -> Output {
+        let mut all = vec!["sign", "c.json"];
+        all.extend_from_slice(args);
+        run_with(&[("c.json", CONFIG)], &CREDS, &all)
+    }
+
+    fn no_secret(out: &Output) {
+        for text in [&out.stdout, &out.stderr] {
+            assert!(!text.contains(SECRET), "{text}");
+        }
+    }
+
+    #[test]
+    fn check_prints_ok_origins_and_the_startup_lines() {
+        let out = run_with(&[("c.json", CONFIG)], &CREDS, &["check", "c.json"]);
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert_eq!(out.stderr, "");
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines[0], "OK c.json");
+        assert_eq!(
+            lines[1],
+            "  origin media: /media/ (any host) -> http://127.0.0.1:8333/media/<key> (path addressing), \
+             region us-east-1, service s3; expires_in 3600 s, refresh_before 720 s, min_remaining 144 s, \
+             aligned to 2880 s windows; on_error deny, other_methods deny, allow_query [\"versionId\"]"
+        );
+        assert_eq!(
+            lines[2],
+            "  origin cdn: /cdn/ (strip /) (host cdn.example.com) -> https://my-cdn.s3.eu-west-1.amazonaws.com/videos/<key> \
+             (virtual addressing), region eu-west-1, service s3; expires_in 600 s, refresh_before 120 s, \
+             min_remaining 24 s, aligned to 480 s windows; on_error passthrough, other_methods passthrough, allow_query []"
+        );
+        assert_eq!(
+            &lines[3..],
+            [
+                "the filter logs at startup:",
+                "  [info] envoy-presign: signing with access key AKIDEXAMPLE from the VM environment",
+                "  [info] envoy-presign: configured 2 origin(s), cache on (10000 slots)",
+            ]
+        );
+        no_secret(&out);
+        assert!(!out.stdout.contains(TOKEN));
+    }
+
+    #[test]
+    fn check_without_env_credentials_is_valid_with_the_filters_warning() {
+        let out = run_with(&[("c.json", CONFIG)], &[], &["check", "c.json"]);
+        assert_eq!(out.code, EXIT_OK);
+        assert!(out.stdout.contains(
+            "  [warn] envoy-presign: no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set in the Wasm VM environment)"
+        ), "{}", out.stdout);
+    }
+
+    #[test]
+    fn check_summary_shows_host_port_unaligned_and_millisecond_timings() {
+        let doc = r#"{"cache": {"align": false}, "origins": [{"name": "m",
+            "match": {"prefix": "/m/", "host": "Cdn.Example.com:8443"},
+            "endpoint": "http://s3.local:9000", "bucket": "media", "region": "us-east-1",
+            "expires_in": 5}]}"#;
+        let out = run_with(&[("c.json", doc)], &[], &["check", "c.json"]);
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert!(
+            out.stdout.contains(
+                "(host cdn.example.com:8443) -> http://s3.local:9000/media/<key> (path addressing)"
+            ) && out.stdout.contains(
+                "expires_in 5 s, refresh_before 1 s, min_remaining 0.200 s, not aligned;"
+            ),
+            "{}",
+            out.stdout
+        );
+    }
+
+    #[test]
+    fn check_refuses_with_the_filters_error_line() {
+        let bad = CONFIG.replace("\"expires_in\": 600", "\"expires_in\": 1");
+        let out = run_with(&[("c.json", &bad)], &CREDS, &["check", "c.json"]);
+        assert_eq!(out.code, EXIT_REFUSED);
+        assert_eq!(out.stdout, "");
+        assert_eq!(
+            out.stderr,
+            "envoy-presign: invalid configuration: origins[1].expires_in: must be between 2 and 604800 seconds (SigV4 limit), got 1\n"
+        );
+        let out = run_with(
+            &[("c.json", "{\"origins\": []}")],
+            &[],
+            &["check", "c.json"],
+        );
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (
+                EXIT_REFUSED,
+                "envoy-presign: invalid configuration: origins: at least one origin is required\n"
+            )
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2_with_the_usage() {
+        for args in [
+            &[][..],
+            &["check"],
+            &["check", "a", "b"],
+            &["frobnicate"],
+            &["sign", "c.json", "GET"],
+            &["sign", "c.json", "GET", "/media/a", "--at"],
+            &["sign", "c.json", "GET", "/media/a", "--at", "soon"],
+            &["sign", "c.json", "GET", "/media/a", "--host"],
+            &["sign", "c.json", "GET", "/media/a", "--verbose"],
+            &["check", "missing.json"],
+        ] {
+            let out = run_with(&[("c.json", CONFIG)], &[], args);
+            assert_eq!(out.code, EXIT_USAGE, "{args:?}");
+            assert_eq!(out.stdout, "", "{args:?}");
+            assert!(out.stderr.starts_with("envoy-presign-config: "), "{args:?}");
+            assert!(out.stderr.ends_with(USAGE), "{args:?}");
+        }
+        // Each names its problem on the first line.
+        for (args, problem) in [
+            (&[][..], "no command"),
+            (&["check", "a", "b"], "wrong arguments for check"),
+            (&["sign"], "sign takes <config.json> <METHOD> <path>"),
+            (&["frobnicate", "x"], "unknown command \"frobnicate\""),
+            (
+                &["sign", "c.json", "GET", "/a", "--verbose"],
+                "unknown option --verbose",
+            ),
+            (
+                &["sign", "c.json", "GET", "/a", "--at", "1.5"],
+                "--at: not a whole number of Unix seconds: \"1.5\"",
+            ),
+        ] {
+            let out = run_with(&[], &[], args);
+            assert_eq!(
+                out.stderr.lines().next(),
+                Some(format!("envoy-presign-config: {problem}").as_str()),
+                "{args:?}"
+            );
+        }
+        let out = run_with(&[], &[], &["check", "missing.json"]);
+        assert!(out
+            .stderr
+            .starts_with("envoy-presign-config: cannot read missing.json: "));
+        let out = run_with(&[], &[], &["--help"]);
+        assert_eq!((out.code, out.stdout.as_str()), (EXIT_OK, USAGE));
+    }
+
+    #[test]
+    fn sign_prints_the_presigned_url_of_the_window() {
+        let out = sign_cmd(&[
+            "GET",
+            "/media/my%20file(1).mp4?versionId=v1&junk=1&X-Amz-Signature=x",
+        ]);
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        // Aligned: X-Amz-Date is the start of the 2880 s window holding AT.
+        let start = AT - AT % 2880;
+        assert_eq!(start, 1_699_997_760);
+        let url = out.stdout.trim_end();
+        assert!(
+            url.starts_with("http://127.0.0.1:8333/media/my%20file%281%29.mp4?versionId=v1&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20231114%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20231114T213600Z&X-Amz-Expires=3600&"),
+            "{url}"
+        );
+        assert!(url.contains("&X-Amz-Security-Token=session-token%2Fwith%2Bchars%3D&"));
+        assert!(out.stderr.contains("bearer credential"));
+        no_secret(&out);
+        // The same request anywhere in the window gives the same URL.
+        let again = sign_cmd(&[
+            "GET",
+            "/media/my file%281%29.mp4?versionId=v1",
+            "--at",
+            &(start + 2879).to_string(),
+        ]);
+        assert_eq!(again.stdout, out.stdout);
+        let next = sign_cmd(&[
+            "GET",
+            "/media/my file(1).mp4?versionId=v1",
+            "--at",
+            &(start + 2880).to_string(),
+        ]);
+        assert_ne!(next.stdout, out.stdout);
+        assert!(
+            next.stdout.contains("X-Amz-Date=20231114T222400Z"),
+            "{}",
+            next.stdout
+        );
+    }
+
+    #[test]
+    fn sign_uses_host_strip_and_key_prefix_and_virtual_addressing() {
+        let out = sign_cmd(&["HEAD", "/cdn/a/b.txt", "--host", "CDN.example.com."]);
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert!(
+            out.stdout.starts_with(
+                "https://my-cdn.s3.eu-west-1.amazonaws.com/videos/cdn/a/b.txt?X-Amz-Algorithm="
+            ),
+            "{}",
+            out.stdout
+        );
+        // Without the host, the origin with match.host does not match.
+        let out = sign_cmd(&["HEAD", "/cdn/a/b.txt"]);
+        assert_eq!(out.code, EXIT_REFUSED);
+        assert_eq!(
+            out.stdout,
+            "no origin matches: the filter leaves the request alone (the shipped routes answer 404 not_found) (origins with match.host need --host)\n"
+        );
+        let out = sign_cmd(&["GET", "/other/x", "--host", "cdn.example.com"]);
+        assert_eq!(
+            out.stdout,
+            "no origin matches: the filter leaves the request alone (the shipped routes answer 404 not_found)\n"
+        );
+    }
+
+    #[test]
+    fn sign_prints_the_local_reply_with_its_category() {
+        for (method, path, reply) in [
+            (
+                "GET",
+                "/media/a/../b",
+                "400 invalid_object_key (origin media, category invalid_object_key)\n",
+            ),
+            (
+                "GET",
+                "/media/bad%zz",
+                "400 invalid_path_encoding (origin media, category invalid_path_encoding)\n",
+            ),
+            (
+                "PUT",
+                "/media/a",
+                "405 method_not_allowed (origin media, category method_not_allowed)\n",
+            ),
+        ] {
+            let out = sign_cmd(&[method, path]);
+            assert_eq!(
+                (out.code, out.stdout.as_str()),
+                (EXIT_REFUSED, reply),
+                "{path}"
+            );
+        }
+        // No credentials, on_error deny: the filter's 503 and its log category.
+        let out = run_with(
+            &[("c.json", CONFIG)],
+            &[],
+            &["sign", "c.json", "GET", "/media/a"],
+        );
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (
+                EXIT_REFUSED,
+                "503 signing_unavailable (origin media, category no_credentials)\n"
+            )
+        );
+    }
+
+    #[test]
+    fn sign_shows_unsigned_forwards() {
+        // on_error passthrough without credentials: the unsigned object URL.
+        let out = run_with(
+            &[("c.json", CONFIG)],
+            &[],
+            &[
+                "sign",
+                "c.json",
+                "GET",
+                "/cdn/x y",
+                "--host",
+                "cdn.example.com",
+            ],
+        );
+        assert_eq!(out.code, EXIT_REFUSED);
+        assert_eq!(
+            out.stdout,
+            "https://my-cdn.s3.eu-west-1.amazonaws.com/videos/cdn/x%20y\n"
+        );
+        assert_eq!(
+            out.stderr,
+            "origin cdn: forwarded UNSIGNED (on_error: passthrough), category no_credentials\n"
+        );
+        // other_methods passthrough: the client's path without its X-Amz-* query.
+        let out = sign_cmd(&[
+            "PUT",
+            "/cdn/up?X-Amz-Signature=abc&part=1",
+            "--host",
+            "cdn.example.com",
+        ]);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (
+                EXIT_REFUSED,
+                "forwarded unsigned to origin cdn (other_methods: passthrough): PUT /cdn/up?part=1\n"
+            )
+        );
+        let out = sign_cmd(&["DELETE", "/cdn/up", "--host", "cdn.example.com"]);
+        assert!(out.stdout.ends_with(": DELETE /cdn/up\n"), "{}", out.stdout);
+    }
+
+    #[test]
+    fn the_empty_store_forgets_every_write() {
+        assert_eq!(EmptyStore.set("k", b"v", None), Ok(()));
+        assert_eq!(EmptyStore.get("k"), Ok((None, None)));
+    }
+
+    /// One boto3-generated URL (see `scripts/gen_vectors.py`).
+    #[derive(Deserialize)]
+    struct Vector {
+        name: String,
+        method: String,
+        endpoint: String,
+        bucket: String,
+        key: String,
+        addressing: String,
+        region: String,
+        service: String,
+        expires_in: u64,
+        time: u64,
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+        query: Vec<(String, String)>,
+        url: String,
+    }
+
+    /// Percent-encodes every byte but unreserved ones and `/` (what the filter
+    /// decodes back into the key exactly once).
+    fn encode(s: &str, keep_slash: bool) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b'/' if keep_slash => "/".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    /// `sign`, given each boto3 vector as a configuration file, a request path
+    /// and an environment, prints the vector's URL: the command and the
+    /// filter's request path agree with boto3. A vector whose lifetime a
+    /// configuration refuses (1 s) is checked to be refused instead.
+    #[test]
+    fn sign_prints_boto3s_urls() {
+        let vectors: Vec<Vector> =
+            serde_json::from_str(include_str!("../tests/vectors/presign.json")).unwrap();
+        let mut compared = 0;
+        for v in &vectors {
+            let config = serde_json::json!({
+                "credentials": {"source": "env"},
+                "cache": {"align": false},
+                "origins": [{
+                    "name": "vector", "match": {"prefix": "/"}, "endpoint": v.endpoint,
+                    "bucket": v.bucket, "addressing": v.addressing, "region": v.region,
+                    "service": v.service, "expires_in": v.expires_in,
+                    "allow_query": v.query.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+                }],
+            })
+            .to_string();
+            let mut env = vec![
+                ("AWS_ACCESS_KEY_ID", v.access_key_id.as_str()),
+                ("AWS_SECRET_ACCESS_KEY", v.secret_access_key.as_str()),
+            ];
+            if let Some(t) = &v.session_token {
+                env.push(("AWS_SESSION_TOKEN", t));
+            }
+            let query: Vec<String> = v
+                .query
+                .iter()
+                .map(|(k, val)| format!("{}={}", encode(k, false), encode(val, false)))
+                .collect();
+            let mut path = format!("/{}", encode(&v.key, true));
+            if !query.is_empty() {
+                path = format!("{path}?{}", query.join("&"));
+            }
+            let at = v.time.to_string();
+            let out = run_with(
+                &[("v.json", &config)],
+                &env,
+                &["sign", "v.json", &v.method, &path, "--at", &at],
+            );
+            if v.expires_in < 5 {
+                // Below the smallest lifetime a configuration accepts (5 s with
+                // the default refresh_before): refused naming the field.
+                assert_eq!(out.code, EXIT_REFUSED, "vector {}", v.name);
+                assert!(
+                    out.stderr.contains("origins[0].expires_in"),
+                    "{}",
+                    out.stderr
+                );
+                continue;
+            }
+            assert_eq!(out.code, EXIT_OK, "vector {}: {out:?}", v.name);
+            assert_eq!(out.stdout, format!("{}\n", v.url), "vector {}", v.name);
+            compared += 1;
+        }
+        assert!(
+            compared >= 40,
+            "only {compared} of {} vectors compared",
+            vectors.len()
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! What `on_configure` makes of a configuration document, as a pure function:
+//! the compiled configuration and the lines to log, or the one line that
+//! refuses it. The filter logs these lines; `envoy-presign-config check`
+//! prints them. Keeping them here is what makes the host command say exactly
+//! what the filter would, from the same code.
+
+use crate::config::Config;
+use crate::credentials::CredentialsSource;
+
+/// One line the filter logs at startup, with its level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Log level (the filter logs it at this level; the host command prints it).
+    pub level: log::Level,
+    /// The line, never holding a secret key or session token.
+    pub message: String,
+}
+
+impl Notice {
+    fn new(level: log::Level, message: String) -> Self {
+        Self { level, message }
+    }
+}
+
+/// An accepted configuration and what the filter logs about it.
+#[derive(Debug)]
+pub struct Configured {
+    /// The compiled configuration.
+    pub config: Config,
+    /// The startup lines, in the order the filter logs them.
+    pub notices: Vec<Notice>,
+}
+
+/// Parses and compiles a configuration document as `on_configure` does;
+/// `env` reads the Wasm VM's environment (the filter) or the process's (the
+/// host command). A refused document gives the error line the filter logs
+/// before failing the plugin, naming the field.
+pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Configured, Notice> {
+    let config = Config::parse(raw, env).map_err(|e| {
+        Notice::new(
+            log::Level::Error,
+            format!("envoy-presign: invalid configuration: {e}"),
+        )
+    })?;
+    let credentials = match (&config.signer, config.credentials_source) {
+        (Err(reason), _) => Notice::new(
+            log::Level::Warn,
+            format!("envoy-presign: no credentials ({reason}); matched requests follow on_error"),
+        ),
+        (Ok(s), CredentialsSource::Inline) => Notice::new(
+            log::Level::Warn,
+            format!(
+                "envoy-presign: using inline credentials for access key {}; they are visible in /config_dump",
+                s.access_key_id()
+            ),
+        ),
+        (Ok(s), CredentialsSource::Env) => Notice::new(
+            log::Level::Info,
+            format!(
+                "envoy-presign: signing with access key {} from the VM environment",
+                s.access_key_id()
+            ),
+        ),
+    };
+    let summary = Notice::new(
+        log::Level::Info,
+        format!(
+            "envoy-presign: configured {} origin(s), cache {} ({} slots)",
+            config.origins.len(),
+            if config.cache.enabled { "on" } else { "off" },
+            config.cache.max_entries
+        ),
+    );
+    Ok(Configured {
+        config,
+        notices: vec![credentials, summary],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::Level;
+
+    const ORIGIN: &str = r#"{"name":"media","match":{"prefix":"/media/"},
+        "endpoint":"http://127.0.0.1:8333","bucket":"media","region":"us-east-1"}"#;
+
+    fn doc(credentials: &str, cache: &str) -> String {
+        format!(r#"{{"credentials":{credentials},"cache":{cache},"origins":[{ORIGIN}]}}"#)
+    }
+
+    fn lines(c: &Configured) -> Vec<(Level, &str)> {
+        c.notices
+            .iter()
+            .map(|n| (n.level, n.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn env_credentials_are_named_by_access_key_only() {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDSTARTUP".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("very-secret".to_string()),
+            "AWS_SESSION_TOKEN" => Some("the-token".to_string()),
+            _ => None,
+        };
+        let c = configure(doc(r#"{"source":"env"}"#, "{}").as_bytes(), &env).unwrap();
+        assert_eq!(
+            lines(&c),
+            [
+                (
+                    Level::Info,
+                    "envoy-presign: signing with access key AKIDSTARTUP from the VM environment"
+                ),
+                (
+                    Level::Info,
+                    "envoy-presign: configured 1 origin(s), cache on (10000 slots)"
+                ),
+            ]
+        );
+        let all = format!("{:?}", c.notices);
+        assert!(!all.contains("very-secret") && !all.contains("the-token"));
+    }
+
+    #[test]
+    fn missing_env_credentials_warn_and_still_configure() {
+        let c = configure(doc(r#"{"source":"env"}"#, "{}").as_bytes(), &|_| None).unwrap();
+        assert_eq!(
+            lines(&c)[0],
+            (
+                Level::Warn,
+                "envoy-presign: no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set in the Wasm VM environment); matched requests follow on_error"
+            )
+        );
+        assert!(c.config.signer.is_err());
+    }
+
+    #[test]
+    fn inline_credentials_warn_about_config_dump() {
+        let creds =
+            r#"{"source":"inline","access_key_id":"AKIDINLINE","secret_access_key":"sk-inline"}"#;
+        let c = configure(
+            doc(creds, r#"{"enabled":false,"max_entries":7}"#).as_bytes(),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&c),
+            [
+                (
+                    Level::Warn,
+                    "envoy-presign: using inline credentials for access key AKIDINLINE; they are visible in /config_dump"
+                ),
+                (
+                    Level::Info,
+                    "envoy-presign: configured 1 origin(s), cache off (7 slots)"
+                ),
+            ]
+        );
+        assert!(!format!("{:?}", c.notices).contains("sk-inline"));
+    }
+
+    #[test]
+    fn a_refused_document_is_one_error_line_naming_the_field() {
+        let bad = doc(r#"{"source":"env"}"#, r#"{"max_entries":0}"#);
+        let e = configure(bad.as_bytes(), &|_| None).unwrap_err();
+        assert_eq!(e.level, Level::Error);
+        assert!(
+            e.message
+                .starts_with("envoy-presign: invalid configuration: cache.max_entries: "),
+            "{}",
+            e.message
+        );
+    }
+}
