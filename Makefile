@@ -10,11 +10,12 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff
+.PHONY: setup wasm-target prometheus-tools browser-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
-## Debian's prometheus (promtool; the metrics tests), cargo-mutants and cargo-fuzz (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools test-tools
+## Debian's prometheus (promtool; the metrics tests), Debian's chromium (the redirect mode's
+## browser test), cargo-mutants and cargo-fuzz (idempotent)
+setup: wasm-target $(STAMP) prometheus-tools browser-tools test-tools
 
 CARGO_MUTANTS_VERSION := 27.1.0
 CARGO_FUZZ_VERSION    := 0.13.2
@@ -49,6 +50,14 @@ prometheus-tools:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service || true; \
 	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop || true; update-rc.d prometheus disable || true; fi; \
+	fi
+
+# Debian's chromium, for test_redirect.py's browser test (run --headless --no-sandbox
+# --disable-gpu, without background networking, driven over the DevTools protocol).
+browser-tools:
+	@if ! command -v chromium >/dev/null; then \
+	  set -e; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	fi
 
 $(STAMP): requirements-dev.txt
