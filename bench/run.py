@@ -285,8 +285,9 @@ def main() -> int:
                             "f presign, cache hits, every request timed")}
             errors = sum(r["non2xx"] for n, rs in results.items() if n != REDIRECT for r in rs)
             scale = scale_run(tmp, origin.port, env, args)
-            calls = {name: hostcalls_per_request(tmp, origin.port, env, cache, path)
-                     for name, cache in (("hit path (c)", {}), ("signing path (d)", {"enabled": False}))}
+            calls = {name: hostcalls_per_request(tmp, origin.port, env, cache, path, **more)
+                     for name, cache, more in (("hit path (c)", {}, {}), ("signing path (d)", {"enabled": False}, {}),
+                                               ("redirect hit path (i)", {}, {"delivery": "redirect"}))}
         finally:
             for p in proxies.values():
                 p.stop()
@@ -341,8 +342,8 @@ def main() -> int:
                  + ", ".join(f"{n} {v:.2f}" for n, v in calls.items())
                  + f". Latencies are sampled 1 in {DEFAULT_SAMPLE_EVERY}: a sample adds a clock read and a "
                  "histogram record (and two clock reads and a record more if it signs), so the fractions "
-                 "above the unsampled paths' 5 (clock, header map, :authority, :path, marker) are the "
-                 "sampling.\n")
+                 "above the unsampled paths' 5 (clock, header map, :authority, :path, marker; 3 for a "
+                 "redirect: clock, header map, the reply) are the sampling.\n")
     core = ROOT / "target" / "bench-core.txt"  # `cargo bench --bench core`, run by make bench first
     if core.exists():
         lines.append("Pure core natively (`cargo bench --bench core`, this run): "
@@ -376,11 +377,11 @@ end
 DEFAULT_SAMPLE_EVERY = 16  # src/config.rs DEFAULT_LATENCY_SAMPLE_EVERY
 
 
-def hostcalls_per_request(tmp: Path, origin_port: int, env: dict, cache: dict, path: str) -> float:
+def hostcalls_per_request(tmp: Path, origin_port: int, env: dict, cache: dict, path: str, **origin) -> float:
     """Hostcalls per request of the counting build under load, from the filter's own
     counters: the delta of `hostcalls` over the delta of `requests` (counters reach Envoy
-    on the 1 s tick, so each snapshot waits for one)."""
-    cfg = presign_config(origin_port, cache)
+    on the 1 s tick, so each snapshot waits for one). ``origin``: more origin fields."""
+    cfg = presign_config(origin_port, cache, **origin)
     proxy = start_proxy(tmp, [wasm_filter("envoy_presign", COUNTING_WASM, cfg), ROUTER], origin_port, env)
 
     def snapshot() -> tuple[int, int]:
@@ -391,7 +392,7 @@ def hostcalls_per_request(tmp: Path, origin_port: int, env: dict, cache: dict, p
         return stats.get("wasmcustom.envoy_presign.hostcalls.origin.media", 0), requests
 
     try:
-        assert raw_request(proxy.port, "GET", path).status == 200
+        assert raw_request(proxy.port, "GET", path).status == (307 if origin.get("delivery") == "redirect" else 200)
         calls0, requests0 = snapshot()
         wrk(proxy.port, path, 2, 4)
         calls1, requests1 = snapshot()
