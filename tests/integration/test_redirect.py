@@ -211,13 +211,17 @@ def test_location_is_fleet_stable_within_a_window_and_changes_after_it(start_env
     workers_before = [connections_per_worker(e) for e in envoys]
 
     def locations(rounds: int) -> dict[str, set[str]]:
-        """path -> the Locations seen, over ``rounds`` new connections per Envoy and path."""
-        jobs = [(e, p) for e in envoys for p in paths for _ in range(rounds)]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            got = list(pool.map(lambda j: (j[1], location_of(raw_request(j[0].port, "GET", j[1]))), jobs))
+        """path -> the Locations seen, over ``rounds`` new connections per Envoy and path; the
+        second Envoy is asked over a second later than the first, so it signs another second."""
         seen: dict[str, set[str]] = {}
-        for path, url in got:
-            seen.setdefault(path, set()).add(url)
+        for n, envoy in enumerate(envoys):
+            if n:
+                time.sleep(1.2)
+            jobs = [p for p in paths for _ in range(rounds)]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                got = list(pool.map(lambda p: (p, location_of(raw_request(envoy.port, "GET", p))), jobs))
+            for path, url in got:
+                seen.setdefault(path, set()).add(url)
         return seen
 
     # Start right after a window boundary: the first round cannot see the next one.
@@ -226,6 +230,8 @@ def test_location_is_fleet_stable_within_a_window_and_changes_after_it(start_env
     first = locations(rounds=12)
     assert time.time() - started < WINDOW - 2, "the first round took too long to stay in its window"
     assert all(len(urls) == 1 for urls in first.values()), first
+    # Signed at the window's start (X-Amz-Date a multiple of the window), not at a request's time.
+    assert all((expires_at(url) - 12) % WINDOW == 0 for urls in first.values() for url in urls), first
     # Both workers of each Envoy answered (each request is a new connection).
     for envoy, before in zip(envoys, workers_before):
         after = connections_per_worker(envoy)
