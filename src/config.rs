@@ -1449,6 +1449,19 @@ mod tests {
             assert!(e.to_string().contains(needle), "{pairs:?}: {e}");
         }
         assert!(parse(&doc_with("delivery", json!("redirect"))).is_ok());
+        // The bound is inclusive: 16 origins are accepted.
+        let mut raw = origin();
+        set_path(&mut raw, "delivery", json!("redirect"));
+        let sixteen: Vec<String> = (0..16)
+            .map(|i| format!("https://app{i}.example.com"))
+            .collect();
+        set_path(&mut raw, "cors_origins", json!(sixteen));
+        assert_eq!(
+            parse(&json!({"origins": [raw]})).unwrap().origins[0]
+                .cors_origins
+                .len(),
+            16
+        );
         for (k, v) in [
             ("public_endpoint", json!("https://cdn.example.com")),
             ("public_addressing", json!("path")),
