@@ -10,11 +10,13 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
+.PHONY: setup wasm-target prometheus-tools browser-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
-## Debian's prometheus (promtool; the metrics tests), cargo-mutants and cargo-fuzz (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools test-tools
+## Debian's prometheus (promtool; the metrics tests), alertmanager and docker-registry (the
+## Docker test), chromium (the redirect mode's browser test), cargo-mutants and cargo-fuzz
+## (idempotent)
+setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools test-tools
 
 CARGO_MUTANTS_VERSION := 27.1.0
 CARGO_FUZZ_VERSION    := 0.13.2
@@ -71,6 +73,14 @@ registry-tools:
 	  if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry.service || true; \
 	  elif [ -x /etc/init.d/docker-registry ]; then /etc/init.d/docker-registry stop || true; \
 	    update-rc.d docker-registry disable || true; fi; \
+	fi
+
+# Debian's chromium, for test_redirect.py's browser test (run --headless --no-sandbox
+# --disable-gpu, without background networking, driven over the DevTools protocol).
+browser-tools:
+	@if ! command -v chromium >/dev/null; then \
+	  set -e; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	fi
 
 $(STAMP): requirements-dev.txt
@@ -148,7 +158,7 @@ rules: prometheus-tools
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
 # with a skewed clock).
-integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools
+integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools
 	cargo build --release --target $(TARGET) --features test-panic,test-clock-offset --target-dir target/test-only
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 

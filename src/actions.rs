@@ -5,6 +5,7 @@
 //! counted outcome instead of a panic that would kill the worker's VM.
 
 use crate::headers::ORIGIN_MARKER_HEADER;
+use crate::redirect::{Redirect, REDIRECT_STATUS};
 use crate::request::LocalReply;
 
 /// A hostcall the host refused, with its proxy-wasm status.
@@ -43,6 +44,8 @@ pub enum Acted {
     Forwarded,
     /// Answered with a local reply: the filter stops the request.
     Replied(LocalReply),
+    /// Answered with a redirect: the filter stops the request.
+    Redirected,
     /// Envoy refused both the rewrite and the 503 reply: the request goes on
     /// unmarked, so the shipped routes answer it with 404, never the origin.
     Unmarked,
@@ -83,10 +86,39 @@ pub fn reject(
     client_sent_marker: bool,
     failures: &mut HostFailures,
 ) -> Acted {
+    drop_client_marker(host, client_sent_marker, failures);
+    reply(host, r, failures)
+}
+
+/// Removes a client's copy of the origin marker before a local answer (see
+/// `reject`); a refused removal is counted and the answer still sent.
+fn drop_client_marker(
+    host: &mut dyn RequestHost,
+    client_sent_marker: bool,
+    failures: &mut HostFailures,
+) {
     if client_sent_marker && host.remove_header(ORIGIN_MARKER_HEADER).is_err() {
         failures.set_header += 1;
     }
-    reply(host, r, failures)
+}
+
+/// Answers a matched request with a 307 to its presigned URL (empty body:
+/// the URL is only in `Location`). If Envoy refuses the reply, the request
+/// goes on unmarked and the shipped routes answer it 404.
+pub fn redirect(
+    host: &mut dyn RequestHost,
+    r: &Redirect<'_>,
+    client_sent_marker: bool,
+    failures: &mut HostFailures,
+) -> Acted {
+    drop_client_marker(host, client_sent_marker, failures);
+    match host.send_reply(REDIRECT_STATUS, &r.headers(), b"") {
+        Ok(()) => Acted::Redirected,
+        Err(_) => {
+            failures.local_reply += 1;
+            Acted::Unmarked
+        }
+    }
 }
 
 /// What to do to a request bound for a matched origin.
@@ -281,6 +313,52 @@ mod tests {
             (r, f.set_header),
             (Acted::Replied(LocalReply::METHOD_NOT_ALLOWED), 1)
         );
+    }
+
+    fn a_redirect() -> Redirect<'static> {
+        Redirect {
+            location: "https://cdn/media/k?X-Amz-Signature=s".into(),
+            cache_control: "private, max-age=5".into(),
+            allow_origin: None,
+            vary_origin: false,
+        }
+    }
+
+    #[test]
+    fn a_redirect_is_a_307_with_the_url_only_in_location() {
+        let mut h = FakeHost::default();
+        let mut f = HostFailures::default();
+        assert_eq!(
+            redirect(&mut h, &a_redirect(), true, &mut f),
+            Acted::Redirected
+        );
+        assert_eq!(
+            h.calls,
+            [
+                "remove x-envoy-presign-origin",
+                "reply 307 [(\"location\", \"https://cdn/media/k?X-Amz-Signature=s\"), (\"cache-control\", \"private, max-age=5\")]"
+            ]
+        );
+        assert_eq!(f, HostFailures::default());
+        // Nothing is forwarded: no header write but the forged marker's removal.
+        let mut h = FakeHost::default();
+        redirect(&mut h, &a_redirect(), false, &mut f);
+        assert!(
+            h.calls.iter().all(|c| c.starts_with("reply 307")),
+            "{:?}",
+            h.calls
+        );
+        // A refused reply leaves the request unmarked (the routes answer 404).
+        let mut h = FakeHost {
+            fail_reply: true,
+            ..FakeHost::default()
+        };
+        assert_eq!(
+            redirect(&mut h, &a_redirect(), false, &mut f),
+            Acted::Unmarked
+        );
+        assert_eq!(f.local_reply, 1);
+        assert!(!h.calls.iter().any(|c| c.contains(ORIGIN_MARKER_HEADER)));
     }
 
     #[test]

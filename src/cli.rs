@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use crate::cache::{Store, StoreError};
 use crate::canonical::without_auth_params;
 use crate::config::{Addressing, Config, OnError, Origin, OtherMethods};
+use crate::redirect::redirect;
 use crate::request::{decide, refusal_category, Decision, RequestHead};
 use crate::startup::{configure, Notice};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
@@ -293,6 +294,31 @@ fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
                     url,
                     format!(
                         "origin {}: forwarded UNSIGNED (on_error: passthrough), category {}\n",
+                        origin.name,
+                        reason.category()
+                    ),
+                ),
+            }
+        }
+        Decision::Redirect {
+            origin,
+            path,
+            fallback,
+        } => {
+            let location = format!("{}\n", redirect(origin, &path, None, None).location);
+            match fallback {
+                None => Output::new(
+                    EXIT_OK,
+                    location,
+                    format!(
+                        "origin {}: 307 to this presigned URL (delivery: redirect); it is a bearer credential until it expires\n",
+                        origin.name
+                    ),
+                ),
+                Some(reason) => refused(
+                    location,
+                    format!(
+                        "origin {}: 307 to this UNSIGNED URL (on_error: passthrough), category {}\n",
                         origin.name,
                         reason.category()
                     ),
@@ -582,6 +608,34 @@ mod tests {
             "{}",
             next.stdout
         );
+    }
+
+    /// A redirect origin prints the `Location` its 307 would carry: the URL on
+    /// the public endpoint, signed for it.
+    #[test]
+    fn sign_prints_the_location_of_a_redirect_origin() {
+        let config = r#"{
+            "credentials": {"source": "env"},
+            "origins": [{
+                "name": "dl", "match": {"prefix": "/dl/"},
+                "endpoint": "http://seaweedfs:8333", "bucket": "media", "region": "us-east-1",
+                "delivery": "redirect", "public_endpoint": "https://media.example.com"
+            }]
+        }"#;
+        let out = run_with(
+            &[("c.json", config)],
+            &CREDS,
+            &["sign", "c.json", "GET", "/dl/a b.mp4"],
+        );
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert!(
+            out.stdout
+                .starts_with("https://media.example.com/media/a%20b.mp4?X-Amz-Algorithm="),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stderr.contains("307") && out.stderr.contains("bearer credential"));
+        no_secret(&out);
     }
 
     #[test]

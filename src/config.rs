@@ -69,6 +69,18 @@ pub enum OnError {
     Passthrough,
 }
 
+/// How a matched GET or HEAD reaches the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Envoy forwards the presigned request and relays the object (the default).
+    Proxy,
+    /// Envoy answers 307 with the presigned URL in `Location`; the client
+    /// fetches the object from `public_endpoint` itself, so no object byte
+    /// flows through Envoy.
+    Redirect,
+}
+
 /// What to do with methods other than GET and HEAD on a matched path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -201,6 +213,14 @@ struct RawOrigin {
     other_methods: Option<OtherMethods>,
     #[serde(default)]
     allow_query: Vec<String>,
+    #[serde(default)]
+    delivery: Option<Delivery>,
+    #[serde(default)]
+    public_endpoint: Option<String>,
+    #[serde(default)]
+    public_addressing: Option<Addressing>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
 }
 
 /// `match.host`, compiled: a host name compared case-insensitively and
@@ -280,10 +300,19 @@ pub struct Origin {
     pub other_methods: OtherMethods,
     /// Client query parameters (exact, case-sensitive names) forwarded and signed.
     pub allow_query: Vec<String>,
-    /// The `:authority` the signed request is sent with (and signed for).
+    /// The `:authority` URLs are signed for: the endpoint's (where Envoy
+    /// sends them) in proxy mode, `public_endpoint`'s in redirect mode.
     pub authority: String,
     /// Path prefix of the signed URL: `/bucket` for path style, empty for virtual.
     pub url_path_prefix: String,
+    /// Proxy or redirect.
+    pub delivery: Delivery,
+    /// `scheme://authority` a redirect's `Location` starts with (the path
+    /// follows), computed once; empty in proxy mode.
+    pub location_base: String,
+    /// Browser origins (`scheme://host[:port]`, lower-case, or `*`) whose
+    /// requests get `Access-Control-Allow-Origin` on a redirect.
+    pub cors_origins: Vec<String>,
 }
 
 /// The whole compiled configuration.
@@ -472,18 +501,37 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
 
     validate_bucket(&o.bucket).map_err(|r| ConfigError::new(field("bucket"), r))?;
     let addressing = o.addressing.unwrap_or(Addressing::Path);
-    if addressing == Addressing::Virtual && is_ip_literal(&endpoint.host) {
-        return Err(ConfigError::new(
-            field("addressing"),
-            "virtual addressing needs a DNS name (bucket.host); the endpoint is an IP address, use \"path\" (as the AWS SDKs do)",
-        ));
-    }
-    if addressing == Addressing::Virtual && o.bucket.contains('.') && endpoint.scheme == "https" {
-        return Err(ConfigError::new(
-            field("addressing"),
-            "virtual addressing with a dotted bucket name breaks TLS wildcard certificates; use \"path\"",
-        ));
-    }
+    check_addressing(&endpoint, &o.bucket, addressing)
+        .map_err(|r| ConfigError::new(field("addressing"), r))?;
+    let delivery = o.delivery.unwrap_or(Delivery::Proxy);
+    // The URL clients follow: only a redirect hands one out.
+    let public = if delivery == Delivery::Redirect {
+        let endpoint = match &o.public_endpoint {
+            Some(e) => {
+                parse_endpoint(e).map_err(|r| ConfigError::new(field("public_endpoint"), r))?
+            }
+            None => endpoint.clone(),
+        };
+        let addressing = o.public_addressing.unwrap_or(addressing);
+        check_addressing(&endpoint, &o.bucket, addressing)
+            .map_err(|r| ConfigError::new(field("public_addressing"), r))?;
+        Some((endpoint, addressing))
+    } else {
+        for (name, set) in [
+            ("public_endpoint", o.public_endpoint.is_some()),
+            ("public_addressing", o.public_addressing.is_some()),
+            ("cors_origins", !o.cors_origins.is_empty()),
+        ] {
+            if set {
+                return Err(ConfigError::new(
+                    field(name),
+                    "applies only with delivery \"redirect\" (a proxied request never shows the client a URL)",
+                ));
+            }
+        }
+        None
+    };
+    let cors_origins = compile_cors_origins(&o.cors_origins, &field("cors_origins"))?;
 
     validate_label(&o.region).map_err(|r| ConfigError::new(field("region"), r))?;
     let service = o.service.unwrap_or_else(|| "s3".to_string());
@@ -601,15 +649,25 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         }
     }
 
-    let (authority, url_path_prefix) = match addressing {
+    // URLs are signed for the host that will receive them: the endpoint when
+    // Envoy forwards, the public endpoint when the client follows a redirect.
+    let (signed_endpoint, signed_addressing) = match &public {
+        Some((e, a)) => (e, *a),
+        None => (&endpoint, addressing),
+    };
+    let (authority, url_path_prefix) = match signed_addressing {
         Addressing::Path => (
-            endpoint.authority_for(&endpoint.host),
+            signed_endpoint.authority_for(&signed_endpoint.host),
             format!("/{}", o.bucket),
         ),
         Addressing::Virtual => (
-            endpoint.authority_for(&format!("{}.{}", o.bucket, endpoint.host)),
+            signed_endpoint.authority_for(&format!("{}.{}", o.bucket, signed_endpoint.host)),
             String::new(),
         ),
+    };
+    let location_base = match delivery {
+        Delivery::Redirect => format!("{}://{}", signed_endpoint.scheme, authority),
+        Delivery::Proxy => String::new(),
     };
 
     // Everything about the origin that changes a URL, in one string; the
@@ -617,7 +675,7 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
     let identity_prefix = format!(
         "v1\n{}\n{}://{}{}\n{}\n{}\n{}/{}/{}/{}",
         o.name,
-        endpoint.scheme,
+        signed_endpoint.scheme,
         authority,
         url_path_prefix,
         o.region,
@@ -647,7 +705,56 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         allow_query: o.allow_query,
         authority,
         url_path_prefix,
+        delivery,
+        location_base,
+        cors_origins,
     })
+}
+
+/// Refuses an addressing the endpoint cannot serve (shared by `addressing`
+/// and `public_addressing`).
+fn check_addressing(
+    endpoint: &Endpoint,
+    bucket: &str,
+    addressing: Addressing,
+) -> Result<(), &'static str> {
+    if addressing == Addressing::Virtual && is_ip_literal(&endpoint.host) {
+        return Err("virtual addressing needs a DNS name (bucket.host); the endpoint is an IP address, use \"path\" (as the AWS SDKs do)");
+    }
+    if addressing == Addressing::Virtual && bucket.contains('.') && endpoint.scheme == "https" {
+        return Err("virtual addressing with a dotted bucket name breaks TLS wildcard certificates; use \"path\"");
+    }
+    Ok(())
+}
+
+/// Most `cors_origins` entries per origin.
+pub const MAX_CORS_ORIGINS: usize = 16;
+
+/// `cors_origins`: `*`, or browser origins `http(s)://host[:port]` as a
+/// browser sends them in `Origin` (no path, no trailing `/`), compared
+/// case-insensitively, so they are stored lower-case.
+fn compile_cors_origins(raw: &[String], at: &str) -> Result<Vec<String>, ConfigError> {
+    if raw.len() > MAX_CORS_ORIGINS {
+        return Err(ConfigError::new(
+            at,
+            format!("at most {MAX_CORS_ORIGINS} origins, got {}", raw.len()),
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let ok = v == "*"
+                || (!v.ends_with('/') && parse_endpoint(v).is_ok() && v.is_ascii());
+            if ok {
+                Ok(v.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::new(
+                    format!("{at}[{j}]"),
+                    format!("must be \"*\" or a browser origin http(s)://host[:port] with no path, got {v:?}"),
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Smallest `expires_in` that can work: 2 s, with `refresh_before: 1` (and
@@ -1211,6 +1318,158 @@ mod tests {
             let doc = json!({"credentials": {"source": "env", f: "x"}, "origins": [origin()]});
             let e = parse(&doc).err().unwrap_or_else(|| panic!("accepted {f}"));
             assert_eq!(e.field, "credentials", "{f}: {e}");
+        }
+    }
+
+    /// `delivery` defaults to proxy; a redirect origin signs for
+    /// `public_endpoint` (default: the endpoint) with `public_addressing`
+    /// (default: `addressing`), and its URL identity follows the public host.
+    #[test]
+    fn redirect_signs_for_the_public_endpoint() {
+        let c = parse(&json!({"origins": [origin()]})).unwrap();
+        assert_eq!(c.origins[0].delivery, Delivery::Proxy);
+        assert_eq!(c.origins[0].location_base, "");
+        let c = parse(&doc_with("delivery", json!("redirect"))).unwrap();
+        let o = &c.origins[0];
+        assert_eq!(o.delivery, Delivery::Redirect);
+        assert_eq!(o.location_base, "http://127.0.0.1:8333");
+        assert_eq!(
+            (o.authority.as_str(), o.url_path_prefix.as_str()),
+            ("127.0.0.1:8333", "/media")
+        );
+        let mut raw = origin();
+        for (k, v) in [
+            ("delivery", json!("redirect")),
+            ("public_endpoint", json!("https://CDN.example.com:443")),
+            ("public_addressing", json!("virtual")),
+            ("cors_origins", json!(["https://App.example.com", "*"])),
+        ] {
+            set_path(&mut raw, k, v);
+        }
+        let c = parse(&json!({"origins": [raw]})).unwrap();
+        let o = &c.origins[0];
+        assert_eq!(o.location_base, "https://media.cdn.example.com");
+        assert_eq!(
+            (o.authority.as_str(), o.url_path_prefix.as_str()),
+            ("media.cdn.example.com", "")
+        );
+        assert_eq!(
+            o.endpoint.host, "127.0.0.1",
+            "the internal endpoint is kept"
+        );
+        assert_eq!(o.cors_origins, ["https://app.example.com", "*"]);
+        assert!(
+            o.identity_prefix
+                .contains("https://media.cdn.example.com\n"),
+            "{}",
+            o.identity_prefix
+        );
+        let proxy = parse(&json!({"origins": [origin()]})).unwrap();
+        assert_ne!(o.identity_prefix, proxy.origins[0].identity_prefix);
+        // public_addressing defaults to addressing.
+        let mut raw = origin();
+        set_path(&mut raw, "endpoint", json!("http://s3.local"));
+        set_path(&mut raw, "addressing", json!("virtual"));
+        set_path(&mut raw, "delivery", json!("redirect"));
+        set_path(&mut raw, "public_endpoint", json!("https://s3.example.com"));
+        let c = parse(&json!({"origins": [raw]})).unwrap();
+        assert_eq!(c.origins[0].location_base, "https://media.s3.example.com");
+    }
+
+    /// Every redirect setting is validated naming its field, and the
+    /// redirect-only settings are refused on a proxy origin.
+    #[test]
+    fn redirect_settings_errors_name_the_field() {
+        let redirect = |pairs: &[(&str, Value)]| {
+            let mut raw = origin();
+            set_path(&mut raw, "delivery", json!("redirect"));
+            for (k, v) in pairs {
+                set_path(&mut raw, k, v.clone());
+            }
+            parse(&json!({"origins": [raw]})).map(|_| ()).unwrap_err()
+        };
+        for (pairs, field, needle) in [
+            (
+                vec![("public_endpoint", json!("ftp://cdn"))],
+                "origins[0].public_endpoint",
+                "http:// or https://",
+            ),
+            (
+                vec![("public_endpoint", json!("https://cdn/x"))],
+                "origins[0].public_endpoint",
+                "no path",
+            ),
+            (
+                vec![("public_endpoint", json!("https://cdn:0"))],
+                "origins[0].public_endpoint",
+                "invalid port",
+            ),
+            (
+                vec![("public_addressing", json!("virtual"))],
+                "origins[0].public_addressing",
+                "IP address",
+            ),
+            (
+                vec![
+                    ("bucket", json!("my.media")),
+                    ("public_endpoint", json!("https://cdn")),
+                    ("public_addressing", json!("virtual")),
+                ],
+                "origins[0].public_addressing",
+                "dotted bucket",
+            ),
+            (
+                vec![("public_addressing", json!("sideways"))],
+                "origins[0].public_addressing",
+                "sideways",
+            ),
+            (
+                vec![("cors_origins", json!(["https://app/"]))],
+                "origins[0].cors_origins[0]",
+                "browser origin",
+            ),
+            (
+                vec![("cors_origins", json!(["*", "app.example.com"]))],
+                "origins[0].cors_origins[1]",
+                "browser origin",
+            ),
+            (
+                vec![("cors_origins", json!(vec!["*"; MAX_CORS_ORIGINS + 1]))],
+                "origins[0].cors_origins",
+                "at most 16",
+            ),
+            (
+                vec![("delivery", json!("bounce"))],
+                "origins[0].delivery",
+                "bounce",
+            ),
+        ] {
+            let e = redirect(&pairs);
+            assert_eq!(e.field, field, "{pairs:?}: {e}");
+            assert!(e.to_string().contains(needle), "{pairs:?}: {e}");
+        }
+        assert!(parse(&doc_with("delivery", json!("redirect"))).is_ok());
+        // The bound is inclusive: 16 origins are accepted.
+        let mut raw = origin();
+        set_path(&mut raw, "delivery", json!("redirect"));
+        let sixteen: Vec<String> = (0..16)
+            .map(|i| format!("https://app{i}.example.com"))
+            .collect();
+        set_path(&mut raw, "cors_origins", json!(sixteen));
+        assert_eq!(
+            parse(&json!({"origins": [raw]})).unwrap().origins[0]
+                .cors_origins
+                .len(),
+            16
+        );
+        for (k, v) in [
+            ("public_endpoint", json!("https://cdn.example.com")),
+            ("public_addressing", json!("path")),
+            ("cors_origins", json!(["*"])),
+        ] {
+            let e = parse(&doc_with(k, v)).unwrap_err();
+            assert_eq!(e.field, format!("origins[0].{k}"), "{e}");
+            assert!(e.reason.contains("only with delivery \"redirect\""), "{e}");
         }
     }
 

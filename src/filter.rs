@@ -13,7 +13,7 @@ use crate::actions::{self, Acted, Forward, HostFailures};
 use crate::cache::{unix_ms, Outcome};
 use crate::cache_scan::{ScanTick, Scanner};
 use crate::canonical::{count_auth_params, split_path, without_auth_params};
-use crate::config::{Config, Origin};
+use crate::config::{Config, Delivery, Origin};
 use crate::headers::HeaderView;
 use crate::host::{
     flush_counters, hostcalls_made, install_panic_hook, micros_since, now, plugin_configuration,
@@ -21,6 +21,7 @@ use crate::host::{
 };
 use crate::local_cache::LocalCache;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
+use crate::redirect::{max_age_secs, redirect};
 use crate::request::{decide, refusal_category, Decision, FallbackReason, LocalReply, RequestHead};
 use crate::startup::{configure, Configured};
 use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
@@ -265,8 +266,25 @@ impl PresignRequest {
             u64::try_from(head.auth_headers.len()).unwrap_or(0) + count_auth_params(query);
         match actions::forward(&mut WasmRequest, f, host) {
             Acted::Forwarded => (Action::Continue, stripped),
-            Acted::Replied(_) => (Action::Pause, 0),
+            Acted::Replied(_) | Acted::Redirected => (Action::Pause, 0),
             Acted::Unmarked => (Action::Continue, 0),
+        }
+    }
+
+    /// Answers a matched request with a 307 to its URL; `max_age` is `None`
+    /// for an unsigned fallback URL.
+    fn send_redirect(
+        &self,
+        head: &HeaderView<'_>,
+        origin: &Origin,
+        path: &str,
+        max_age: Option<u64>,
+        host: &mut HostFailures,
+    ) -> Action {
+        let r = redirect(origin, path, max_age, head.origin);
+        match actions::redirect(&mut WasmRequest, &r, head.marker, host) {
+            Acted::Redirected => Action::Pause,
+            _ => Action::Continue,
         }
     }
 
@@ -286,6 +304,16 @@ impl PresignRequest {
             cache: Some(Outcome::Hit),
             ..RequestRecord::default()
         };
+        if origin.delivery == Delivery::Redirect {
+            record.outcome = Some(RequestOutcome::Redirect);
+            let expires_at_ms = hit
+                .fresh_until_ms
+                .saturating_add(origin.policy.refresh_before_ms);
+            let max_age = max_age_secs(expires_at_ms, now_ms, origin.policy.min_remaining_ms);
+            let action =
+                self.send_redirect(head, origin, hit.rewrite, Some(max_age), &mut record.host);
+            return Some((Some(hit.origin), record, action));
+        }
         let rewrite = Some((origin.authority.as_str(), hit.rewrite));
         let (action, stripped) = self.forward(head, path, origin, rewrite, &mut record.host);
         record.auth_stripped = stripped;
@@ -399,6 +427,50 @@ impl PresignRequest {
                         path,
                         i,
                         new_path,
+                        until,
+                    );
+                }
+                (index, action)
+            }
+            Decision::Redirect {
+                origin,
+                path: location_path,
+                fallback,
+            } => {
+                let index = shared.index_of(origin);
+                let max_age = match fallback {
+                    Some(reason) => {
+                        log_failure(
+                            log::Level::Warn,
+                            "presign_fallback",
+                            reason.category(),
+                            0,
+                            &origin.name,
+                            head,
+                        );
+                        record.outcome = Some(RequestOutcome::Fallback);
+                        None
+                    }
+                    None => {
+                        record.outcome = Some(RequestOutcome::Redirect);
+                        let now_ms = unix_ms(started);
+                        let left = |at| max_age_secs(at, now_ms, origin.policy.min_remaining_ms);
+                        // A signed URL always has an expiry; without one, 0.
+                        Some(report.expires_at_ms.map_or(0, left))
+                    }
+                };
+                let action =
+                    self.send_redirect(head, origin, &location_path, max_age, &mut record.host);
+                if let (Some(i), Some(until), Some(_), Action::Pause) =
+                    (index, report.fresh_until_ms, max_age, action)
+                {
+                    let path = std::str::from_utf8(raw_path).unwrap_or_default();
+                    shared.local.borrow_mut().put(
+                        head.method,
+                        head.authority,
+                        path,
+                        i,
+                        &location_path,
                         until,
                     );
                 }

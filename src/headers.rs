@@ -24,6 +24,8 @@ pub struct HeaderView<'a> {
     pub path: Option<&'a [u8]>,
     /// `x-request-id`, the correlation id used in logs.
     pub request_id: &'a str,
+    /// `origin` (the browser's, for CORS on a redirect), if sent.
+    pub origin: Option<&'a str>,
     /// Names of headers that carry client credentials, to strip.
     pub auth_headers: Vec<&'a str>,
     /// Whether the client sent the origin marker header (it is removed).
@@ -67,6 +69,7 @@ impl<'a> HeaderView<'a> {
                 b":authority" => view.authority = text(value),
                 b":path" => view.path = Some(value),
                 b"x-request-id" => view.request_id = text(value),
+                b"origin" => view.origin = Some(text(value)),
                 _ if name.eq_ignore_ascii_case(ORIGIN_MARKER_HEADER.as_bytes()) => {
                     view.marker = true
                 }
@@ -131,6 +134,12 @@ mod tests {
         assert_eq!(v.path, Some(&b"/media/a%20b?x=1"[..]));
         assert_eq!(v.request_id, "rid-1");
         assert_eq!(v.auth_headers, vec!["authorization", "x-amz-date"]);
+        assert_eq!(v.origin, None);
+        let buf = ser(&[(b":path", b"/x"), (b"origin", b"https://app.example.com")]);
+        assert_eq!(
+            HeaderView::parse(&buf).origin,
+            Some("https://app.example.com")
+        );
     }
 
     #[test]

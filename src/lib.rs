@@ -23,6 +23,7 @@ pub mod credentials;
 pub mod headers;
 pub mod local_cache;
 pub mod metrics;
+pub mod redirect;
 pub mod request;
 pub mod sign;
 pub mod startup;

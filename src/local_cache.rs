@@ -38,6 +38,8 @@ pub struct LocalHit<'a> {
     pub origin: usize,
     /// The presigned `:path`.
     pub rewrite: &'a str,
+    /// Until when (Unix ms) it is fresh: `refresh_before` before the URL expires.
+    pub fresh_until_ms: u64,
 }
 
 /// The per-worker cache; `size` 0 disables it.
@@ -86,6 +88,7 @@ impl LocalCache {
             .then_some(LocalHit {
                 origin: e.origin,
                 rewrite: &e.rewrite,
+                fresh_until_ms: e.fresh_until_ms,
             })
     }
 
@@ -131,7 +134,8 @@ mod tests {
             c.get("GET", "h", "/m/a", 999),
             Some(LocalHit {
                 origin: 0,
-                rewrite: "/signed-a"
+                rewrite: "/signed-a",
+                fresh_until_ms: 1_000,
             })
         );
         assert_eq!(

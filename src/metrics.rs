@@ -53,16 +53,20 @@ pub enum RequestOutcome {
     Denied,
     /// Not signed by design: no origin matched, or a passed-through method.
     Bypass,
+    /// Answered 307 with a presigned URL (`delivery: redirect`); how the cache
+    /// answered is in the `cache_*` counters.
+    Redirect,
 }
 
 impl RequestOutcome {
-    const ALL: [RequestOutcome; 6] = [
+    const ALL: [RequestOutcome; 7] = [
         RequestOutcome::Hit,
         RequestOutcome::Miss,
         RequestOutcome::Refresh,
         RequestOutcome::Fallback,
         RequestOutcome::Denied,
         RequestOutcome::Bypass,
+        RequestOutcome::Redirect,
     ];
 
     fn label(self) -> &'static str {
@@ -73,6 +77,7 @@ impl RequestOutcome {
             RequestOutcome::Fallback => "fallback",
             RequestOutcome::Denied => "denied",
             RequestOutcome::Bypass => "bypass",
+            RequestOutcome::Redirect => "redirect",
         }
     }
 
@@ -102,7 +107,7 @@ pub struct Handle(Option<u32>);
 /// Every metric of one origin label, defined once.
 #[derive(Debug, Clone, Default)]
 pub struct OriginMetrics {
-    requests: [Handle; 6],
+    requests: [Handle; 7],
     cache_hits: Handle,
     cache_misses: Handle,
     cache_refreshes: Handle,
@@ -381,6 +386,9 @@ mod tests {
         assert!(names
             .iter()
             .any(|(_, n)| n == "envoy_presign.requests.origin.media.outcome.hit"));
+        assert!(names
+            .iter()
+            .any(|(_, n)| n == "envoy_presign.requests.origin.media.outcome.redirect"));
         assert!(names
             .iter()
             .any(|(_, n)| n == "envoy_presign.store_ops.origin.media.op.set_cas_conflict"));

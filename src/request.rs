@@ -4,7 +4,7 @@
 //! branch here is unit-tested without a host.
 
 use crate::canonical::{allowed_query, object_key, split_path, PathError};
-use crate::config::{Config, OnError, Origin, OtherMethods};
+use crate::config::{Config, Delivery, OnError, Origin, OtherMethods};
 use crate::sign::{unsigned_path, Method, SignError};
 
 /// A local reply the filter sends instead of forwarding. The code is stable
@@ -109,6 +109,16 @@ pub enum Decision<'c> {
         /// Why it is not signed, if it is not.
         fallback: Option<FallbackReason>,
     },
+    /// Answer 307 with the URL on the origin's public endpoint; nothing is
+    /// forwarded (`delivery: redirect`).
+    Redirect {
+        /// The matched origin.
+        origin: &'c Origin,
+        /// Path and query of the URL, after the origin's `location_base`.
+        path: String,
+        /// Why it is not signed, if it is not (`on_error: passthrough`).
+        fallback: Option<FallbackReason>,
+    },
 }
 
 /// The request facts the decision depends on.
@@ -189,26 +199,29 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
             }
         }
     };
-    match sign(origin, method, &key, &query) {
-        Ok(path) => Decision::Forward {
+    let (path, fallback) = match sign(origin, method, &key, &query) {
+        Ok(path) => (path, None),
+        Err(reason) => match origin.on_error {
+            OnError::Deny => {
+                return Decision::Reject {
+                    origin,
+                    reply: LocalReply::SIGNING_UNAVAILABLE,
+                    failure: Some(reason),
+                }
+            }
+            OnError::Passthrough => (unsigned_path(origin, &key, &query), Some(reason)),
+        },
+    };
+    match origin.delivery {
+        Delivery::Proxy => Decision::Forward {
             origin,
             rewrite: Some((origin.authority.as_str(), path)),
-            fallback: None,
+            fallback,
         },
-        Err(reason) => match origin.on_error {
-            OnError::Deny => Decision::Reject {
-                origin,
-                reply: LocalReply::SIGNING_UNAVAILABLE,
-                failure: Some(reason),
-            },
-            OnError::Passthrough => Decision::Forward {
-                origin,
-                rewrite: Some((
-                    origin.authority.as_str(),
-                    unsigned_path(origin, &key, &query),
-                )),
-                fallback: Some(reason),
-            },
+        Delivery::Redirect => Decision::Redirect {
+            origin,
+            path,
+            fallback,
         },
     }
 }
@@ -590,6 +603,151 @@ mod tests {
                 assert!(!query.contains("bucket="), "{path}: {query}");
             }
         }
+    }
+
+    /// A redirect origin decides exactly as a proxy origin does (same
+    /// signer calls, same refusals), but answers with a redirect to the
+    /// signed path instead of forwarding; an unmatched request never gets one.
+    #[test]
+    fn redirect_origins_redirect_what_proxy_origins_forward() {
+        let proxy = config(json!({}));
+        let redirect = config(json!({"delivery": "redirect"}));
+        for (method, path) in [
+            ("GET", "/media/my%20file(1).mp4?versionId=v1&a=b"),
+            ("HEAD", "/media/a"),
+        ] {
+            let (p, p_calls) = run(&proxy, method, path, Ok("/media/signed"));
+            let (r, r_calls) = run(&redirect, method, path, Ok("/media/signed"));
+            assert_eq!(p_calls, r_calls, "{method} {path}");
+            assert_eq!(p, forward(&proxy, "/media/signed", None));
+            assert_eq!(
+                r,
+                Decision::Redirect {
+                    origin: &redirect.origins[0],
+                    path: "/media/signed".into(),
+                    fallback: None,
+                }
+            );
+        }
+        for (method, path) in [
+            ("GET", "/media/a%zz"),
+            ("GET", "/media/a/../b"),
+            ("GET", "/media/"),
+            ("GET", &format!("/media/a?versionId={}", "v".repeat(3000))),
+            ("POST", "/media/a"),
+            ("DELETE", "/media/a"),
+        ] {
+            let (p, _) = run(&proxy, method, path, Ok("/x"));
+            let (r, calls) = run(&redirect, method, path, Ok("/x"));
+            assert!(reply_of(&p).is_some(), "{method} {path}: {p:?}");
+            assert_eq!(reply_of(&p), reply_of(&r), "{method} {path}");
+            assert!(calls.is_empty(), "{method} {path}");
+        }
+        for path in ["/other/x", "/media", "/me%64ia/x"] {
+            let (d, calls) = run(&redirect, "GET", path, Ok("/x"));
+            assert_eq!(d, Decision::Bypass, "{path}");
+            assert!(calls.is_empty());
+        }
+        // Signing failures: 503 with deny, a redirect to the unsigned URL with passthrough.
+        let (d, _) = run(
+            &redirect,
+            "GET",
+            "/media/a",
+            Err(FallbackReason::NoCredentials),
+        );
+        assert_eq!(reply_of(&d), Some(LocalReply::SIGNING_UNAVAILABLE));
+        let c = config(json!({"delivery": "redirect", "on_error": "passthrough"}));
+        let (d, _) = run(
+            &c,
+            "GET",
+            "/media/a%20b?versionId=1&x=2",
+            Err(FallbackReason::NoCredentials),
+        );
+        assert_eq!(
+            d,
+            Decision::Redirect {
+                origin: &c.origins[0],
+                path: "/media/a%20b?versionId=1".into(),
+                fallback: Some(FallbackReason::NoCredentials),
+            }
+        );
+    }
+
+    /// README.md, Redirect mode: `response-content-disposition` and
+    /// `response-content-type`, when `allow_query` names them, are signed
+    /// into the URL (S3 then sets those headers) and are part of the cache
+    /// identity: another file name is another URL, never a cached one.
+    #[test]
+    fn response_overrides_are_signed_and_part_of_the_identity() {
+        use crate::testing::FakeStore;
+        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+        use std::time::{Duration, UNIX_EPOCH};
+        let doc = json!({
+            "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+            "origins": [{"name": "media", "match": {"prefix": "/media/"},
+                         "endpoint": "http://s3.local:9000", "bucket": "media", "region": "us-east-1",
+                         "delivery": "redirect", "public_endpoint": "https://cdn.example.com",
+                         "allow_query": ["response-content-disposition", "response-content-type"]}],
+        });
+        let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+        let store = FakeStore::default();
+        let host = Host {
+            store: &store,
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            clock: None,
+        };
+        let location = |path: &str| {
+            let mut report = UrlReport::default();
+            let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
+                let req = ObjectRequest { method, key, query };
+                presigned_path(&c, &host, o, req, &mut report)
+            };
+            let head = RequestHead {
+                method: "GET",
+                authority: "envoy",
+                path: path.as_bytes(),
+            };
+            match decide(&c, head, &mut sign) {
+                Decision::Redirect {
+                    path,
+                    fallback: None,
+                    ..
+                } => (path, report.signed),
+                other => panic!("{path}: {other:?}"),
+            }
+        };
+        let a = "/media/v.mp4?response-content-disposition=attachment%3B%20filename%3D%22a.mp4%22";
+        let b = "/media/v.mp4?response-content-disposition=attachment%3B%20filename%3D%22b.mp4%22";
+        let typed = "/media/v.mp4?response-content-type=video%2Fmp4&other=1";
+        let (url_a, signed) = location(a);
+        assert_eq!(signed, 1);
+        assert!(
+            url_a.starts_with(
+                "/media/v.mp4?response-content-disposition=attachment%3B%20filename%3D%22a.mp4%22&X-Amz-Algorithm="
+            ) && url_a.contains("X-Amz-Signature="),
+            "{url_a}"
+        );
+        assert_eq!(
+            location(a),
+            (url_a.clone(), 0),
+            "the same request is a cache hit"
+        );
+        let (url_b, signed) = location(b);
+        assert_eq!(
+            signed, 1,
+            "another file name is another identity, signed apart"
+        );
+        // Signed: the other file name has another signature.
+        let signature = |u: &str| u.split("X-Amz-Signature=").nth(1).map(str::to_string);
+        assert_ne!(signature(&url_a), signature(&url_b));
+        let (url_t, _) = location(typed);
+        assert!(
+            url_t.contains("response-content-type=video%2Fmp4") && !url_t.contains("other="),
+            "{url_t}"
+        );
+        let (plain, signed) = location("/media/v.mp4");
+        assert_eq!(signed, 1);
+        assert!(!plain.contains("response-"), "{plain}");
     }
 
     /// Each fallback reason is reported under its own `sign_errors` category.

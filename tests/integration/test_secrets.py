@@ -12,6 +12,10 @@ every response's status line, headers and body (local replies included).
 * ``unsigned``: no credentials, ``on_error: deny`` -> 503 ``signing_unavailable``.
 * ``wrong_keys``: inline credentials with a wrong secret, in front of the session's
   strict SeaweedFS -> its 403 ``SignatureDoesNotMatch`` (the body replaced by Envoy's).
+* ``redirecting``: ``signing``'s credentials with ``delivery: redirect``: misses, hits,
+  HEAD, Range, a CORS request, client credentials, a 400, a 405, unmatched paths. The
+  presigned URL is handed to the client here, in ``Location`` of the 307 to a matched GET
+  or HEAD, and must appear nowhere else (the scan reads each 307 without its ``Location``).
 
 A presigned URL is only visible inside Envoy, so ``signing`` and ``wrong_keys`` get a
 second, test-only access log with ``%REQ(:PATH)%`` (the rewritten path): it teaches the
@@ -26,7 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from conftest import ACCESS_KEY, SECRET_KEY, StubOrigin, media_path, poll
@@ -65,12 +69,17 @@ class Surfaces:
     presigned: list[str] = field(default_factory=list)  # learned rewritten paths
     origin_paths: list[str] = field(default_factory=list)  # what the stand-in origin got
     responses: dict[str, Response] = field(default_factory=dict)
+    locations: dict[str, str] = field(default_factory=dict)  # redirect response name -> Location
 
     def add_responses(self, envoy_name: str, exchanges: list[tuple[str, str, dict, Response]]) -> None:
         for n, (method, path, _, resp) in enumerate(exchanges):
             name = f"{envoy_name} response #{n} ({method} {path} -> {resp.status})"
             self.responses[name] = resp
-            head = f"{resp.status}\n" + "\n".join(f"{k}: {v}" for k, v in resp.headers.items())
+            if resp.status == 307 and envoy_name == "redirecting":
+                self.locations[name] = resp.headers["location"]
+            # A redirect's Location is where its URL belongs; everything else is scanned.
+            shown = {k: v for k, v in resp.headers.items() if name not in self.locations or k != "location"}
+            head = f"{resp.status}\n" + "\n".join(f"{k}: {v}" for k, v in shown.items())
             self.texts[name] = head + "\n\n" + resp.body.decode("latin-1")
 
     def add_envoy(self, name: str, envoy: Envoy) -> None:
@@ -115,6 +124,12 @@ SIGNING_TRAFFIC = [
     ("GET", "/unmatched/x", {}),  # bypass: no origin route, Envoy's 404
 ]
 SIGNED = 9  # requests of SIGNING_TRAFFIC the filter presigned
+REDIRECT_TRAFFIC = SIGNING_TRAFFIC + [
+    ("GET", media_path("secrets/a.txt"), {"Origin": "http://app.example.test"}),  # hit, CORS
+    ("GET", "/unmatched/x?X-Amz-Signature=client", {"x-envoy-presign-origin": "media"}),  # 404
+]
+REDIRECTED = 10  # requests of REDIRECT_TRAFFIC answered with a 307
+REDIRECT_STATUSES = [307] * 9 + [400, 405, 405, 404, 307, 404]
 EXPECTED_STATUSES = [200, 200, 200, 200, 200, 206, 206, 200, 404, 400, 405, 405, 404]
 
 
@@ -149,6 +164,14 @@ def surfaces(start_envoy, seaweedfs, tmp_path_factory) -> Surfaces:
     found.add_responses("unsigned", exchanges)
     found.add_envoy("unsigned", unsigned)
 
+    redirecting = start_envoy(
+        filter_config(stub.port, delivery="redirect", cors_origins=["http://app.example.test"]),
+        env_credentials(SIGNING_ACCESS_KEY, ENV_SECRET, SESSION_TOKEN), origin_port=stub.port)
+    exchanges = exchange(redirecting, REDIRECT_TRAFFIC)
+    assert [resp.status for *_, resp in exchanges] == REDIRECT_STATUSES, exchanges
+    found.add_responses("redirecting", exchanges)
+    found.add_envoy("redirecting", redirecting)
+
     wrong_keys = start_envoy(
         filter_config(seaweedfs.s3_port, credentials={
             "source": "inline", "access_key_id": ACCESS_KEY, "secret_access_key": INLINE_SECRET}),
@@ -169,6 +192,11 @@ def signatures(paths: list[str]) -> set[str]:
     return {parse_qs(p.partition("?")[2])["X-Amz-Signature"][0] for p in paths}
 
 
+def redirect_paths(found: Surfaces) -> list[str]:
+    """The path and query of every Location handed out."""
+    return [urlsplit(url)._replace(scheme="", netloc="").geturl() for url in found.locations.values()]
+
+
 def needles(found: Surfaces) -> dict[str, str]:
     """What must appear on no surface, by a name that does not reveal it."""
     result = {
@@ -181,7 +209,9 @@ def needles(found: Surfaces) -> dict[str, str]:
     }
     for n, signature in enumerate(sorted(signatures(found.presigned))):
         result[f"signature #{n}"] = signature
-    for n, path in enumerate(sorted(set(found.presigned))):
+    for n, signature in enumerate(sorted(signatures(redirect_paths(found)))):
+        result[f"redirect signature #{n}"] = signature
+    for n, path in enumerate(sorted(set(found.presigned + redirect_paths(found)))):
         result[f"presigned URL #{n}"] = path
         result[f"presigned URL #{n}'s query"] = path.partition("?")[2]
     return result
@@ -203,15 +233,15 @@ def test_no_secret_signature_or_url_on_any_surface(surfaces: Surfaces):
              for where, text in surfaces.texts.items() if needle in text]
     assert not leaks, "\n".join(f"{what} in {where}" for what, where in leaks)
     scanned = set(surfaces.texts)
-    for name in ("signing", "unsigned", "wrong_keys"):
+    for name in ("signing", "unsigned", "wrong_keys", "redirecting"):
         assert {f"{name} envoy log + console", f"{name} access log (shipped format)",
                 f"{name} /stats", f"{name} /stats/prometheus", f"{name} /stats?format=json"} <= scanned
-    assert len(surfaces.responses) == len(SIGNING_TRAFFIC) + 4
+    assert len(surfaces.responses) == len(SIGNING_TRAFFIC) + 4 + len(REDIRECT_TRAFFIC)
 
 
 def test_local_replies_carry_only_their_code(surfaces: Surfaces):
     local = {name: resp for name, resp in surfaces.responses.items() if "x-presign-error" in resp.headers}
-    assert sorted(resp.status for resp in local.values()) == [400, 405, 405, 503, 503]
+    assert sorted(resp.status for resp in local.values()) == [400, 400, 405, 405, 405, 405, 503, 503]
     for name, resp in local.items():
         code = resp.headers["x-presign-error"]
         if resp.body:  # HEAD replies have none
@@ -223,6 +253,26 @@ def test_shipped_access_log_format_logs_no_url(surfaces: Surfaces):
     and nothing of its path: not the client's, not the presigned one."""
     log = surfaces.texts["signing access log (shipped format)"].splitlines()
     assert len(log) == len(SIGNING_TRAFFIC)
+    assert not [line for line in log if "/" in line or "X-Amz" in line], log
+
+
+def test_redirect_urls_only_in_the_location_of_a_matched_request(surfaces: Surfaces):
+    """Each 307 to a matched GET or HEAD carries its presigned URL (session token signed
+    in) in Location and nowhere else in the reply (the scan above covers every other
+    surface); no other reply has a Location; the shipped access log holds none of it."""
+    redirects = {name: resp for name, resp in surfaces.responses.items() if resp.status == 307}
+    assert set(redirects) == set(surfaces.locations) and len(redirects) == REDIRECTED
+    paths = redirect_paths(surfaces)
+    assert len(signatures(paths)) == 5  # GET a, HEAD a, GET b, GET b?versionId, GET missing
+    for name, resp in redirects.items():
+        url = surfaces.locations[name]
+        assert quote(SESSION_TOKEN, safe="") in url and "X-Amz-Signature=" in url, name
+        assert resp.body == b"" and not any(url in v for k, v in resp.headers.items() if k != "location"), name
+        assert "/media/" in name, name  # only matched requests
+    others = [name for name, resp in surfaces.responses.items() if resp.status != 307]
+    assert not [name for name in others if "location" in surfaces.responses[name].headers]
+    log = surfaces.texts["redirecting access log (shipped format)"].splitlines()
+    assert len(log) == len(REDIRECT_TRAFFIC)
     assert not [line for line in log if "/" in line or "X-Amz" in line], log
 
 
