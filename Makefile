@@ -140,10 +140,12 @@ lint: wasm-target
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 	cd fuzz && cargo fmt -- --check && cargo clippy --bins -- -D warnings
 
-## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml)
+## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml; the
+## several-day anomaly and period tests, anomaly_test.yml and period_test.yml, about 15 s)
 rules: prometheus-tools
 	promtool check rules envoy/prometheus/rules.yml
 	promtool test rules envoy/prometheus/rules_test.yml
+	promtool test rules envoy/prometheus/anomaly_test.yml envoy/prometheus/period_test.yml
 
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
