@@ -42,5 +42,5 @@ def draw(path: Path, origin: str, period: str, current: dict[str, Points], previ
     fig.suptitle(f"{origin}: the {period} (solid) and the {period} before (dashed)", fontsize=10)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, pil_kwargs={"optimize": True})
     plt.close(fig)
