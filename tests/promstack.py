@@ -15,12 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stack import REPO_ROOT, _clean_env, _ManagedProcess, free_port
 
 PROMETHEUS_DIR = REPO_ROOT / "envoy" / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "envoy" / "alertmanager" / "alertmanager.yml"
 DASHBOARD_PATH = REPO_ROOT / "envoy" / "grafana" / "envoy-presign.json"
+PROMETHEUS_RECORDING_GROUP = "envoy_presign.recording"  # the 5-minute rules
 
 # Loopback only: never through an HTTP(S)_PROXY.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -155,6 +157,12 @@ class Alertmanager(_Server):
 
     def alerts(self) -> list[dict]:
         return json.loads(http_get(self.url("/api/v2/alerts")))
+
+
+def recorded_names(*groups: str) -> set[str]:
+    """The recorded series of rules.yml's ``groups``."""
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())["groups"]
+    return {r["record"] for g in rules if g["name"] in groups for r in g["rules"] if "record" in r}
 
 
 def dashboard_queries(rows: set[str] | None = None, exclude_rows: set[str] = frozenset()) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 from conftest import ACCESS_KEY, SECRET_KEY, StubOrigin, clear_of_window_boundary, poll
 
-from promstack import PROMETHEUS_DIR, Prometheus, dashboard_queries, http_get
+from promstack import PROMETHEUS_RECORDING_GROUP, Prometheus, dashboard_queries, http_get, recorded_names
 from stack import Envoy, env_credentials, filter_config, origin_config, raw_request
 
 # Dashboard rows that need days of history (offset 1d, 1w): proven on 35 backfilled days
@@ -369,8 +369,9 @@ def test_counters_and_histogram_counts_are_exact(signing_envoy, unsigned_envoy, 
 
 
 def _recorded_names() -> list[str]:
-    text = (PROMETHEUS_DIR / "rules.yml").read_text()
-    return sorted(set(re.findall(r"^\s*- record: (\S+)$", text, re.MULTILINE)))
+    """The 5-minute recording rules; the anomaly and period groups need days of history and
+    are checked on 35 backfilled days (tests/monitoring/test_report.py)."""
+    return sorted(recorded_names(PROMETHEUS_RECORDING_GROUP))
 
 
 def test_prometheus_rules_and_dashboard(prometheus, signing_envoy, traffic):

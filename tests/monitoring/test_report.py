@@ -23,13 +23,15 @@ from conftest import require
 
 import history as h
 import report
-from promstack import PROMETHEUS_DIR, Prometheus, dashboard_queries
+from promstack import PROMETHEUS_DIR, Prometheus, dashboard_queries, recorded_names
 
 END = int(time.time()) // h.DAY * h.DAY  # the last midnight UTC: the history's end
 HISTORY_ROWS = {"Historical trends", "Anomaly signals"}
-# The anomaly chain of rules.yml, each step read by the next: (records, backfilled window).
+# The anomaly chain of rules.yml, each step read by the next, and the period rules:
+# (records, backfilled window).
 ANOMALY_PASSES = [
-    (["origin_signal:envoy_presign_anomaly:value30m"], 2 * h.DAY + 3600),
+    (["origin_signal:envoy_presign_anomaly:value30m", "origin:envoy_presign_origin_ttfb_ms:p95_rate1d",
+      "origin:envoy_presign_cache_hit:ratio_rate1d"], 2 * h.DAY + 3600),
     (["origin_signal:envoy_presign_anomaly:baseline30m"], h.DAY + 3600),
     (["origin_signal:envoy_presign_anomaly:deviation30m", "origin_signal:envoy_presign_anomaly:min_spread30m"],
      h.DAY + 3600),
@@ -181,6 +183,11 @@ def test_dashboard_history_and_anomaly_rows_have_data(prometheus):
     assert len(queries) >= 10, queries
     empty = [f"{title}: {expr}" for title, expr in queries if not prometheus.query(expr, time=END)]
     assert not empty, "dashboard queries without data at the history's end:\n" + "\n".join(empty)
+    # Every rule of the anomaly and period groups was backfilled (a rule the passes miss fails).
+    groups = recorded_names("envoy_presign.anomaly", "envoy_presign.period")
+    assert groups == {r for records, _ in ANOMALY_PASSES for r in records}
+    empty = sorted(r for r in groups if not prometheus.query(r, time=END))
+    assert not empty, empty
     # The anomaly chain reached its end: media's z-scores exist, and are small (the history
     # ends at midnight, a quiet hour that repeats every day).
     z = prometheus.query('origin_signal:envoy_presign_anomaly:zscore30m{origin="media"}', time=END)
