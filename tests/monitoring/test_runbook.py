@@ -1,6 +1,7 @@
 """docs/runbook.md against the alerts, and README.md's monitoring claims that are about files:
 every alert links a runbook section that exists, every alert section is an alert, each section
-has its four parts, and every path README.md's plan-coverage table names exists."""
+has its four parts, every path README.md's plan-coverage table names exists, and README.md's
+sample rows are those of the committed sample report."""
 
 from __future__ import annotations
 
@@ -60,9 +61,20 @@ def test_runbook_has_the_daily_routine():
 def test_readme_links_the_runbook_and_its_coverage_table_names_real_paths():
     text = README.read_text()
     assert "(docs/runbook.md)" in text
-    table = text[text.index("| plan item |"):]
+    table = text[text.index("| plan item | where it lives |"):]
     table = table[:table.index("\n\n")]
     paths = set(re.findall(r"`((?:envoy|tools|tests|docs)/[^`#: ]+)", table))
     assert len(paths) >= 8, paths
     missing = sorted(p for p in paths if not (REPO_ROOT / p).exists())
     assert not missing, missing
+
+
+def test_readme_sample_rows_are_the_sample_reports():
+    text = README.read_text()
+    table = text[text.index("| measure (origin `media`) |"):]
+    rows = [line for line in table[:table.index("\n\n")].splitlines()[2:]]
+    sample = (REPO_ROOT / "docs" / "sample-report" / "report.md").read_text()
+    media = sample[sample.index("## media"):]
+    assert rows and all(row in media for row in rows), [r for r in rows if r not in media]
+    for png in re.findall(r"\]\((docs/sample-report/[a-z]+\.png)\)", text):
+        assert (REPO_ROOT / png).stat().st_size < 100_000, png
