@@ -78,3 +78,12 @@ def test_readme_sample_rows_are_the_sample_reports():
     assert rows and all(row in media for row in rows), [r for r in rows if r not in media]
     for png in re.findall(r"\]\((docs/sample-report/[a-z]+\.png)\)", text):
         assert (REPO_ROOT / png).stat().st_size < 100_000, png
+
+
+def test_every_recorded_series_the_runbook_names_exists():
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())["groups"]
+    recorded = {r["record"] for g in rules for r in g["rules"] if "record" in r}
+    named = set(re.findall(r"\b((?:origin|origin_signal|origin_class|origin_outcome|instance):envoy_presign_[a-z0-9_]+:[a-z0-9_]+)",
+                           RUNBOOK.read_text()))
+    assert len(named) >= 10, named
+    assert not named - recorded, sorted(named - recorded)
