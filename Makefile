@@ -53,6 +53,8 @@ prometheus-tools:
 	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop || true; update-rc.d prometheus disable || true; fi; \
 	fi
 
+.PHONY: alerting report report-test
+
 # Debian's Alertmanager (and amtool), for the compose stack and the Docker test; like
 # prometheus-tools, its service is stopped and disabled where an init system started it.
 alertmanager-tools:
@@ -116,7 +118,7 @@ down:
 
 ## test: lint, host unit tests, mutants of the changed core, a short fuzz run, wasm build,
 ## Prometheus rules, integration tests in real Envoy
-test: lint unit mutants-diff fuzz-quick build rules integration
+test: lint unit mutants-diff fuzz-quick build rules integration alerting report-test
 
 unit:
 	cargo test --lib
@@ -150,10 +152,33 @@ lint: wasm-target
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 	cd fuzz && cargo fmt -- --check && cargo clippy --bins -- -D warnings
 
-## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml)
+## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml; the
+## several-day anomaly and period tests, anomaly_test.yml and period_test.yml, about 15 s)
 rules: prometheus-tools
 	promtool check rules envoy/prometheus/rules.yml
 	promtool test rules envoy/prometheus/rules_test.yml
+	promtool test rules envoy/prometheus/anomaly_test.yml envoy/prometheus/period_test.yml
+
+## alerting: amtool check-config on envoy/alertmanager/alertmanager.yml, then its routing
+## (amtool config routes test) and inhibition (a real Alertmanager) cases
+alerting: alertmanager-tools $(STAMP)
+	amtool check-config envoy/alertmanager/alertmanager.yml
+	$(PY) -m pytest -q tests/monitoring/test_alertmanager.py
+
+REPORT_PERIOD ?= week
+REPORT_PROMETHEUS ?= http://127.0.0.1:9090
+REPORT_OUT ?= reports
+
+## report: the plan's report for the last REPORT_PERIOD (day, week or month) ending at the last
+## midnight UTC, from the Prometheus at REPORT_PROMETHEUS, into REPORT_OUT/ (Markdown + PNG)
+report: $(STAMP)
+	$(PY) tools/report.py --prometheus $(REPORT_PROMETHEUS) --period $(REPORT_PERIOD) --out $(REPORT_OUT)
+
+## report-test: 35 days of synthetic history backfilled into a real Prometheus; the report's
+## numbers must be the generator's and its planted regression flagged; the dashboard's
+## history and anomaly queries must return data (tests/monitoring/test_report.py)
+report-test: prometheus-tools $(STAMP)
+	$(PY) -m pytest -q tests/monitoring/test_report.py tests/monitoring/test_runbook.py
 
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
