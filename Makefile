@@ -43,47 +43,39 @@ wasm-target:
 	tar -xJf $(OFFLINE_STD) -C "$$sysroot/lib/rustlib" && \
 	test -d "$$sysroot/lib/rustlib/$(TARGET)/lib"
 
-# Debian's package starts a prometheus service on :9090 where an init system runs (no
-# policy-rc.d denying it): the tests start their own, so stop and disable that one.
-prometheus-tools:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+# $(call apt_tool,<commands>,<package>,<service>): installs Debian's <package> unless every
+# one of <commands> is there. A package that starts a service where an init system runs (no
+# policy-rc.d denying it) has that service stopped and disabled: the tests start their own
+# servers on free ports (Debian's prometheus would otherwise hold :9090).
+define apt_tool
+	@for c in $(1); do command -v $$c >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 	  set -e; apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
-	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service || true; \
-	  elif [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop || true; update-rc.d prometheus disable || true; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2); \
+	  if [ -z "$(3)" ]; then :; \
+	  elif [ -d /run/systemd/system ]; then systemctl disable --now $(3).service || true; \
+	  elif [ -x /etc/init.d/$(3) ]; then /etc/init.d/$(3) stop || true; update-rc.d $(3) disable || true; fi; \
 	fi
+endef
+
+# promtool and prometheus: the rules' tests, the metrics and report tests.
+prometheus-tools:
+	$(call apt_tool,promtool prometheus,prometheus,prometheus)
 
 .PHONY: alerting report report-test
 
-# Debian's Alertmanager (and amtool), for the compose stack and the Docker test; like
-# prometheus-tools, its service is stopped and disabled where an init system started it.
+# Alertmanager and amtool: make alerting, the compose stack and the Docker test.
 alertmanager-tools:
-	@if ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
-	  set -e; apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager; \
-	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus-alertmanager.service || true; \
-	  elif [ -x /etc/init.d/prometheus-alertmanager ]; then /etc/init.d/prometheus-alertmanager stop || true; \
-	    update-rc.d prometheus-alertmanager disable || true; fi; \
-	fi
+	$(call apt_tool,prometheus-alertmanager amtool,prometheus-alertmanager,prometheus-alertmanager)
 
-# Debian's OCI registry, which the Docker test starts to push the plugin image to and pull
-# it back (its packaged service is stopped and disabled, as above).
+# Debian's OCI registry: the Docker test pushes the plugin image to it and pulls it back.
 registry-tools:
-	@if ! command -v docker-registry >/dev/null; then \
-	  set -e; apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry; \
-	  if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry.service || true; \
-	  elif [ -x /etc/init.d/docker-registry ]; then /etc/init.d/docker-registry stop || true; \
-	    update-rc.d docker-registry disable || true; fi; \
-	fi
+	$(call apt_tool,docker-registry,docker-registry,docker-registry)
 
-# Debian's chromium, for test_redirect.py's browser test (run --headless --no-sandbox
-# --disable-gpu, without background networking, driven over the DevTools protocol).
+# Chromium, for test_redirect.py's browser test (run --headless --no-sandbox --disable-gpu,
+# without background networking, driven over the DevTools protocol).
 browser-tools:
-	@if ! command -v chromium >/dev/null; then \
-	  set -e; apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
-	fi
+	$(call apt_tool,chromium,chromium,)
 
 $(STAMP): requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
