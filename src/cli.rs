@@ -372,7 +372,6 @@ fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
     use std::collections::HashMap;
 
     const CONFIG: &str = r#"{
@@ -752,26 +751,6 @@ mod tests {
         assert_eq!(EmptyStore.get("k"), Ok((None, None)));
     }
 
-    /// One boto3-generated URL (see `scripts/gen_vectors.py`).
-    #[derive(Deserialize)]
-    struct Vector {
-        name: String,
-        method: String,
-        endpoint: String,
-        bucket: String,
-        key: String,
-        addressing: String,
-        region: String,
-        service: String,
-        expires_in: u64,
-        time: u64,
-        access_key_id: String,
-        secret_access_key: String,
-        session_token: Option<String>,
-        query: Vec<(String, String)>,
-        url: String,
-    }
-
     /// Percent-encodes every byte but unreserved ones and `/` (what the filter
     /// decodes back into the key exactly once).
     fn encode(s: &str, keep_slash: bool) -> String {
@@ -792,8 +771,7 @@ mod tests {
     /// configuration refuses (1 s) is checked to be refused instead.
     #[test]
     fn sign_prints_boto3s_urls() {
-        let vectors: Vec<Vector> =
-            serde_json::from_str(include_str!("../tests/vectors/presign.json")).unwrap();
+        let vectors = crate::testing::boto3_vectors();
         let mut compared = 0;
         for v in &vectors {
             let config = serde_json::json!({

@@ -441,6 +441,35 @@ mod tests {
         assert_eq!(d, want);
     }
 
+    /// `decide` on a GET of `path` through the real URL source (the cache in
+    /// `store`, the clock at `now_secs`), with the lookup's report.
+    fn decide_through_cache<'c>(
+        c: &'c Config,
+        store: &crate::testing::FakeStore,
+        now_secs: u64,
+        path: &str,
+    ) -> (Decision<'c>, crate::url_source::UrlReport) {
+        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+        use std::time::{Duration, UNIX_EPOCH};
+        let host = Host {
+            store,
+            now: UNIX_EPOCH + Duration::from_secs(now_secs),
+            clock: None,
+        };
+        let mut report = UrlReport::default();
+        let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
+            let req = ObjectRequest { method, key, query };
+            presigned_path(c, &host, o, req, &mut report)
+        };
+        let head = RequestHead {
+            method: "GET",
+            authority: "envoy",
+            path: path.as_bytes(),
+        };
+        let d = decide(c, head, &mut sign);
+        (d, report)
+    }
+
     /// README.md, Local replies: "503 `signing_unavailable`: no credentials
     /// or signer failure, with `on_error: deny`". The real signer fails for a
     /// time it cannot write as `X-Amz-Date` (after 9999); through the cache
@@ -448,9 +477,6 @@ mod tests {
     /// `signer`, and nothing is forwarded.
     #[test]
     fn a_real_signer_failure_is_a_503_signing_unavailable() {
-        use crate::testing::FakeStore;
-        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
-        use std::time::{Duration, UNIX_EPOCH};
         for cache in [true, false] {
             let doc = json!({
                 "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
@@ -460,24 +486,9 @@ mod tests {
                              "region": "us-east-1"}],
             });
             let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
-            let store = FakeStore::default();
             // Year 10001: no SigV4 date for it.
-            let host = Host {
-                store: &store,
-                now: UNIX_EPOCH + Duration::from_secs(253_433_923_200),
-                clock: None,
-            };
-            let mut report = UrlReport::default();
-            let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
-                let req = ObjectRequest { method, key, query };
-                presigned_path(&c, &host, o, req, &mut report)
-            };
-            let head = RequestHead {
-                method: "GET",
-                authority: "envoy",
-                path: b"/media/a",
-            };
-            let d = decide(&c, head, &mut sign);
+            let store = crate::testing::FakeStore::default();
+            let (d, report) = decide_through_cache(&c, &store, 253_433_923_200, "/media/a");
             let failure = match d {
                 Decision::Reject {
                     reply: LocalReply::SIGNING_UNAVAILABLE,
@@ -679,9 +690,6 @@ mod tests {
     /// identity: another file name is another URL, never a cached one.
     #[test]
     fn response_overrides_are_signed_and_part_of_the_identity() {
-        use crate::testing::FakeStore;
-        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
-        use std::time::{Duration, UNIX_EPOCH};
         let doc = json!({
             "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
             "origins": [{"name": "media", "match": {"prefix": "/media/"},
@@ -690,24 +698,10 @@ mod tests {
                          "allow_query": ["response-content-disposition", "response-content-type"]}],
         });
         let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
-        let store = FakeStore::default();
-        let host = Host {
-            store: &store,
-            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            clock: None,
-        };
+        let store = crate::testing::FakeStore::default();
         let location = |path: &str| {
-            let mut report = UrlReport::default();
-            let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
-                let req = ObjectRequest { method, key, query };
-                presigned_path(&c, &host, o, req, &mut report)
-            };
-            let head = RequestHead {
-                method: "GET",
-                authority: "envoy",
-                path: path.as_bytes(),
-            };
-            match decide(&c, head, &mut sign) {
+            let (d, report) = decide_through_cache(&c, &store, 1_700_000_000, path);
+            match d {
                 Decision::Redirect {
                     path,
                     fallback: None,

@@ -359,28 +359,8 @@ pub fn presign(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use serde::Deserialize;
+    use crate::testing::Vector;
     use std::time::UNIX_EPOCH;
-
-    /// One boto3-generated URL (see `scripts/gen_vectors.py`).
-    #[derive(Deserialize)]
-    struct Vector {
-        name: String,
-        method: String,
-        endpoint: String,
-        bucket: String,
-        key: String,
-        addressing: String,
-        region: String,
-        service: String,
-        expires_in: u64,
-        time: u64,
-        access_key_id: String,
-        secret_access_key: String,
-        session_token: Option<String>,
-        query: Vec<(String, String)>,
-        url: String,
-    }
 
     fn config_for(v: &Vector) -> Config {
         let doc = serde_json::json!({
@@ -410,8 +390,7 @@ mod tests {
 
     #[test]
     fn byte_identical_to_boto3() {
-        let vectors: Vec<Vector> =
-            serde_json::from_str(include_str!("../tests/vectors/presign.json")).unwrap();
+        let vectors = crate::testing::boto3_vectors();
         assert!(vectors.len() >= 40, "vector file too small");
         for v in &vectors {
             let config = config_for(v);

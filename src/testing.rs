@@ -65,3 +65,31 @@ impl Store for FakeStore {
         Ok(())
     }
 }
+
+/// One boto3-generated presigned URL and what it was made from
+/// (`tests/vectors/presign.json`, `scripts/gen_vectors.py`): the independent
+/// reference the signer and the host command are compared with.
+#[derive(serde::Deserialize)]
+pub struct Vector {
+    pub name: String,
+    pub method: String,
+    pub endpoint: String,
+    pub bucket: String,
+    pub key: String,
+    pub addressing: String,
+    pub region: String,
+    pub service: String,
+    pub expires_in: u64,
+    pub time: u64,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub query: Vec<(String, String)>,
+    pub url: String,
+}
+
+/// Every boto3 vector.
+pub fn boto3_vectors() -> Vec<Vector> {
+    serde_json::from_str(include_str!("../tests/vectors/presign.json"))
+        .expect("tests/vectors/presign.json parses")
+}
