@@ -537,10 +537,8 @@ mod tests {
     #[test]
     fn a_refused_read_and_write_are_counted_and_still_served() {
         use crate::config::Config;
-        use crate::sign::Method;
-        use crate::testing::FakeStore;
-        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
-        use std::time::{Duration, UNIX_EPOCH};
+        use crate::testing::{get_object, host_at, FakeStore};
+        use crate::url_source::{presigned_path, UrlReport};
         let doc = serde_json::json!({
             "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
             "origins": [{"name": "o", "match": {"prefix": "/o/"}, "endpoint": "http://h",
@@ -550,18 +548,9 @@ mod tests {
         let store = FakeStore::default();
         store.fail_gets.set(true);
         store.fail_sets.set(true);
-        let host = Host {
-            store: &store,
-            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            clock: None,
-        };
-        let req = ObjectRequest {
-            method: Method::Get,
-            key: "k",
-            query: &[],
-        };
+        let host = host_at(&store, 1_700_000_000, None);
         let mut report = UrlReport::default();
-        let path = presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
+        let path = presigned_path(&c, &host, &c.origins[0], get_object("k"), &mut report).unwrap();
         assert!(path.starts_with("/bkt/k?X-Amz-"), "{path}");
         assert!(store.data.borrow().is_empty(), "nothing stored");
         let r = Recorder::default();

@@ -449,13 +449,8 @@ mod tests {
         now_secs: u64,
         path: &str,
     ) -> (Decision<'c>, crate::url_source::UrlReport) {
-        use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
-        use std::time::{Duration, UNIX_EPOCH};
-        let host = Host {
-            store,
-            now: UNIX_EPOCH + Duration::from_secs(now_secs),
-            clock: None,
-        };
+        use crate::url_source::{presigned_path, ObjectRequest, UrlReport};
+        let host = crate::testing::host_at(store, now_secs, None);
         let mut report = UrlReport::default();
         let mut sign = |o: &Origin, method, key: &str, query: &[(String, String)]| {
             let req = ObjectRequest { method, key, query };

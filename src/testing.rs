@@ -4,6 +4,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::cache::{Entry, Store, StoreError};
+use crate::sign::Method;
+use crate::url_source::{Host, ObjectRequest};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Simulates another worker acting between a read and a write.
 pub type Interleave = Box<dyn FnMut(&FakeStore)>;
@@ -92,4 +95,27 @@ pub struct Vector {
 pub fn boto3_vectors() -> Vec<Vector> {
     serde_json::from_str(include_str!("../tests/vectors/presign.json"))
         .expect("tests/vectors/presign.json parses")
+}
+
+/// A URL lookup's host: `store` at `secs` past the epoch, timing the signing
+/// with `clock` when one is given.
+pub fn host_at<'a>(
+    store: &'a FakeStore,
+    secs: u64,
+    clock: Option<&'a dyn Fn() -> SystemTime>,
+) -> Host<'a, FakeStore> {
+    Host {
+        store,
+        now: UNIX_EPOCH + Duration::from_secs(secs),
+        clock,
+    }
+}
+
+/// A GET of `key` with no query.
+pub fn get_object(key: &str) -> ObjectRequest<'_> {
+    ObjectRequest {
+        method: Method::Get,
+        key,
+        query: &[],
+    }
 }

@@ -156,7 +156,7 @@ pub fn presigned_path<S: Store + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeStore;
+    use crate::testing::{get_object, host_at, FakeStore};
     use serde_json::json;
     use std::time::UNIX_EPOCH;
 
@@ -172,17 +172,8 @@ mod tests {
 
     fn get(c: &Config, store: &FakeStore, key: &str, now_s: u64) -> (String, UrlReport) {
         let mut report = UrlReport::default();
-        let host = Host {
-            store,
-            now: UNIX_EPOCH + Duration::from_secs(now_s),
-            clock: Some(&SystemTime::now),
-        };
-        let req = ObjectRequest {
-            method: Method::Get,
-            key,
-            query: &[],
-        };
-        let p = presigned_path(c, &host, &c.origins[0], req, &mut report).unwrap();
+        let host = host_at(store, now_s, Some(&SystemTime::now));
+        let p = presigned_path(c, &host, &c.origins[0], get_object(key), &mut report).unwrap();
         (p, report)
     }
 
@@ -500,16 +491,8 @@ mod tests {
         let (_, timed) = get(&c, &store, "k", 1_700_000_000);
         assert_eq!((timed.signed, timed.sign_us.is_some()), (1, true));
         let mut report = UrlReport::default();
-        let host = Host {
-            store: &store,
-            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            clock: None,
-        };
-        let req = ObjectRequest {
-            method: Method::Get,
-            key: "k",
-            query: &[],
-        };
+        let host = host_at(&store, 1_700_000_000, None);
+        let req = get_object("k");
         presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
         assert_eq!(
             (report.signed, report.sign_us),
@@ -549,16 +532,8 @@ mod tests {
             reads.set(reads.get() + 1);
             UNIX_EPOCH + Duration::from_micros(1_000_000 + 250 * reads.get())
         };
-        let host = Host {
-            store: &store,
-            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            clock: Some(&clock),
-        };
-        let req = ObjectRequest {
-            method: Method::Get,
-            key: "k",
-            query: &[],
-        };
+        let host = host_at(&store, 1_700_000_000, Some(&clock));
+        let req = get_object("k");
         let mut report = UrlReport::default();
         presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
         assert_eq!((report.signed, report.sign_us), (1, Some(250)));
