@@ -523,10 +523,13 @@ mod tests {
                 ..RequestRecord::default()
             },
         );
-        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_error"), 1);
-        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.set_error"), 2);
-        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_ok"), 0);
-        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.set_ok"), 0);
+        assert_eq!(store_ops_of(&r), [0, 1, 0, 2]);
+    }
+
+    /// Origin `o`'s `store_ops` series: get_ok, get_error, set_ok, set_error.
+    fn store_ops_of(r: &Recorder) -> [u64; 4] {
+        ["get_ok", "get_error", "set_ok", "set_error"]
+            .map(|op| r.get(&format!("envoy_presign.store_ops.origin.o.op.{op}")))
     }
 
     /// README.md, "When Envoy refuses a hostcall": a refused shared-data read
@@ -565,8 +568,7 @@ mod tests {
                 ..RequestRecord::default()
             },
         );
-        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.get_error"), 1);
-        assert_eq!(r.get("envoy_presign.store_ops.origin.o.op.set_error"), 1);
+        assert_eq!(store_ops_of(&r), [0, 1, 0, 1]);
         assert_eq!(r.get("envoy_presign.urls_signed.origin.o"), 1);
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.miss"), 1);
     }
