@@ -245,6 +245,16 @@ def test_compose_files_are_the_templates_rendered():
         assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", [])), service
 
 
+def rules_evaluated(prometheus: str, interval_s: float) -> bool:
+    """No rule of `prometheus` is in error, and every rule of the groups evaluated at most
+    every `interval_s` has run (a slower group, the 10-minute `period` one, may not yet)."""
+    groups = json.loads(http_get(f"{prometheus}/api/v1/rules")[1])["data"]["groups"]
+    errors = [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"]
+    assert not errors, errors
+    return bool(groups) and all(r["health"] == "ok" for g in groups if g["interval"] <= interval_s
+                                for r in g["rules"])
+
+
 def test_make_up_serves_then_make_down_removes_it(tmp_path):
     """What a new user runs: `make up` (on free ports, its own project name and image tag),
     the objects it prints curl commands for, Prometheus with the rules and Alertmanager,
@@ -266,11 +276,8 @@ def test_make_up_serves_then_make_down_removes_it(tmp_path):
         prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
 
         def rules_and_alertmanager_ready():
-            rules = [r for g in json.loads(http_get(f"{prometheus}/api/v1/rules")[1])["data"]["groups"]
-                     for r in g["rules"]]
             managers = json.loads(http_get(f"{prometheus}/api/v1/alertmanagers")[1])["data"]
-            return (rules and all(r["health"] == "ok" for r in rules)
-                    and len(managers["activeAlertmanagers"]) == 1)
+            return rules_evaluated(prometheus, 15) and len(managers["activeAlertmanagers"]) == 1
 
         wait_until("Prometheus with the rules and Alertmanager", rules_and_alertmanager_ready, timeout=60)
     finally:
@@ -381,15 +388,7 @@ def test_prometheus_scrapes_the_fleet_and_an_origin_403_burst_reaches_the_webhoo
         return len(active) == len(FLEET) and all(t["health"] == "up" for t in active)
 
     wait_until("Prometheus scraping all three Envoys", targets_up, timeout=60)
-    # Every rule evaluates without error; the groups evaluated at Prometheus's interval (1 s
-    # here) have all run, the slower ones (an hourly group) may not have run yet.
-    def rules_evaluated():
-        groups = json.loads(http_get(f"{prometheus}/api/v1/rules")[1])["data"]["groups"]
-        errors = [r["name"] for g in groups for r in g["rules"] if r["health"] == "err"]
-        assert not errors, errors
-        return groups and all(r["health"] == "ok" for g in groups if g["interval"] <= 1 for r in g["rules"])
-
-    wait_until("every rule of the 1 s groups evaluated", rules_evaluated, timeout=30)
+    wait_until("every rule of the 1 s groups evaluated", lambda: rules_evaluated(prometheus, 1), timeout=30)
 
     # The first 403 creates the {code="403"} counter, which rate() and increase() cannot
     # count; the burst that follows is what the alert sees.
