@@ -10,13 +10,13 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools browser-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
+.PHONY: setup wasm-target prometheus-tools browser-tools compose-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
-## Debian's prometheus (promtool; the metrics tests), alertmanager and docker-registry (the
-## Docker test), chromium (the redirect mode's browser test), cargo-mutants and cargo-fuzz
+## Debian's prometheus (promtool; the metrics tests), alertmanager, docker-registry and
+## docker-compose (the Docker test), chromium (the redirect mode's browser test), cargo-mutants and cargo-fuzz
 ## (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools test-tools
+setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools compose-tools test-tools
 
 CARGO_MUTANTS_VERSION := 27.1.0
 CARGO_FUZZ_VERSION    := 0.13.2
@@ -77,6 +77,10 @@ registry-tools:
 browser-tools:
 	$(call apt_tool,chromium,chromium,)
 
+# docker-compose (Debian's, v1), for make up / make down and the Docker test that runs them.
+compose-tools:
+	$(call apt_tool,docker-compose,docker-compose,)
+
 $(STAMP): requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -101,7 +105,7 @@ COMPOSE := docker-compose -p $(COMPOSE_PROJECT) -f docker/compose.yaml
 
 ## up: docker/compose.yaml (Envoy with the filter, SeaweedFS with a seeded bucket, Prometheus,
 ## Alertmanager) on 127.0.0.1; prints what to try. `make down` removes it all.
-up: build images
+up: build images compose-tools
 	$(COMPOSE) up -d --build
 	$(PY) docker/up.py
 
@@ -175,7 +179,7 @@ report-test: prometheus-tools $(STAMP)
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
 # with a skewed clock).
-integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools
+integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools compose-tools
 	cargo build --release --target $(TARGET) --features test-panic,test-clock-offset --target-dir target/test-only
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 

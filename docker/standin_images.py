@@ -30,17 +30,22 @@ VENV_BIN = REPO_ROOT / ".venv" / "bin"
 
 @dataclass
 class Standin:
-    """One image: the program (host path -> path in the image) and its user."""
+    """One image: the program (host path -> path in the image, also its entrypoint), the
+    user it runs as, the directory it writes (/tmp is always there), and data files it reads
+    (copied to the same path)."""
 
-    tag: str
+    name: str
+    version: str
     program: Path
     target: str
     user: str
     uid: int
-    writable: list[str] = field(default_factory=list)
-    entrypoint: list[str] = field(default_factory=list)
-    # Data files the program reads at run time, copied to the same path.
+    writable: str
     data: list[Path] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return f"envoy-presign-standin/{self.name}:{self.version}"
 
 
 def _envoy_binary() -> Path:
@@ -77,25 +82,14 @@ def standins() -> dict[str, Standin]:
     weed_v = _version([str(weed), "version"], r"(\d+\.\d+)")
     prometheus_v = _version([str(prometheus), "--version"], "version " + semver)
     alertmanager_v = _version([str(alertmanager), "--version"], "version " + semver)
-    return {
-        "envoy": Standin(
-            tag=f"envoy-presign-standin/envoy:{envoy_v}",
-            program=envoy, target="/usr/local/bin/envoy", user="envoy", uid=101,
-            writable=["/etc/envoy", "/tmp"], entrypoint=["/usr/local/bin/envoy"]),
-        "seaweedfs": Standin(
-            tag=f"envoy-presign-standin/seaweedfs:{weed_v}",
-            program=weed, target="/usr/bin/weed", user="weed", uid=1000,
-            writable=["/data", "/tmp"], entrypoint=["/usr/bin/weed"]),
-        "prometheus": Standin(
-            tag=f"envoy-presign-standin/prometheus:{prometheus_v}",
-            program=prometheus, target="/bin/prometheus", user="nobody", uid=65534,
-            writable=["/prometheus", "/tmp"], entrypoint=["/bin/prometheus"]),
-        "alertmanager": Standin(
-            tag=f"envoy-presign-standin/alertmanager:{alertmanager_v}",
-            program=alertmanager, target="/bin/alertmanager", user="nobody", uid=65534,
-            writable=["/alertmanager", "/tmp"], entrypoint=["/bin/alertmanager"],
-            data=[Path("/usr/share/prometheus/alertmanager")]),
-    }
+    images = [
+        Standin("envoy", envoy_v, envoy, "/usr/local/bin/envoy", "envoy", 101, "/etc/envoy"),
+        Standin("seaweedfs", weed_v, weed, "/usr/bin/weed", "weed", 1000, "/data"),
+        Standin("prometheus", prometheus_v, prometheus, "/bin/prometheus", "nobody", 65534, "/prometheus"),
+        Standin("alertmanager", alertmanager_v, alertmanager, "/bin/alertmanager", "nobody", 65534,
+                "/alertmanager", data=[Path("/usr/share/prometheus/alertmanager")]),
+    ]
+    return {image.name: image for image in images}
 
 
 def shared_libraries(program: Path) -> list[Path]:
@@ -134,24 +128,21 @@ def build(standin: Standin) -> str:
             f"root:x:0:0:root:/root:/sbin/nologin\n"
             f"{standin.user}:x:{standin.uid}:{standin.uid}:{standin.user}:/tmp:/sbin/nologin\n")
         (etc / "group").write_text(f"root:x:0:\n{standin.user}:x:{standin.uid}:\n")
-        (root / "tmp").mkdir(mode=0o1777)
+        (root / "tmp").mkdir()
         (root / "tmp").chmod(0o1777)
         # The program and its libraries stay root-owned (read-only for the user). The
         # directories it writes come from a second tree copied with their owner set (a
         # scratch image has no shell for RUN chown), so that a volume mounted there
         # starts out owned by the user too.
         owned = Path(tmp) / "owned"
-        owned.mkdir()
-        for directory in standin.writable:
-            if directory != "/tmp":
-                (owned / directory.lstrip("/")).mkdir(parents=True)
-                (owned / directory.lstrip("/") / ".keep").write_text("")
-        dockerfile = ["FROM scratch", "COPY rootfs/ /"]
-        if any(owned.iterdir()):
-            dockerfile.append(f"COPY --chown={standin.uid}:{standin.uid} owned/ /")
-        dockerfile += [
+        (owned / standin.writable.lstrip("/")).mkdir(parents=True)
+        (owned / standin.writable.lstrip("/") / ".keep").write_text("")
+        dockerfile = [
+            "FROM scratch",
+            "COPY rootfs/ /",
+            f"COPY --chown={standin.uid}:{standin.uid} owned/ /",
             f"USER {standin.uid}:{standin.uid}",
-            "ENTRYPOINT " + json.dumps(standin.entrypoint),
+            "ENTRYPOINT " + json.dumps([standin.target]),
         ]
         (Path(tmp) / "Dockerfile").write_text("\n".join(dockerfile) + "\n")
         out = subprocess.run(["docker", "build", "-q", "-t", standin.tag, tmp],

@@ -516,14 +516,19 @@ mod tests {
             set_err: 2,
             ..StoreOps::default()
         };
+        record_ops(&m, &r, ops);
+        assert_eq!(store_ops_of(&r), [0, 1, 0, 2]);
+    }
+
+    /// Records a request that made only these store operations.
+    fn record_ops(m: &OriginMetrics, r: &Recorder, ops: StoreOps) {
         m.record_request(
-            &r,
+            r,
             &RequestRecord {
                 ops,
                 ..RequestRecord::default()
             },
         );
-        assert_eq!(store_ops_of(&r), [0, 1, 0, 2]);
     }
 
     /// Origin `o`'s `store_ops` series: get_ok, get_error, set_ok, set_error.
@@ -606,13 +611,7 @@ mod tests {
             other_version: 2,
             ..StoreOps::default()
         };
-        m.record_request(
-            &r,
-            &RequestRecord {
-                ops,
-                ..RequestRecord::default()
-            },
-        );
+        record_ops(&m, &r, ops);
         assert_eq!(r.get("envoy_presign.cache_corrupt.origin.o"), 3);
     }
 
