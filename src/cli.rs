@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cache::{Store, StoreError};
 use crate::canonical::without_auth_params;
-use crate::config::{Addressing, Config, OnError, Origin, OtherMethods};
+use crate::config::{Config, Delivery, OnError, Origin, OtherMethods};
 use crate::redirect::redirect;
 use crate::request::{decide, refusal_category, Decision, RequestHead};
 use crate::startup::{configure, Notice};
@@ -149,9 +149,22 @@ pub fn origin_summary(o: &Origin, align: bool) -> String {
             None => format!("host {}", h.host),
         },
     );
-    let addressing = match o.addressing {
-        Addressing::Path => "path",
-        Addressing::Virtual => "virtual",
+    // The addressing and base of the URL as signed: for a redirect origin,
+    // the public endpoint's (virtual addressing leaves no bucket in the path).
+    let addressing = if o.url_path_prefix.is_empty() {
+        "virtual"
+    } else {
+        "path"
+    };
+    let (delivery, redirect_note) = match o.delivery {
+        Delivery::Proxy => (
+            format!("-> {}://{}", o.endpoint.scheme, o.authority),
+            String::new(),
+        ),
+        Delivery::Redirect => (
+            format!("307 to {}", o.location_base),
+            format!("; delivery redirect, cors_origins {:?}", o.cors_origins),
+        ),
     };
     let window = if align {
         format!("aligned to {} windows", secs(o.policy.window_ms()))
@@ -167,9 +180,9 @@ pub fn origin_summary(o: &Origin, align: bool) -> String {
         OtherMethods::Passthrough => "passthrough",
     };
     format!(
-        "origin {}: {}{} ({host}) -> {}://{}{}/{}<key> ({addressing} addressing), region {}, service {}; \
+        "origin {}: {}{} ({host}) {delivery}{}/{}<key> ({addressing} addressing), region {}, service {}; \
          expires_in {}, refresh_before {}, min_remaining {}, {window}; on_error {on_error}, \
-         other_methods {other_methods}, allow_query {:?}",
+         other_methods {other_methods}, allow_query {:?}{redirect_note}",
         o.name,
         o.match_prefix,
         if o.strip_prefix == o.match_prefix {
@@ -177,8 +190,6 @@ pub fn origin_summary(o: &Origin, align: bool) -> String {
         } else {
             format!(" (strip {})", o.strip_prefix)
         },
-        o.endpoint.scheme,
-        o.authority,
         o.url_path_prefix,
         o.key_prefix,
         o.region,
@@ -635,6 +646,15 @@ mod tests {
         );
         assert!(out.stderr.contains("307") && out.stderr.contains("bearer credential"));
         no_secret(&out);
+        // `check` describes the URL as signed: the public endpoint's scheme and host.
+        let out = run_with(&[("c.json", config)], &CREDS, &["check", "c.json"]);
+        assert!(
+            out.stdout
+                .contains("307 to https://media.example.com/media/<key> (path addressing)")
+                && out.stdout.contains("delivery redirect, cors_origins []"),
+            "{}",
+            out.stdout
+        );
     }
 
     #[test]

@@ -416,9 +416,31 @@ fn split_authority(authority: &str) -> (&str, Option<&str>) {
 
 /// Turns a serde error into a field-named error: the path comes from
 /// `serde_path_to_error` (`.` for the document itself, e.g. a missing field).
+///
+/// Under `credentials`, serde's own message is left out: it quotes the value
+/// it refused (`invalid type: string "<the secret>"`), and a config error is
+/// logged. The kind of error and its place in the document stay.
 fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
     let path = e.path().to_string();
     let field = if path == "." { String::new() } else { path };
+    if field == "credentials" || field.starts_with("credentials.") {
+        let inner = e.inner();
+        let kind = match inner.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "not valid JSON"
+            }
+            serde_json::error::Category::Data => "a value of the wrong type or an unknown field",
+        };
+        return ConfigError::new(
+            field,
+            format!(
+                "invalid JSON configuration: {kind} at line {} column {} (the value is not shown: it may be a secret)",
+                inner.line(),
+                inner.column()
+            ),
+        );
+    }
     ConfigError::new(field, format!("invalid JSON configuration: {}", e.inner()))
 }
 
@@ -743,16 +765,22 @@ fn compile_cors_origins(raw: &[String], at: &str) -> Result<Vec<String>, ConfigE
     raw.iter()
         .enumerate()
         .map(|(j, v)| {
-            let ok = v == "*"
-                || (!v.ends_with('/') && parse_endpoint(v).is_ok() && v.is_ascii());
-            if ok {
-                Ok(v.to_ascii_lowercase())
-            } else {
-                Err(ConfigError::new(
-                    format!("{at}[{j}]"),
-                    format!("must be \"*\" or a browser origin http(s)://host[:port] with no path, got {v:?}"),
-                ))
+            if v == "*" {
+                return Ok(v.clone());
             }
+            // Stored as a browser writes `Origin`: lower-case, without the
+            // scheme's default port (a browser never sends a trailing `/`).
+            Some(v)
+                .filter(|v| !v.ends_with('/'))
+                .ok_or(())
+                .and_then(|v| parse_endpoint(v).map_err(|_| ()))
+                .map(|ep| format!("{}://{}", ep.scheme, ep.authority_for(&ep.host)))
+                .map_err(|_| {
+                    ConfigError::new(
+                        format!("{at}[{j}]"),
+                        format!("must be \"*\" or a browser origin http(s)://host[:port] with no path, got {v:?}"),
+                    )
+                })
         })
         .collect()
 }
@@ -1342,7 +1370,7 @@ mod tests {
             ("delivery", json!("redirect")),
             ("public_endpoint", json!("https://CDN.example.com:443")),
             ("public_addressing", json!("virtual")),
-            ("cors_origins", json!(["https://App.example.com", "*"])),
+            ("cors_origins", json!(["https://App.example.com:443", "*"])),
         ] {
             set_path(&mut raw, k, v);
         }
@@ -1499,6 +1527,26 @@ mod tests {
     }
 
     /// Every validation error, and the field it must name.
+    /// A refused credentials value is never quoted back in the error (which
+    /// Envoy logs and `envoy-presign-config check` prints).
+    #[test]
+    fn credential_values_are_never_quoted_in_errors() {
+        for doc in [
+            r#"{"credentials":"AKID:wJalrSECRETvalue","origins":[]}"#,
+            r#"{"credentials":{"source":"inline","access_key_id":"AKID","secret_access_key":12345678},"origins":[]}"#,
+            r#"{"credentials":{"source":"inline","access_key_id":"AKID","secret_access_key":"wJalrSECRETvalue","session_token":["wJalrSECRETvalue"]},"origins":[]}"#,
+        ] {
+            let err = Config::parse(doc.as_bytes(), &|_| None).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("credentials"), "{text}");
+            assert!(
+                !text.contains("SECRET") && !text.contains("12345678"),
+                "{text}"
+            );
+            assert!(text.contains("not shown"), "{text}");
+        }
+    }
+
     #[test]
     fn every_error_names_its_field() {
         let cases: Vec<(Value, &str)> = vec![

@@ -272,19 +272,24 @@ impl PresignRequest {
     }
 
     /// Answers a matched request with a 307 to its URL; `max_age` is `None`
-    /// for an unsigned fallback URL.
+    /// for an unsigned fallback URL. A 307 Envoy refuses leaves the request
+    /// unmarked (the shipped routes answer 404), counted as denied, not as a
+    /// redirect.
     fn send_redirect(
         &self,
         head: &HeaderView<'_>,
         origin: &Origin,
         path: &str,
         max_age: Option<u64>,
-        host: &mut HostFailures,
+        record: &mut RequestRecord,
     ) -> Action {
         let r = redirect(origin, path, max_age, head.origin);
-        match actions::redirect(&mut WasmRequest, &r, head.marker, host) {
+        match actions::redirect(&mut WasmRequest, &r, head.marker, &mut record.host) {
             Acted::Redirected => Action::Pause,
-            _ => Action::Continue,
+            _ => {
+                record.outcome = Some(RequestOutcome::Denied);
+                Action::Continue
+            }
         }
     }
 
@@ -310,8 +315,7 @@ impl PresignRequest {
                 .fresh_until_ms
                 .saturating_add(origin.policy.refresh_before_ms);
             let max_age = max_age_secs(expires_at_ms, now_ms, origin.policy.min_remaining_ms);
-            let action =
-                self.send_redirect(head, origin, hit.rewrite, Some(max_age), &mut record.host);
+            let action = self.send_redirect(head, origin, hit.rewrite, Some(max_age), &mut record);
             return Some((Some(hit.origin), record, action));
         }
         let rewrite = Some((origin.authority.as_str(), hit.rewrite));
@@ -459,8 +463,7 @@ impl PresignRequest {
                         Some(report.expires_at_ms.map_or(0, left))
                     }
                 };
-                let action =
-                    self.send_redirect(head, origin, &location_path, max_age, &mut record.host);
+                let action = self.send_redirect(head, origin, &location_path, max_age, &mut record);
                 if let (Some(i), Some(until), Some(_), Action::Pause) =
                     (index, report.fresh_until_ms, max_age, action)
                 {
