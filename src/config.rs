@@ -535,8 +535,15 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
             None => endpoint.clone(),
         };
         let addressing = o.public_addressing.unwrap_or(addressing);
+        // Name the setting the user wrote: an inherited addressing that does not
+        // fit the public endpoint is the endpoint's problem.
+        let culprit = if o.public_addressing.is_none() && o.public_endpoint.is_some() {
+            "public_endpoint"
+        } else {
+            "public_addressing"
+        };
         check_addressing(&endpoint, &o.bucket, addressing)
-            .map_err(|r| ConfigError::new(field("public_addressing"), r))?;
+            .map_err(|r| ConfigError::new(field(culprit), r))?;
         Some((endpoint, addressing))
     } else {
         for (name, set) in [
@@ -1445,6 +1452,15 @@ mod tests {
                 ],
                 "origins[0].public_addressing",
                 "dotted bucket",
+            ),
+            (
+                vec![
+                    ("endpoint", json!("http://s3.local")),
+                    ("addressing", json!("virtual")),
+                    ("public_endpoint", json!("https://10.0.0.5")),
+                ],
+                "origins[0].public_endpoint",
+                "IP address",
             ),
             (
                 vec![("public_addressing", json!("sideways"))],
