@@ -19,12 +19,14 @@ pub enum CredentialsSource {
     Inline,
 }
 
-/// A static key pair with an optional session token.
+/// A key pair with an optional session token, and for temporary credentials
+/// the time they stop working (every URL they sign dies with them).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     access_key_id: String,
     secret_access_key: String,
     session_token: Option<String>,
+    expires_at_ms: Option<u64>,
 }
 
 impl Credentials {
@@ -38,7 +40,27 @@ impl Credentials {
             access_key_id,
             secret_access_key,
             session_token,
+            expires_at_ms: None,
         }
+    }
+
+    /// Temporary credentials from a provider (instance metadata, container
+    /// endpoint, STS), which stop working at `expires_at_ms` (Unix ms).
+    pub fn temporary(
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+        expires_at_ms: u64,
+    ) -> Self {
+        Self {
+            expires_at_ms: Some(expires_at_ms),
+            ..Self::new(access_key_id, secret_access_key, session_token)
+        }
+    }
+
+    /// When the credentials stop working (Unix ms); `None` for static keys.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.expires_at_ms
     }
 
     /// Reads the standard AWS variables. The error names the missing variables
@@ -88,6 +110,7 @@ impl fmt::Debug for Credentials {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("expires_at_ms", &self.expires_at_ms)
             .finish()
     }
 }
@@ -135,6 +158,14 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.contains(ENV_SECRET_ACCESS_KEY));
+    }
+
+    #[test]
+    fn temporary_credentials_carry_their_expiry() {
+        let c = Credentials::temporary("ASIA".into(), "s".into(), Some("t".into()), 42_000);
+        assert_eq!(c.expires_at_ms(), Some(42_000));
+        assert_eq!(c.session_token(), Some("t"));
+        assert_eq!(Credentials::new("A".into(), "s".into(), None).expires_at_ms(), None);
     }
 
     #[test]
