@@ -50,6 +50,7 @@ fn main() {
         store: &store,
         now,
         clock: Some(&SystemTime::now),
+        keys: None,
     };
     let head = RequestHead {
         method: "GET",

@@ -55,17 +55,23 @@ pub enum Acted {
 pub const REWRITE_FAILED: LocalReply = LocalReply {
     status: 503,
     code: "rewrite_failed",
+    retry_after_secs: 0,
 };
 
-/// Sends a local reply (JSON body, `x-presign-error`, `Allow` on 405).
+/// Sends a local reply (JSON body, `x-presign-error`, `Allow` on 405,
+/// `Retry-After` when the reply says when to come back).
 pub fn reply(host: &mut dyn RequestHost, r: LocalReply, failures: &mut HostFailures) -> Acted {
     let body = r.body();
+    let retry_after = r.retry_after_secs.to_string();
     let mut headers = vec![
         ("content-type", "application/json"),
         ("x-presign-error", r.code),
     ];
     if r == LocalReply::METHOD_NOT_ALLOWED {
         headers.push(("allow", "GET, HEAD"));
+    }
+    if r.retry_after_secs > 0 {
+        headers.push(("retry-after", &retry_after));
     }
     match host.send_reply(r.status, &headers, body.as_bytes()) {
         Ok(()) => Acted::Replied(r),

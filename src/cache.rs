@@ -142,10 +142,11 @@ impl Entry {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads the big-endian, length-prefixed records of shared data.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -153,10 +154,10 @@ impl<'a> Reader<'a> {
         self.0 = tail;
         Some(head)
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?);
         let bytes = self.take(usize::try_from(len).ok()?)?;
         String::from_utf8(bytes.to_vec()).ok()
@@ -301,6 +302,9 @@ pub struct Lookup<'a> {
     pub policy: &'a Policy,
     /// Current time, Unix ms.
     pub now_ms: u64,
+    /// No URL may outlive this (Unix ms): when the credentials stop working,
+    /// less a margin. `u64::MAX` for static keys.
+    pub not_after_ms: u64,
 }
 
 /// Finds or makes the URL for `lookup`, reading and writing the slot with CAS.
@@ -459,16 +463,24 @@ fn count_set_error(ops: &mut StoreOps, e: StoreError) {
     }
 }
 
+/// `X-Amz-Expires` (ms, whole seconds) of a URL signed at `signed_at_ms`:
+/// the configured lifetime, cut so the URL never outlives `not_after_ms`.
+pub fn capped_expiry_ms(expires_in_ms: u64, signed_at_ms: u64, not_after_ms: u64) -> u64 {
+    let room = not_after_ms.saturating_sub(signed_at_ms);
+    expires_in_ms.min(room - room % 1000)
+}
+
 fn sign_entry<E>(lookup: Lookup<'_>, sign: &mut SignAt<'_, E>) -> Result<Entry, E> {
     let policy = lookup.policy;
     let signed_at_ms = policy.signing_time_ms(lookup.now_ms);
+    let expires_in_ms = capped_expiry_ms(policy.expires_in_ms, signed_at_ms, lookup.not_after_ms);
     let path = sign(
         UNIX_EPOCH + Duration::from_millis(signed_at_ms),
-        Duration::from_millis(policy.expires_in_ms),
+        Duration::from_millis(expires_in_ms),
     )?;
     Ok(Entry {
         signed_at_ms,
-        expires_at_ms: signed_at_ms + policy.expires_in_ms,
+        expires_at_ms: signed_at_ms + expires_in_ms,
         claim_until_ms: 0,
         identity: lookup.identity.to_string(),
         path,
@@ -523,6 +535,7 @@ mod tests {
             identity,
             policy,
             now_ms,
+            not_after_ms: u64::MAX,
         }
     }
 

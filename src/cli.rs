@@ -273,6 +273,7 @@ fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
         store: &EmptyStore,
         now: a.at,
         clock: None,
+        keys: None,
     };
     let mut report = UrlReport::default();
     let mut signer = |origin: &Origin, method, key: &str, query: &[(String, String)]| {

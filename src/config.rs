@@ -10,7 +10,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::cache::Policy;
-use crate::credentials::{Credentials, CredentialsSource};
+use crate::cred_config::{RawCredentials, Rotating};
+use crate::credentials::CredentialsSource;
 use crate::sign::Signer;
 
 /// Longest lifetime SigV4 allows for a presigned URL (7 days).
@@ -29,7 +30,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// An error naming `field`.
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -163,18 +165,6 @@ pub const MAX_LOCAL_ENTRIES: u32 = 65_536;
 
 /// Default seconds per cache-size scan pass.
 pub const DEFAULT_SCAN_INTERVAL_SECS: u64 = 10;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredentials {
-    source: String,
-    #[serde(default)]
-    access_key_id: Option<String>,
-    #[serde(default)]
-    secret_access_key: Option<String>,
-    #[serde(default)]
-    session_token: Option<String>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -326,6 +316,11 @@ pub struct Config {
     pub signer: Result<Signer, String>,
     /// Where credentials came from, for the startup log line.
     pub credentials_source: CredentialsSource,
+    /// Rotating credentials: the sources the filter fetches from, and how
+    /// it refreshes them (`signer` is then an `Err` until they arrive).
+    pub rotating: Option<Rotating>,
+    /// Chain entries left out at startup, and why (logged).
+    pub credentials_skipped: Vec<String>,
     /// Global cache settings.
     pub cache: CacheSettings,
     /// Record the time-in-filter and signing histograms for one request in
@@ -375,11 +370,13 @@ impl Config {
             }
             origins.push(compiled);
         }
-        let (credentials_source, credentials) = resolve_credentials(raw.credentials, env)?;
+        let credentials = crate::cred_config::compile(raw.credentials, env)?;
         Ok(Self {
             origins,
-            signer: credentials.map(|c| Signer::new(&c)),
-            credentials_source,
+            signer: credentials.fixed.map(|c| Signer::new(&c)),
+            credentials_source: credentials.source,
+            rotating: credentials.rotating,
+            credentials_skipped: credentials.skipped,
             cache,
             latency_sample_every,
         })
@@ -994,57 +991,6 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
         host: host.to_ascii_lowercase(),
         port,
     })
-}
-
-fn resolve_credentials(
-    raw: Option<RawCredentials>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(CredentialsSource, Result<Credentials, String>), ConfigError> {
-    let raw = raw.unwrap_or(RawCredentials {
-        source: "env".into(),
-        access_key_id: None,
-        secret_access_key: None,
-        session_token: None,
-    });
-    match raw.source.as_str() {
-        "env" => {
-            if raw.access_key_id.is_some()
-                || raw.secret_access_key.is_some()
-                || raw.session_token.is_some()
-            {
-                return Err(ConfigError::new(
-                    "credentials",
-                    "inline keys are only read with \"source\": \"inline\"",
-                ));
-            }
-            Ok((CredentialsSource::Env, Credentials::from_env(env)))
-        }
-        "inline" => {
-            let id = raw.access_key_id.unwrap_or_default();
-            let secret = raw.secret_access_key.unwrap_or_default();
-            if id.is_empty() {
-                return Err(ConfigError::new(
-                    "credentials.access_key_id",
-                    "required with source \"inline\"",
-                ));
-            }
-            if secret.is_empty() {
-                return Err(ConfigError::new(
-                    "credentials.secret_access_key",
-                    "required with source \"inline\"",
-                ));
-            }
-            let token = raw.session_token.filter(|t| !t.is_empty());
-            Ok((
-                CredentialsSource::Inline,
-                Ok(Credentials::new(id, secret, token)),
-            ))
-        }
-        other => Err(ConfigError::new(
-            "credentials.source",
-            format!("must be \"env\" or \"inline\", got {other:?}"),
-        )),
-    }
 }
 
 #[cfg(test)]

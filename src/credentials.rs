@@ -17,6 +17,8 @@ pub enum CredentialsSource {
     Env,
     /// Inline in the filter configuration (visible in `/config_dump`).
     Inline,
+    /// Fetched from a credentials provider and refreshed before they expire.
+    Rotating,
 }
 
 /// A key pair with an optional session token, and for temporary credentials
@@ -165,7 +167,10 @@ mod tests {
         let c = Credentials::temporary("ASIA".into(), "s".into(), Some("t".into()), 42_000);
         assert_eq!(c.expires_at_ms(), Some(42_000));
         assert_eq!(c.session_token(), Some("t"));
-        assert_eq!(Credentials::new("A".into(), "s".into(), None).expires_at_ms(), None);
+        assert_eq!(
+            Credentials::new("A".into(), "s".into(), None).expires_at_ms(),
+            None
+        );
     }
 
     #[test]

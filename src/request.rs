@@ -15,6 +15,8 @@ pub struct LocalReply {
     pub status: u32,
     /// Stable error code, also sent as `x-presign-error`.
     pub code: &'static str,
+    /// `Retry-After` seconds, when the client should come back (0: not sent).
+    pub retry_after_secs: u32,
 }
 
 impl LocalReply {
@@ -22,27 +24,50 @@ impl LocalReply {
     pub const INVALID_PATH_ENCODING: Self = Self {
         status: 400,
         code: "invalid_path_encoding",
+        retry_after_secs: 0,
     };
     /// 400: the decoded path is not a usable object key.
     pub const INVALID_OBJECT_KEY: Self = Self {
         status: 400,
         code: "invalid_object_key",
+        retry_after_secs: 0,
     };
     /// 400: the allow-listed query parameters are too long to sign and cache.
     pub const QUERY_TOO_LONG: Self = Self {
         status: 400,
         code: "query_too_long",
+        retry_after_secs: 0,
     };
     /// 405: only GET and HEAD are signed.
     pub const METHOD_NOT_ALLOWED: Self = Self {
         status: 405,
         code: "method_not_allowed",
+        retry_after_secs: 0,
     };
     /// 503: the request matched but could not be signed.
     pub const SIGNING_UNAVAILABLE: Self = Self {
         status: 503,
         code: "signing_unavailable",
+        retry_after_secs: 0,
     };
+    /// 503: rotating credentials have not been obtained yet, or those held
+    /// are too close to expiry; sent with `Retry-After` (the next refresh).
+    pub const CREDENTIALS_UNAVAILABLE: Self = Self {
+        status: 503,
+        code: "credentials_unavailable",
+        retry_after_secs: 1,
+    };
+
+    /// The reply to a matched request that could not be signed.
+    pub fn refusing(reason: FallbackReason) -> Self {
+        match reason {
+            FallbackReason::CredentialsUnavailable { retry_after_secs } => Self {
+                retry_after_secs: retry_after_secs.max(1),
+                ..Self::CREDENTIALS_UNAVAILABLE
+            },
+            _ => Self::SIGNING_UNAVAILABLE,
+        }
+    }
 
     /// The JSON body of the reply.
     pub fn body(&self) -> String {
@@ -65,6 +90,12 @@ impl From<PathError> for LocalReply {
 pub enum FallbackReason {
     /// No credentials are configured.
     NoCredentials,
+    /// Rotating credentials: none obtained yet, or too close to expiry to
+    /// sign with; the next refresh is due in about `retry_after_secs`.
+    CredentialsUnavailable {
+        /// Seconds until the next refresh attempt (at least 1).
+        retry_after_secs: u32,
+    },
     /// The signer failed.
     SignError(SignError),
 }
@@ -73,7 +104,9 @@ impl FallbackReason {
     /// Stable category for logs and metrics.
     pub fn category(self) -> &'static str {
         match self {
-            FallbackReason::NoCredentials => "no_credentials",
+            FallbackReason::NoCredentials | FallbackReason::CredentialsUnavailable { .. } => {
+                "no_credentials"
+            }
             FallbackReason::SignError(e) => e.category(),
         }
     }
@@ -205,7 +238,7 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
             OnError::Deny => {
                 return Decision::Reject {
                     origin,
-                    reply: LocalReply::SIGNING_UNAVAILABLE,
+                    reply: LocalReply::refusing(reason),
                     failure: Some(reason),
                 }
             }
@@ -420,6 +453,7 @@ mod tests {
                 reply: LocalReply {
                     status: 503,
                     code: "signing_unavailable",
+                    retry_after_secs: 0,
                 },
                 failure: Some(signer_failed),
             }

@@ -106,6 +106,11 @@ impl Signer {
         }
     }
 
+    /// When the credentials stop working (Unix ms); `None` for static keys.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.credentials.expires_at_ms()
+    }
+
     /// The access key id, which identifies the credentials in cache keys and logs.
     pub fn access_key_id(&self) -> &str {
         self.credentials.access_key_id()

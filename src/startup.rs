@@ -5,6 +5,7 @@
 //! what the filter would, from the same code.
 
 use crate::config::Config;
+use crate::cred_config::{BaseCredentials, Source};
 use crate::credentials::CredentialsSource;
 
 /// One line the filter logs at startup, with its level.
@@ -42,19 +43,26 @@ pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             format!("envoy-presign: invalid configuration: {e}"),
         )
     })?;
-    let credentials = match (&config.signer, config.credentials_source) {
-        (Err(reason), _) => Notice::new(
+    let credentials = match (&config.signer, config.credentials_source, &config.rotating) {
+        (_, _, Some(r)) => Notice::new(
+            log::Level::Info,
+            format!(
+                "envoy-presign: rotating credentials from {}; matched requests get 503 credentials_unavailable until the first fetch succeeds",
+                describe_chain(&r.chain)
+            ),
+        ),
+        (Err(reason), _, None) => Notice::new(
             log::Level::Warn,
             format!("envoy-presign: no credentials ({reason}); matched requests follow on_error"),
         ),
-        (Ok(s), CredentialsSource::Inline) => Notice::new(
+        (Ok(s), CredentialsSource::Inline, None) => Notice::new(
             log::Level::Warn,
             format!(
                 "envoy-presign: using inline credentials for access key {}; they are visible in /config_dump",
                 s.access_key_id()
             ),
         ),
-        (Ok(s), CredentialsSource::Env) => Notice::new(
+        (Ok(s), CredentialsSource::Env | CredentialsSource::Rotating, None) => Notice::new(
             log::Level::Info,
             format!(
                 "envoy-presign: signing with access key {} from the VM environment",
@@ -71,10 +79,47 @@ pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             config.cache.max_entries
         ),
     );
-    Ok(Configured {
-        config,
-        notices: vec![credentials, summary],
-    })
+    let mut notices = vec![credentials];
+    if !config.credentials_skipped.is_empty() {
+        notices.push(Notice::new(
+            log::Level::Info,
+            format!(
+                "envoy-presign: credential chain skips {}",
+                config.credentials_skipped.join(", ")
+            ),
+        ));
+    }
+    notices.push(summary);
+    Ok(Configured { config, notices })
+}
+
+/// `imds (cluster presign_imds) then container (...)`: sources in order,
+/// each with the cluster it calls; never a secret (the role ARN is not one).
+pub fn describe_chain(chain: &[Source]) -> String {
+    let one = |s: &Source| -> String {
+        match s {
+            Source::Imds(i) => format!("imds (cluster {})", i.endpoint.cluster),
+            Source::Container(c) => format!(
+                "container (cluster {}, {}{})",
+                c.endpoint.cluster, c.endpoint.authority, c.path
+            ),
+            Source::WebIdentity(w) => format!(
+                "web_identity (cluster {}, role {})",
+                w.endpoint.cluster, w.role_arn
+            ),
+            Source::AssumeRole(a, base) => {
+                let base = match base {
+                    BaseCredentials::Static(c) => format!("access key {}", c.access_key_id()),
+                    BaseCredentials::Fetched(b) => describe_chain(std::slice::from_ref(b)),
+                };
+                format!(
+                    "assume_role (cluster {}, role {}, signed with {base})",
+                    a.endpoint.cluster, a.role_arn
+                )
+            }
+        }
+    };
+    chain.iter().map(one).collect::<Vec<_>>().join(" then ")
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ pub fn host_at<'a>(
         store,
         now: UNIX_EPOCH + Duration::from_secs(secs),
         clock,
+        keys: None,
     }
 }
 

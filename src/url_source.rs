@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::cache::{resolve, slot_key, slot_of, unix_ms, Lookup, Outcome, Store, StoreOps};
+use crate::cache::{
+    capped_expiry_ms, resolve, slot_key, slot_of, unix_ms, Lookup, Outcome, Store, StoreOps,
+};
 use crate::canonical::format_query_into;
 use crate::config::{Config, Origin};
 use crate::request::FallbackReason;
@@ -41,6 +43,41 @@ pub struct Host<'a, S: Store + ?Sized> {
     /// Live wall clock to time the signing itself, for the requests whose
     /// latencies are sampled; `None` saves its two clock reads.
     pub clock: Option<&'a dyn Fn() -> SystemTime>,
+    /// Rotating credentials as this worker holds them; `None`: the
+    /// configuration's static keys (`Config::signer`).
+    pub keys: Option<Keys<'a>>,
+}
+
+/// A worker's rotating credentials at the time of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    /// The signer of the credentials held, if any were obtained.
+    pub signer: Option<&'a Signer>,
+    /// URLs end this long before the credentials do.
+    pub margin_ms: u64,
+    /// What a refused request is told to wait (the next refresh attempt).
+    pub retry_after_secs: u32,
+}
+
+impl Keys<'_> {
+    /// The signer and the last instant (Unix ms) a URL it signs may be
+    /// valid, or why none may be signed now: the credentials are missing, or
+    /// would leave a URL less than `min_remaining_ms` of life.
+    fn usable(&self, now_ms: u64, min_remaining_ms: u64) -> Result<(&Signer, u64), FallbackReason> {
+        let unavailable = FallbackReason::CredentialsUnavailable {
+            retry_after_secs: self.retry_after_secs,
+        };
+        let signer = self.signer.ok_or(unavailable)?;
+        let not_after = match signer.expires_at_ms() {
+            Some(e) => e.saturating_sub(self.margin_ms),
+            None => u64::MAX,
+        };
+        // A URL needs whole seconds of life beyond what it must keep left.
+        if not_after < now_ms.saturating_add(min_remaining_ms).saturating_add(1000) {
+            return Err(unavailable);
+        }
+        Ok((signer, not_after))
+    }
 }
 
 /// The object a request asks for.
@@ -90,11 +127,19 @@ pub fn presigned_path<S: Store + ?Sized>(
     req: ObjectRequest<'_>,
     report: &mut UrlReport,
 ) -> Result<String, FallbackReason> {
-    let Ok(signer) = config.signer.as_ref() else {
-        report.sign_error = Some(FallbackReason::NoCredentials);
-        return Err(FallbackReason::NoCredentials);
-    };
     let now = host.now;
+    let keys = match (&host.keys, config.signer.as_ref()) {
+        (Some(k), _) => k.usable(unix_ms(now), origin.policy.min_remaining_ms),
+        (None, Ok(signer)) => Ok((signer, u64::MAX)),
+        (None, Err(_)) => Err(FallbackReason::NoCredentials),
+    };
+    let (signer, not_after_ms) = match keys {
+        Ok(k) => k,
+        Err(reason) => {
+            report.sign_error = Some(reason);
+            return Err(reason);
+        }
+    };
     let mut sign_us = 0u64;
     let mut timed = 0u32;
     let mut sign_at = |at: SystemTime, expires: Duration| {
@@ -121,6 +166,7 @@ pub fn presigned_path<S: Store + ?Sized>(
             identity: &identity,
             policy: &origin.policy,
             now_ms: unix_ms(now),
+            not_after_ms,
         };
         match resolve(host.store, lookup, &mut sign_at) {
             Ok(r) => {
@@ -140,12 +186,13 @@ pub fn presigned_path<S: Store + ?Sized>(
         }
     } else {
         let at_ms = origin.policy.signing_time_ms(unix_ms(now));
+        let expires_in_ms = capped_expiry_ms(origin.policy.expires_in_ms, at_ms, not_after_ms);
         let r = sign_at(
             SystemTime::UNIX_EPOCH + Duration::from_millis(at_ms),
-            origin.expires_in,
+            Duration::from_millis(expires_in_ms),
         );
         if r.is_ok() {
-            report.expires_at_ms = Some(at_ms.saturating_add(origin.policy.expires_in_ms));
+            report.expires_at_ms = Some(at_ms.saturating_add(expires_in_ms));
         }
         r
     };
@@ -390,6 +437,7 @@ mod tests {
                 store: &store,
                 now: UNIX_EPOCH + Duration::from_millis(now_ms),
                 clock: None,
+                keys: None,
             };
             let mut report = UrlReport::default();
             presigned_path(&c, &host, &c.origins[0], req, &mut report).unwrap();
@@ -444,6 +492,7 @@ mod tests {
             store: &store,
             now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             clock: Some(&SystemTime::now),
+            keys: None,
         };
         let req = ObjectRequest {
             method: Method::Head,
@@ -558,6 +607,7 @@ mod tests {
             store: &FakeStore::default(),
             now: UNIX_EPOCH,
             clock: None,
+            keys: None,
         };
         let req = ObjectRequest {
             method: Method::Get,
