@@ -19,6 +19,7 @@ use crate::cred_parse::{
     ParseError, StsAction,
 };
 use crate::credentials::Credentials;
+use crate::metrics::REFRESH_RESULTS;
 
 /// The IMDSv2 token's lifetime header, on the request and the answer.
 pub const IMDS_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -126,28 +127,16 @@ pub enum Failure {
     Abandoned,
 }
 
-/// Every failure category, in gauge-code order (code = index + 1).
-pub const FAILURE_CATEGORIES: [&str; 8] = [
-    "dispatch_error",
-    "transport",
-    "timeout",
-    "http_4xx",
-    "http_5xx",
-    "parse",
-    "expired",
-    "abandoned",
-];
-
 impl Failure {
     /// Stable category (the `result` label of the refresh counter).
     pub fn category(self) -> &'static str {
-        FAILURE_CATEGORIES
-            .get(usize::from(self.code()).saturating_sub(1))
+        REFRESH_RESULTS
+            .get(usize::from(self.code()))
             .copied()
             .unwrap_or("unknown")
     }
 
-    /// The `last_failure` gauge's value: 1.. in `FAILURE_CATEGORIES` order.
+    /// The `last_failure` gauge's value: its index in `REFRESH_RESULTS`.
     pub fn code(self) -> u8 {
         match self {
             Failure::Dispatch => 1,

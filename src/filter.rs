@@ -14,17 +14,23 @@ use crate::cache::{unix_ms, Outcome};
 use crate::cache_scan::{ScanTick, Scanner};
 use crate::canonical::{count_auth_params, split_path, without_auth_params};
 use crate::config::{Config, Delivery, Origin};
+use crate::cred_fetch::Reply;
+use crate::cred_parse::MAX_BODY_BYTES;
+use crate::cred_refresh::{Event, Refresher};
+use crate::metrics::CredentialMetrics;
+use crate::sign::Signer;
 use crate::headers::HeaderView;
 use crate::host::{
-    flush_counters, hostcalls_made, install_panic_hook, micros_since, now, plugin_configuration,
-    request_header_map, set_tick_period, SharedData, WasmMetrics, WasmRequest,
+    flush_counters, hostcalls_made, http_call_response, install_panic_hook, micros_since, now,
+    plugin_configuration, request_header_map, set_tick_period, SharedData, WasmDispatcher,
+    WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
 use crate::redirect::{max_age_secs, redirect};
 use crate::request::{decide, refusal_category, Decision, FallbackReason, LocalReply, RequestHead};
 use crate::startup::{configure, Configured};
-use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+use crate::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
 
 proxy_wasm::main! {{
     // Debug reaches Envoy, whose own wasm log level (info by default) filters it.
@@ -46,6 +52,17 @@ struct Shared {
     local: RefCell<LocalCache>,
     /// Requests seen, for latency sampling.
     seen: std::cell::Cell<u32>,
+    /// Rotating credentials as this worker holds them (the root context
+    /// swaps them on its tick); `None` with static keys.
+    rotating: Option<WorkerKeys>,
+}
+
+/// This worker's copy of the rotating credentials: requests read only this,
+/// never shared data.
+struct WorkerKeys {
+    signer: RefCell<Option<Signer>>,
+    margin_ms: u64,
+    retry_after_secs: std::cell::Cell<u32>,
 }
 
 impl Shared {
@@ -81,6 +98,9 @@ struct PresignRoot {
     shared: Option<Rc<Shared>>,
     worker_id: u64,
     scanner: Scanner,
+    /// Rotating credentials: this worker's side of the refresh.
+    refresher: Option<Refresher>,
+    credential_metrics: CredentialMetrics,
 }
 
 impl Context for PresignRoot {
@@ -88,6 +108,90 @@ impl Context for PresignRoot {
         // The VM is going away (drain, reload): hand over the last counts.
         flush_counters();
         true
+    }
+
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(refresher) = self.refresher.as_mut() else {
+            return;
+        };
+        // No headers: Envoy delivers a reset or a connection failure so.
+        let (status, body) = if num_headers == 0 {
+            (0, Vec::new())
+        } else {
+            http_call_response(body_size, MAX_BODY_BYTES + 1)
+        };
+        let reply = Reply {
+            status,
+            body: &body,
+        };
+        let events = refresher.on_reply(token_id, reply, &SharedData, &WasmDispatcher, now());
+        self.apply(events);
+    }
+}
+
+impl PresignRoot {
+    /// Turns refresh events into metrics, logs and this worker's keys.
+    fn apply(&mut self, events: Vec<Event>) {
+        let (Some(refresher), Some(shared)) = (self.refresher.as_ref(), self.shared.as_ref())
+        else {
+            return;
+        };
+        let Some(keys) = shared.rotating.as_ref() else {
+            return;
+        };
+        let now_ms = unix_ms(now());
+        for event in events {
+            match event {
+                Event::Refreshed { source } => {
+                    self.credential_metrics
+                        .refreshed(&WasmMetrics, source, "success");
+                    if let Some(r) = refresher.current() {
+                        log::info!(
+                            "envoy-presign: credentials refreshed from {source}: access key {}, {} s left",
+                            r.credentials.access_key_id(),
+                            r.credentials.expires_at_ms().unwrap_or(0).saturating_sub(now_ms) / 1000
+                        );
+                    }
+                }
+                Event::Failed { source, failure } => {
+                    self.credential_metrics
+                        .refreshed(&WasmMetrics, source, failure.category());
+                    log::warn!(
+                        "envoy-presign: credential refresh from {source} failed: {}",
+                        failure.category()
+                    );
+                }
+                Event::GaveUp { retry_in_ms } => log::warn!(
+                    "envoy-presign: every credential source failed; next attempt in {} ms, {}",
+                    retry_in_ms,
+                    match refresher.current() {
+                        Some(_) => "signing with the last good credentials while they last",
+                        None => "matched requests get 503 credentials_unavailable",
+                    }
+                ),
+                Event::Adopted => {
+                    let signer = refresher.current().map(|r| Signer::new(&r.credentials));
+                    *keys.signer.borrow_mut() = signer;
+                    // URLs of the old credentials stay valid (their expiry is
+                    // capped by them), but a rotation starts afresh.
+                    shared.local.borrow_mut().clear();
+                }
+            }
+        }
+        keys.retry_after_secs
+            .set(refresher.retry_after_secs(now()));
+        let left = refresher
+            .current()
+            .and_then(|r| r.credentials.expires_at_ms())
+            .map_or(0, |e| e.saturating_sub(now_ms) / 1000);
+        self.credential_metrics
+            .record_state(&WasmMetrics, left, refresher.status().last_failure);
     }
 }
 
@@ -125,18 +229,40 @@ impl RootContext for PresignRoot {
         } else {
             0
         };
+        let rotating = config.rotating.as_ref().map(|r| WorkerKeys {
+            signer: RefCell::new(None),
+            margin_ms: r.refresh.expiry_margin_ms,
+            retry_after_secs: std::cell::Cell::new(1),
+        });
+        self.refresher = config
+            .rotating
+            .clone()
+            .map(|r| Refresher::new(r, self.worker_id));
+        self.credential_metrics = match &config.rotating {
+            Some(r) => {
+                let labels: Vec<&'static str> = r.chain.iter().map(|s| s.label()).collect();
+                CredentialMetrics::define(&WasmMetrics, &labels)
+            }
+            None => CredentialMetrics::default(),
+        };
         self.shared = Some(Rc::new(Shared {
             config,
             origins,
             unmatched,
             local: RefCell::new(LocalCache::new(local_size)),
             seen: std::cell::Cell::new(0),
+            rotating,
         }));
         true
     }
 
     fn on_tick(&mut self) {
         flush_counters();
+        // Rotating credentials: adopt, and refresh when due (never per request).
+        if let Some(refresher) = self.refresher.as_mut() {
+            let events = refresher.tick(&SharedData, &WasmDispatcher, now());
+            self.apply(events);
+        }
         let Some(shared) = self.shared.clone() else {
             return;
         };
@@ -340,10 +466,17 @@ impl PresignRequest {
         let mut report = UrlReport::default();
         // The lookup runs at the request's arrival time (one clock hostcall
         // fewer); only a sampled request's signing is timed with the live clock.
+        let signer = shared.rotating.as_ref().map(|k| k.signer.borrow());
+        let keys = shared.rotating.as_ref().map(|k| Keys {
+            signer: signer.as_ref().and_then(|s| s.as_ref()),
+            margin_ms: k.margin_ms,
+            retry_after_secs: k.retry_after_secs.get(),
+        });
         let host = Host {
             store: &SharedData,
             now: started,
             clock: sampled.then_some(&now as &dyn Fn() -> SystemTime),
+            keys,
         };
         let mut sign = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
             let req = ObjectRequest { method, key, query };

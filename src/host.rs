@@ -77,6 +77,8 @@ const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
 const STATUS_CAS_MISMATCH: u32 = 8;
 const REQUEST_HEADERS: u32 = 0;
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 const PLUGIN_CONFIGURATION: u32 = 7;
 
 thread_local! {
@@ -147,6 +149,71 @@ pub fn plugin_configuration() -> Vec<u8> {
         }
         owned(data, size).unwrap_or_default()
     }
+}
+
+/// Sends a credentials call through Envoy's async HTTP client, from the root
+/// context (the SDK routes the answer back to it by token). The SDK's
+/// wrapper is used because only it registers the token for that routing;
+/// Envoy answers `http_call` only with Ok, BadArgument (unknown cluster) or
+/// InternalFailure, the statuses it returns as errors.
+pub struct WasmDispatcher;
+
+impl crate::cred_refresh::Dispatcher for WasmDispatcher {
+    fn dispatch(&self, call: &crate::cred_fetch::Call) -> Option<u32> {
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        counted();
+        proxy_wasm::hostcalls::dispatch_http_call(
+            &call.cluster,
+            headers,
+            None,
+            Vec::new(),
+            std::time::Duration::from_millis(call.timeout_ms),
+        )
+        .ok()
+    }
+}
+
+/// The status of the call answer being delivered (0 when none: a reset or
+/// connection failure delivers no headers), and at most `max_body` bytes
+/// of its body (valid only inside `on_http_call_response`).
+pub fn http_call_response(body_size: usize, max_body: usize) -> (u16, Vec<u8>) {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    counted();
+    // SAFETY: as in `request_header_map`.
+    let headers = unsafe {
+        if proxy_get_header_map_pairs(HTTP_CALL_RESPONSE_HEADERS, &mut data, &mut size)
+            == STATUS_OK
+        {
+            owned(data, size).unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    };
+    let status = crate::headers::pairs(&headers)
+        .find(|(k, _)| *k == b":status")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0);
+    if body_size == 0 {
+        return (status, Vec::new());
+    }
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    counted();
+    // SAFETY: as in `request_header_map`.
+    let body = unsafe {
+        let want = body_size.min(max_body);
+        if proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, want, &mut data, &mut size)
+            == STATUS_OK
+        {
+            owned(data, size).unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    };
+    (status, body)
 }
 
 /// Asks for `on_tick` every `period`; false if the host refuses.

@@ -64,6 +64,11 @@ impl LocalCache {
         }
     }
 
+    /// Forgets every rewrite (new credentials: new URLs from now on).
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+    }
+
     fn index(&self, method: &str, authority: &str, path: &str) -> Option<usize> {
         let n = u64::try_from(self.slots.len()).ok().filter(|n| *n > 0)?;
         usize::try_from(slot_hash(method, authority, path) % n).ok()
@@ -125,6 +130,17 @@ impl LocalCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_forgets_every_rewrite() {
+        let mut c = LocalCache::new(4);
+        c.put("GET", "h", "/a", 0, "/x?sig", 10_000);
+        assert!(c.get("GET", "h", "/a", 1).is_some());
+        c.clear();
+        assert!(c.get("GET", "h", "/a", 1).is_none());
+        c.put("GET", "h", "/a", 0, "/y?sig", 10_000);
+        assert_eq!(c.get("GET", "h", "/a", 1).map(|h| h.rewrite), Some("/y?sig"));
+    }
 
     #[test]
     fn serves_only_exact_and_fresh_requests() {

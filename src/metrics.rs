@@ -340,6 +340,84 @@ impl OriginMetrics {
     }
 }
 
+/// The `result` label of the credential refresh counter: a success, or the
+/// failure's category.
+pub const REFRESH_RESULTS: [&str; 9] = [
+    "success",
+    "dispatch_error",
+    "transport",
+    "timeout",
+    "http_4xx",
+    "http_5xx",
+    "parse",
+    "expired",
+    "abandoned",
+];
+
+/// The rotating credentials' metrics, one set per VM (credentials are not
+/// per origin): refreshes by source and result, seconds until the
+/// credentials in use expire, and the last failure's code.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialMetrics {
+    refreshes: Vec<(&'static str, [Handle; 9])>,
+    expiry_seconds: Handle,
+    last_failure: Handle,
+}
+
+impl CredentialMetrics {
+    /// Defines the metrics of the chain's `sources` (their labels).
+    pub fn define(backend: &dyn MetricsBackend, sources: &[&'static str]) -> Self {
+        let refreshes = sources
+            .iter()
+            .map(|source| {
+                let handles = REFRESH_RESULTS.map(|result| {
+                    Handle(backend.define(
+                        MetricKind::Counter,
+                        &format!(
+                            "envoy_presign.credential_refreshes.source.{source}.result.{result}"
+                        ),
+                    ))
+                });
+                (*source, handles)
+            })
+            .collect();
+        Self {
+            refreshes,
+            expiry_seconds: Handle(
+                backend.define(MetricKind::Gauge, "envoy_presign.credential_expiry_seconds"),
+            ),
+            last_failure: Handle(
+                backend.define(MetricKind::Gauge, "envoy_presign.credential_last_failure"),
+            ),
+        }
+    }
+
+    /// Counts one refresh through `source` ending in `result` (a
+    /// `REFRESH_RESULTS` entry).
+    pub fn refreshed(&self, b: &dyn MetricsBackend, source: &str, result: &str) {
+        let handle = self
+            .refreshes
+            .iter()
+            .find(|(s, _)| *s == source)
+            .and_then(|(_, handles)| {
+                REFRESH_RESULTS
+                    .iter()
+                    .position(|r| *r == result)
+                    .and_then(|i| handles.get(i))
+            });
+        if let Some(h) = handle {
+            add(b, *h, 1);
+        }
+    }
+
+    /// Sets the gauges: seconds the credentials in use have left (0: none),
+    /// and the last failure's code (0 after a success; see README.md).
+    pub fn record_state(&self, b: &dyn MetricsBackend, expiry_seconds: u64, last_failure: u8) {
+        record(b, self.expiry_seconds, expiry_seconds);
+        record(b, self.last_failure, u64::from(last_failure));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -496,11 +496,15 @@ def prepend_list_items(text: str, items: dict[str, list[dict]]) -> str:
     lines = text.splitlines(keepends=True)
     for key, new in items.items():
         at = [i for i, line in enumerate(lines) if line.strip() == f"{key}:"]
-        if len(at) != 1 or at[0] + 1 >= len(lines) or not lines[at[0] + 1].lstrip().startswith("- "):
+        # The list's first item, after any comment lines.
+        first_at = at[0] + 1 if len(at) == 1 else len(lines)
+        while first_at < len(lines) and lines[first_at].lstrip().startswith("#"):
+            first_at += 1
+        if first_at >= len(lines) or not lines[first_at].lstrip().startswith("- "):
             raise KeyError(f"no single block list {key!r} in the rendered template")
-        first = lines[at[0] + 1]
+        first = lines[first_at]
         indent = first[:len(first) - len(first.lstrip())]
-        lines[at[0] + 1:at[0] + 1] = [f"{indent}- {json.dumps(item)}\n" for item in new]
+        lines[first_at:first_at] = [f"{indent}- {json.dumps(item)}\n" for item in new]
     return "".join(lines)
 
 
