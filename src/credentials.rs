@@ -165,7 +165,10 @@ mod tests {
         let c = Credentials::temporary("ASIA".into(), "s".into(), Some("t".into()), 42_000);
         assert_eq!(c.expires_at_ms(), Some(42_000));
         assert_eq!(c.session_token(), Some("t"));
-        assert_eq!(Credentials::new("A".into(), "s".into(), None).expires_at_ms(), None);
+        assert_eq!(
+            Credentials::new("A".into(), "s".into(), None).expires_at_ms(),
+            None
+        );
     }
 
     #[test]
