@@ -19,6 +19,7 @@ pub mod cache;
 pub mod cache_scan;
 pub mod canonical;
 pub mod config;
+pub mod cred_parse;
 pub mod credentials;
 pub mod headers;
 pub mod local_cache;
