@@ -202,7 +202,7 @@ bench: build $(STAMP)
 	$(PY) bench/run.py
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config canonical cache_entry
+FUZZ_TARGETS := config canonical cache_entry credentials
 # `make fuzz`: nightly with AddressSanitizer. `make fuzz-quick` (in make test): the stable
 # toolchain with no sanitizer, which cargo-fuzz supports; the fuzzed core has no `unsafe`, so a
 # panic, an arithmetic overflow (debug assertions are on) or a broken property is what it finds.

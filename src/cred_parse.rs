@@ -1,0 +1,1652 @@
+//! Parsers for the answers of AWS credential providers: the instance metadata
+//! service (role name and role credentials), the ECS / EKS Pod Identity
+//! container endpoint, and STS `AssumeRole` / `AssumeRoleWithWebIdentity` in
+//! JSON or XML.
+//!
+//! Pure functions from bytes to [`Credentials`]: no hostcall, no clock, no
+//! panic on any input. An error is a [`ParseError`], a stable category that
+//! never carries a value from the body, so a secret key or session token can
+//! never reach a log line through it.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::credentials::Credentials;
+
+/// Largest provider body accepted; anything larger is refused before parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The last millisecond of year 9999 (`9999-12-31T23:59:59.999Z`): no expiry is later.
+const MAX_EXPIRY_MS: u64 = 253_402_300_799_999;
+
+/// Deepest XML element nesting accepted (STS documents nest four levels).
+const MAX_XML_DEPTH: usize = 32;
+
+/// Why a provider's answer was not usable; stable category, never a value from the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The body is larger than MAX_BODY_BYTES.
+    TooLarge,
+    /// Not the expected format (not JSON / not XML / wrong shape / not UTF-8).
+    Malformed,
+    /// A required field is missing or empty (names the field, e.g. "AccessKeyId").
+    Missing(&'static str),
+    /// The provider answered with an error document (IMDS Code != Success, STS
+    /// `<ErrorResponse>`, JSON `{"Error":..}` / `{"code":..}`).
+    ProviderError,
+    /// Expiration present but not parseable.
+    BadExpiration,
+    /// (role name only) not a valid IAM role name.
+    BadRoleName,
+}
+
+impl ParseError {
+    /// A stable label for logs and metrics.
+    pub fn category(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Malformed => "malformed",
+            Self::Missing(_) => "missing_field",
+            Self::ProviderError => "provider_error",
+            Self::BadExpiration => "bad_expiration",
+            Self::BadRoleName => "bad_role_name",
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge => write!(f, "response larger than {MAX_BODY_BYTES} bytes"),
+            Self::Malformed => write!(f, "response is not in the expected format"),
+            Self::Missing(field) => write!(f, "response has no {field}"),
+            Self::ProviderError => write!(f, "provider answered with an error document"),
+            Self::BadExpiration => write!(f, "response has an unreadable Expiration"),
+            Self::BadRoleName => write!(f, "response is not a valid IAM role name"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Which STS action answered (their documents differ only by the element prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StsAction {
+    /// `AssumeRole` (a role assumed with other credentials).
+    AssumeRole,
+    /// `AssumeRoleWithWebIdentity` (an OIDC token, as on EKS with IRSA).
+    AssumeRoleWithWebIdentity,
+}
+
+impl StsAction {
+    /// The action's name as STS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AssumeRole => "AssumeRole",
+            Self::AssumeRoleWithWebIdentity => "AssumeRoleWithWebIdentity",
+        }
+    }
+
+    fn response_element(self) -> &'static str {
+        match self {
+            Self::AssumeRole => "AssumeRoleResponse",
+            Self::AssumeRoleWithWebIdentity => "AssumeRoleWithWebIdentityResponse",
+        }
+    }
+
+    fn result_element(self) -> &'static str {
+        match self {
+            Self::AssumeRole => "AssumeRoleResult",
+            Self::AssumeRoleWithWebIdentity => "AssumeRoleWithWebIdentityResult",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Timestamps
+// ---------------------------------------------------------------------------
+
+/// RFC 3339 timestamp -> Unix milliseconds: `2021-09-18T03:31:56Z`, with
+/// fractional seconds (`…56.359Z`, truncated to the millisecond), with an
+/// offset `+02:00` / `-05:30` (converted to UTC), lower-case `t` / `z`
+/// accepted; year 1970..=9999; month, day (leap years included), hour, minute
+/// and second ranges checked (no leap second 60). `None` if invalid, before
+/// 1970 or after 9999 in UTC.
+pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+    let mut c = Cursor(s.as_bytes());
+    let year = c.digits(4)?;
+    c.byte(b'-')?;
+    let month = c.digits(2)?;
+    c.byte(b'-')?;
+    let day = c.digits(2)?;
+    c.byte_of(b"Tt")?;
+    let hour = c.digits(2)?;
+    c.byte(b':')?;
+    let minute = c.digits(2)?;
+    c.byte(b':')?;
+    let second = c.digits(2)?;
+    let mut millis = 0;
+    if c.byte(b'.').is_some() {
+        // At least one digit; the first three are milliseconds, the rest are dropped.
+        let mut n = 0;
+        while let Some(d) = c.digit() {
+            if n < 3 {
+                millis = millis * 10 + d;
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        for _ in n..3 {
+            millis *= 10;
+        }
+    }
+    let offset_minutes: i64 = match c.next()? {
+        b'Z' | b'z' => 0,
+        sign @ (b'+' | b'-') => {
+            let h = c.digits(2)?;
+            c.byte(b':')?;
+            let m = c.digits(2)?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let off = i64::from(h * 60 + m);
+            if sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    if !c.0.is_empty()
+        || !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_minutes * 60;
+    let ms = secs.checked_mul(1000)?.checked_add(i64::from(millis))?;
+    u64::try_from(ms).ok().filter(|&ms| ms <= MAX_EXPIRY_MS)
+}
+
+/// An `Expiration` value as JSON: a string (RFC 3339) or a number of epoch
+/// SECONDS (integer or float, as STS JSON gives) -> Unix ms. Negative, NaN or
+/// absurd (after year 9999) -> `None`.
+pub fn parse_expiration(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => parse_rfc3339_ms(s),
+        Value::Number(n) => {
+            if let Some(secs) = n.as_u64() {
+                secs.checked_mul(1000).filter(|&ms| ms <= MAX_EXPIRY_MS)
+            } else {
+                let ms = n.as_f64()? * 1000.0;
+                // Rounded: 1631935916.359 * 1000 is 1631935916358.9998 in binary.
+                // MAX_EXPIRY_MS is below 2^53, so the cast is exact and in range.
+                (ms.is_finite() && (0.0..=MAX_EXPIRY_MS as f64).contains(&ms))
+                    .then(|| ms.round() as u64)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A forward-only reader over ASCII bytes, without indexing.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn byte(&mut self, want: u8) -> Option<()> {
+        self.byte_of(&[want])
+    }
+
+    fn byte_of(&mut self, set: &[u8]) -> Option<()> {
+        match self.0.split_first() {
+            Some((b, rest)) if set.contains(b) => {
+                self.0 = rest;
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn digit(&mut self) -> Option<u32> {
+        match self.0.split_first() {
+            Some((&b, rest)) if b.is_ascii_digit() => {
+                self.0 = rest;
+                Some(u32::from(b - b'0'))
+            }
+            _ => None,
+        }
+    }
+
+    /// Exactly `n` ASCII digits (n <= 4, so no overflow).
+    fn digits(&mut self, n: usize) -> Option<u32> {
+        (0..n).try_fold(0, |acc, _| Some(acc * 10 + self.digit()?))
+    }
+}
+
+fn is_leap(year: u32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+// ---------------------------------------------------------------------------
+// Instance metadata (IMDS) and container endpoints
+// ---------------------------------------------------------------------------
+
+fn check_size(body: &[u8]) -> Result<(), ParseError> {
+    if body.len() > MAX_BODY_BYTES {
+        Err(ParseError::TooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+/// IMDSv2 `GET /latest/meta-data/iam/security-credentials/` body: the role
+/// name is the first non-empty line, trimmed. IAM role names are 1..=64
+/// characters of `[A-Za-z0-9+=,.@_-]`; anything else is `BadRoleName` (the
+/// name goes into a URL path).
+pub fn parse_imds_role(body: &[u8]) -> Result<String, ParseError> {
+    check_size(body)?;
+    let text = std::str::from_utf8(body).map_err(|_| ParseError::Malformed)?;
+    let name = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or(ParseError::Missing("role name"))?;
+    let valid = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(ParseError::BadRoleName)
+    }
+}
+
+/// IMDS role credentials JSON: `{"Code":"Success","LastUpdated":..,"Type":"AWS-HMAC",
+/// "AccessKeyId","SecretAccessKey","Token","Expiration"}`. Keys are matched
+/// case-insensitively (as the AWS Rust SDK does). `Code`, if present, must be
+/// `Success`, else `ProviderError`. AccessKeyId, SecretAccessKey, Token and
+/// Expiration are required (Token becomes the session token).
+pub fn parse_imds_credentials(body: &[u8]) -> Result<Credentials, ParseError> {
+    json_credentials(body, true)
+}
+
+/// ECS / EKS Pod Identity container endpoint JSON: `{"AccessKeyId",
+/// "SecretAccessKey","Token","Expiration","RoleArn"?}`, keys matched
+/// case-insensitively. An error document (`{"code":..,"message":..}`, or
+/// `Code` / `Message` without AccessKeyId) is `ProviderError`. AccessKeyId,
+/// SecretAccessKey and Expiration are required; Token is optional (`None` if
+/// absent or empty).
+pub fn parse_container_credentials(body: &[u8]) -> Result<Credentials, ParseError> {
+    json_credentials(body, false)
+}
+
+/// The shared shape of the IMDS and container documents.
+fn json_credentials(body: &[u8], token_required: bool) -> Result<Credentials, ParseError> {
+    check_size(body)?;
+    let doc = json_object(body)?;
+    // The AWS SDK's rule for both endpoints: a Code other than Success is an error.
+    match field(&doc, "Code") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(code)) if code == "Success" => {}
+        Some(_) => return Err(ParseError::ProviderError),
+    }
+    // `{"message": ...}` with no key is an error document too (container endpoints).
+    if field(&doc, "AccessKeyId").is_none() && field(&doc, "Message").is_some() {
+        return Err(ParseError::ProviderError);
+    }
+    let akid = required_str(&doc, "AccessKeyId")?;
+    let secret = required_str(&doc, "SecretAccessKey")?;
+    let token = if token_required {
+        Some(required_str(&doc, "Token")?)
+    } else {
+        optional_str(&doc, "Token")?
+    };
+    let expires = json_expiration(&doc)?;
+    Ok(Credentials::temporary(akid, secret, token, expires))
+}
+
+/// Parses a body that must be one JSON object.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ParseError> {
+    // serde_json bounds nesting (128 levels), so hostile depth is an error, not a stack overflow.
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ParseError::Malformed),
+    }
+}
+
+/// A key matched exactly, else case-insensitively (first in key order).
+fn field<'v>(obj: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+    obj.get(name).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+fn optional_str(
+    obj: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ParseError> {
+    match field(obj, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => checked_value(s.clone()).map(Some),
+        Some(_) => Err(ParseError::Malformed),
+    }
+}
+
+fn required_str(obj: &Map<String, Value>, name: &'static str) -> Result<String, ParseError> {
+    optional_str(obj, name)?.ok_or(ParseError::Missing(name))
+}
+
+fn json_expiration(obj: &Map<String, Value>) -> Result<u64, ParseError> {
+    match field(obj, "Expiration") {
+        None | Some(Value::Null) => Err(ParseError::Missing("Expiration")),
+        Some(Value::String(s)) if s.is_empty() => Err(ParseError::Missing("Expiration")),
+        Some(v) => parse_expiration(v).ok_or(ParseError::BadExpiration),
+    }
+}
+
+/// A key or token with a control character (a newline, say) would break the
+/// header or log line it ends up in: refused, without saying what it was.
+fn checked_value(s: String) -> Result<String, ParseError> {
+    if s.chars().any(char::is_control) {
+        Err(ParseError::Malformed)
+    } else {
+        Ok(s)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// STS
+// ---------------------------------------------------------------------------
+
+/// STS response, JSON or XML (decided by the first non-whitespace byte: `{`
+/// JSON, `<` XML).
+///
+/// JSON (STS with `Accept: application/json`):
+/// `{"<Action>Response":{"<Action>Result":{"Credentials":{"AccessKeyId",
+/// "SecretAccessKey","SessionToken","Expiration"}}}}`, Expiration an
+/// epoch-seconds number (or an RFC 3339 string). `{"Error":..}` or
+/// `{"ErrorResponse":..}` is `ProviderError`.
+///
+/// XML: `<Action>Response` / `<Action>Result` / `Credentials` with the four
+/// fields as child elements, Expiration RFC 3339; `<ErrorResponse>` is
+/// `ProviderError`. A response for the other action is `Malformed`.
+///
+/// SessionToken and Expiration are required.
+pub fn parse_sts_credentials(body: &[u8], action: StsAction) -> Result<Credentials, ParseError> {
+    check_size(body)?;
+    let text = std::str::from_utf8(body).map_err(|_| ParseError::Malformed)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => sts_json(text.as_bytes(), action),
+        Some(b'<') => sts_xml(text, action),
+        _ => Err(ParseError::Malformed),
+    }
+}
+
+fn sts_json(body: &[u8], action: StsAction) -> Result<Credentials, ParseError> {
+    let doc = json_object(body)?;
+    if field(&doc, "Error").is_some() || field(&doc, "ErrorResponse").is_some() {
+        return Err(ParseError::ProviderError);
+    }
+    let result = field(&doc, action.response_element())
+        .and_then(Value::as_object)
+        .and_then(|r| field(r, action.result_element()))
+        .and_then(Value::as_object)
+        .ok_or(ParseError::Malformed)?;
+    let creds = match field(result, "Credentials") {
+        None | Some(Value::Null) => return Err(ParseError::Missing("Credentials")),
+        Some(Value::Object(c)) => c,
+        Some(_) => return Err(ParseError::Malformed),
+    };
+    let akid = required_str(creds, "AccessKeyId")?;
+    let secret = required_str(creds, "SecretAccessKey")?;
+    let token = required_str(creds, "SessionToken")?;
+    let expires = json_expiration(creds)?;
+    Ok(Credentials::temporary(akid, secret, Some(token), expires))
+}
+
+/// The four values of an STS `Credentials` element, in field order.
+const STS_FIELDS: [&str; 4] = [
+    "AccessKeyId",
+    "SecretAccessKey",
+    "SessionToken",
+    "Expiration",
+];
+
+/// What an open XML element is, by its place in the document.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Response,
+    Result,
+    Credentials,
+    /// One of STS_FIELDS, by position.
+    Field(usize),
+    Other,
+}
+
+fn sts_xml(text: &str, action: StsAction) -> Result<Credentials, ParseError> {
+    let mut xml = XmlScanner { rest: text };
+    // Open elements: their full name (to match the end tag) and role.
+    let mut stack: Vec<(&str, Role)> = Vec::new();
+    let mut seen_root = false;
+    let mut seen_result = false;
+    let mut seen_credentials = false;
+    let mut values: [Option<String>; 4] = Default::default();
+
+    while let Some(token) = xml.next_token()? {
+        match token {
+            Token::Start { name, empty } => {
+                let local = name.rsplit(':').next().unwrap_or(name);
+                let parent = stack.last().map(|&(_, role)| role);
+                let role = match parent {
+                    None => {
+                        if seen_root {
+                            return Err(ParseError::Malformed);
+                        }
+                        seen_root = true;
+                        if local == "ErrorResponse" {
+                            return Err(ParseError::ProviderError);
+                        }
+                        if local != action.response_element() {
+                            return Err(ParseError::Malformed);
+                        }
+                        Role::Response
+                    }
+                    Some(Role::Response) if local == action.result_element() => {
+                        if std::mem::replace(&mut seen_result, true) {
+                            return Err(ParseError::Malformed);
+                        }
+                        Role::Result
+                    }
+                    Some(Role::Result) if local == "Credentials" => {
+                        if std::mem::replace(&mut seen_credentials, true) {
+                            return Err(ParseError::Malformed);
+                        }
+                        Role::Credentials
+                    }
+                    Some(Role::Credentials) => match STS_FIELDS.iter().position(|f| *f == local) {
+                        Some(i) => {
+                            let slot = values.get_mut(i).ok_or(ParseError::Malformed)?;
+                            if slot.is_some() {
+                                return Err(ParseError::Malformed);
+                            }
+                            *slot = Some(String::new());
+                            Role::Field(i)
+                        }
+                        None => Role::Other,
+                    },
+                    // A value is text only.
+                    Some(Role::Field(_)) => return Err(ParseError::Malformed),
+                    Some(_) => Role::Other,
+                };
+                if !empty {
+                    if stack.len() >= MAX_XML_DEPTH {
+                        return Err(ParseError::Malformed);
+                    }
+                    stack.push((name, role));
+                }
+            }
+            Token::End(name) => match stack.pop() {
+                Some((open, _)) if open == name => {}
+                _ => return Err(ParseError::Malformed),
+            },
+            Token::Text(raw) => match stack.last() {
+                Some(&(_, Role::Field(i))) => {
+                    let slot = values.get_mut(i).and_then(Option::as_mut);
+                    decode_xml_text(slot.ok_or(ParseError::Malformed)?, raw)?;
+                }
+                Some(_) => {}
+                None if raw.trim().is_empty() => {}
+                None => return Err(ParseError::Malformed),
+            },
+            Token::CData(raw) => match stack.last() {
+                Some(&(_, Role::Field(i))) => {
+                    let slot = values.get_mut(i).and_then(Option::as_mut);
+                    slot.ok_or(ParseError::Malformed)?.push_str(raw);
+                }
+                Some(_) => {}
+                None => return Err(ParseError::Malformed),
+            },
+        }
+    }
+    if !seen_root || !stack.is_empty() || !seen_result {
+        return Err(ParseError::Malformed);
+    }
+    if !seen_credentials {
+        return Err(ParseError::Missing("Credentials"));
+    }
+    let [akid, secret, token, expiration] = values;
+    let take = |v: Option<String>, name: &'static str| {
+        let v = v.map(|s| s.trim().to_owned()).unwrap_or_default();
+        if v.is_empty() {
+            Err(ParseError::Missing(name))
+        } else {
+            checked_value(v)
+        }
+    };
+    let akid = take(akid, "AccessKeyId")?;
+    let secret = take(secret, "SecretAccessKey")?;
+    let token = take(token, "SessionToken")?;
+    let expiration = take(expiration, "Expiration").map_err(|e| match e {
+        ParseError::Missing(_) => e,
+        _ => ParseError::BadExpiration,
+    })?;
+    let expires = parse_rfc3339_ms(&expiration).ok_or(ParseError::BadExpiration)?;
+    Ok(Credentials::temporary(akid, secret, Some(token), expires))
+}
+
+/// One piece of an XML document.
+enum Token<'a> {
+    /// `<name ...>` or, with `empty`, `<name .../>`.
+    Start { name: &'a str, empty: bool },
+    /// `</name>`.
+    End(&'a str),
+    /// Character data, still escaped.
+    Text(&'a str),
+    /// The inside of `<![CDATA[...]]>`, taken literally.
+    CData(&'a str),
+}
+
+/// Just enough XML for STS: every step consumes input and scans forward only,
+/// so the work is linear in the body. Declarations, processing instructions
+/// and comments are skipped; a DOCTYPE is refused (no entity definitions).
+struct XmlScanner<'a> {
+    rest: &'a str,
+}
+
+impl<'a> XmlScanner<'a> {
+    fn next_token(&mut self) -> Result<Option<Token<'a>>, ParseError> {
+        loop {
+            if self.rest.is_empty() {
+                return Ok(None);
+            }
+            let Some(markup) = self.rest.strip_prefix('<') else {
+                let end = self.rest.find('<').unwrap_or(self.rest.len());
+                let (text, rest) = self
+                    .rest
+                    .split_at_checked(end)
+                    .ok_or(ParseError::Malformed)?;
+                self.rest = rest;
+                return Ok(Some(Token::Text(text)));
+            };
+            if let Some(r) = markup.strip_prefix('?') {
+                self.rest = after(r, "?>")?.1;
+            } else if let Some(r) = markup.strip_prefix("!--") {
+                self.rest = after(r, "-->")?.1;
+            } else if let Some(r) = markup.strip_prefix("![CDATA[") {
+                let (data, rest) = after(r, "]]>")?;
+                self.rest = rest;
+                return Ok(Some(Token::CData(data)));
+            } else if markup.starts_with('!') {
+                return Err(ParseError::Malformed);
+            } else if let Some(r) = markup.strip_prefix('/') {
+                let (inner, rest) = after(r, ">")?;
+                self.rest = rest;
+                return Ok(Some(Token::End(element_name(inner.trim_end())?)));
+            } else {
+                let end = start_tag_end(markup)?;
+                let (inner, rest) = markup.split_at_checked(end).ok_or(ParseError::Malformed)?;
+                self.rest = rest.get(1..).ok_or(ParseError::Malformed)?;
+                let empty = inner.ends_with('/');
+                let inner = inner.strip_suffix('/').unwrap_or(inner);
+                let name_end = inner
+                    .find(|c: char| c.is_ascii_whitespace())
+                    .unwrap_or(inner.len());
+                let name = inner.get(..name_end).ok_or(ParseError::Malformed)?;
+                return Ok(Some(Token::Start {
+                    name: element_name(name)?,
+                    empty,
+                }));
+            }
+        }
+    }
+}
+
+/// Splits at the first `pat`: the text before it and the text after it.
+fn after<'a>(s: &'a str, pat: &str) -> Result<(&'a str, &'a str), ParseError> {
+    let i = s.find(pat).ok_or(ParseError::Malformed)?;
+    let before = s.get(..i).ok_or(ParseError::Malformed)?;
+    let rest = s.get(i + pat.len()..).ok_or(ParseError::Malformed)?;
+    Ok((before, rest))
+}
+
+/// The byte offset of a start tag's closing `>`, skipping quoted attribute values.
+fn start_tag_end(s: &str) -> Result<usize, ParseError> {
+    let mut quote = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (None, '>') => return Ok(i),
+            (None, '<') => return Err(ParseError::Malformed),
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), _) if q == c => quote = None,
+            _ => {}
+        }
+    }
+    Err(ParseError::Malformed)
+}
+
+fn element_name(name: &str) -> Result<&str, ParseError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    if ok {
+        Ok(name)
+    } else {
+        Err(ParseError::Malformed)
+    }
+}
+
+/// Appends XML character data to `out`, decoding the five predefined entities
+/// and numeric character references.
+fn decode_xml_text(out: &mut String, mut s: &str) -> Result<(), ParseError> {
+    while let Some(amp) = s.find('&') {
+        let (plain, rest) = s.split_at_checked(amp).ok_or(ParseError::Malformed)?;
+        out.push_str(plain);
+        // A failed entity ends the scan, a decoded one consumes its text: linear overall.
+        let (entity, rest) = after(rest.get(1..).ok_or(ParseError::Malformed)?, ";")?;
+        out.push(decode_entity(entity).ok_or(ParseError::Malformed)?);
+        s = rest;
+    }
+    out.push_str(s);
+    Ok(())
+}
+
+fn decode_entity(entity: &str) -> Option<char> {
+    match entity {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        _ => {
+            let num = entity.strip_prefix('#')?;
+            let (digits, radix) = match num.strip_prefix('x') {
+                Some(hex) => (hex, 16),
+                None => (num, 10),
+            };
+            // from_str_radix would accept a leading '+'.
+            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
+            }
+            char::from_u32(u32::from_str_radix(digits, radix).ok()?).filter(|&c| c != '\0')
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    use StsAction::{AssumeRole, AssumeRoleWithWebIdentity};
+
+    // Distinctive values: no error or Debug output may ever contain them.
+    const SECRET: &str = "SECRETzq7Jx9Vw2Kp4Lm8Nn1Rr5Tt0Yy3";
+    const TOKEN: &str = "TOKENqH6bF2dG9sA4kJ7lP0oI3uY8tR5eW1";
+
+    /// The IMDS sample of the AWS Rust SDK (`aws-config` `json_credentials.rs`).
+    const IMDS_SAMPLE: &str = r#"{
+  "Code" : "Success",
+  "LastUpdated" : "2021-09-17T20:57:08Z",
+  "Type" : "AWS-HMAC",
+  "AccessKeyId" : "ASIARTEST",
+  "SecretAccessKey" : "xjtest",
+  "Token" : "IQote///test",
+  "Expiration" : "2021-09-18T03:31:56Z"
+}"#;
+
+    /// The ECS task role sample of the ECS developer guide (values filled in).
+    const ECS_SAMPLE: &str = r#"{
+    "AccessKeyId": "ASIAECSEXAMPLE",
+    "Expiration": "2021-09-18T03:31:56Z",
+    "RoleArn": "arn:aws:iam::123456789012:role/task",
+    "SecretAccessKey": "ecs-secret",
+    "Token": "ecs-token"
+}"#;
+
+    /// The AssumeRole XML sample of the STS API reference (its session token is
+    /// wrapped over lines there for display; STS sends it on one line).
+    const ASSUME_ROLE_XML: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+<AssumeRoleResult>
+<SourceIdentity>Alice</SourceIdentity>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/demo/TestAR</Arn>
+      <AssumedRoleId>ARO123EXAMPLE123:TestAR</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIAIOSFODNN7EXAMPLE</AccessKeyId>
+      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</SecretAccessKey>
+      <SessionToken>
+       AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==
+      </SessionToken>
+      <Expiration>2019-11-09T13:34:41Z</Expiration>
+    </Credentials>
+    <PackedPolicySize>8</PackedPolicySize>
+  </AssumeRoleResult>
+  <ResponseMetadata>
+    <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId>
+  </ResponseMetadata>
+</AssumeRoleResponse>"#;
+
+    /// The AssumeRoleWithWebIdentity XML sample of the STS API reference.
+    const WEB_IDENTITY_XML: &str = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>amzn1.account.AF6RHO7KZU5XRVQJGXK6HB56KR2A</SubjectFromWebIdentityToken>
+    <Audience>client.5498841531868486423.1548@apps.example.com</Audience>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/FederatedWebIdentityRole/app1</Arn>
+      <AssumedRoleId>AROACLKWSDQRAOEXAMPLE:app1</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE</SessionToken>
+      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</SecretAccessKey>
+      <Expiration>2014-10-24T23:00:23Z</Expiration>
+      <AccessKeyId>ASgeIAIOSFODNN7EXAMPLE</AccessKeyId>
+    </Credentials>
+    <SourceIdentity>SourceIdentityValue</SourceIdentity>
+    <Provider>www.amazon.com</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata>
+    <RequestId>ad4156e9-bce1-11e2-82e6-6b6efEXAMPLE</RequestId>
+  </ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#;
+
+    /// The STS XML error document.
+    const STS_ERROR_XML: &str = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>AccessDenied</Code>
+    <Message>User: arn:aws:iam::123456789012:user/x is not authorized to perform: sts:AssumeRole</Message>
+  </Error>
+  <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId>
+</ErrorResponse>"#;
+
+    /// STS JSON as Envoy's web identity provider reads it (Envoy's own test document).
+    const WEB_IDENTITY_JSON: &str = r#"{
+  "AssumeRoleWithWebIdentityResponse": {
+    "AssumeRoleWithWebIdentityResult": {
+      "Credentials": {
+        "AccessKeyId": "akid",
+        "SecretAccessKey": "secret",
+        "SessionToken": "token",
+        "Expiration": 1.514869445E9
+      }
+    }
+  }
+}"#;
+
+    fn imds(akid: &str, secret: &str, token: &str, exp: &str) -> String {
+        format!(
+            r#"{{"Code":"Success","LastUpdated":"2021-09-17T20:57:08Z","Type":"AWS-HMAC",
+                "AccessKeyId":"{akid}","SecretAccessKey":"{secret}","Token":"{token}","Expiration":"{exp}"}}"#
+        )
+    }
+
+    fn sts_xml_doc(action: StsAction, fields: &str) -> String {
+        let a = action.as_str();
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{a}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <{a}Result><Credentials>{fields}</Credentials></{a}Result>\
+             <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{a}Response>"
+        )
+    }
+
+    fn sts_json_doc(action: StsAction, creds: Value) -> String {
+        let a = action.as_str();
+        json!({ format!("{a}Response"): { format!("{a}Result"): { "Credentials": creds } } })
+            .to_string()
+    }
+
+    fn parts(c: &Credentials) -> (&str, &str, Option<&str>, Option<u64>) {
+        (
+            c.access_key_id(),
+            c.secret_access_key(),
+            c.session_token(),
+            c.expires_at_ms(),
+        )
+    }
+
+    // -- RFC 3339 -----------------------------------------------------------
+
+    #[test]
+    fn rfc3339_matches_known_epoch_values() {
+        // Literals from python3 datetime.fromisoformat(...).timestamp().
+        for (s, ms) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2021-09-18T03:31:56Z", 1_631_935_916_000),
+            ("2021-09-18T03:31:56.359+00:00", 1_631_935_916_359),
+            ("2011-07-15T23:28:33.359Z", 1_310_772_513_359),
+            ("2019-11-09T13:34:41Z", 1_573_306_481_000),
+            ("2014-10-24T23:00:23Z", 1_414_191_623_000),
+            ("2019-12-31T23:59:59Z", 1_577_836_799_000),
+            ("2000-02-29T00:00:00Z", 951_782_400_000),
+            ("2024-02-29T12:00:00Z", 1_709_208_000_000),
+            ("2024-02-29T12:00:00+02:00", 1_709_200_800_000),
+            ("2024-02-29T12:00:00-05:30", 1_709_227_800_000),
+            ("2020-01-01T00:30:00+01:00", 1_577_835_000_000),
+            ("1970-01-01T05:30:00+05:30", 0),
+            ("9999-12-31T23:59:59.999Z", 253_402_300_799_999),
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), Some(ms), "{s}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_fractions_case_and_minus_zero() {
+        assert_eq!(
+            parse_rfc3339_ms("2021-09-18t03:31:56z"),
+            Some(1_631_935_916_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-09-18T03:31:56.3Z"),
+            Some(1_631_935_916_300)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-09-18T03:31:56.35Z"),
+            Some(1_631_935_916_350)
+        );
+        // Digits past the millisecond are dropped, not rounded.
+        assert_eq!(
+            parse_rfc3339_ms("2021-09-18T03:31:56.359999999999Z"),
+            Some(1_631_935_916_359)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-09-18T03:31:56-00:00"),
+            Some(1_631_935_916_000)
+        );
+    }
+
+    #[test]
+    fn rfc3339_refuses_invalid_dates_and_forms() {
+        for s in [
+            "",
+            "2023-02-29T00:00:00Z", // not a leap year
+            "1900-02-29T00:00:00Z", // divisible by 100
+            "2021-04-31T00:00:00Z",
+            "2021-13-01T00:00:00Z",
+            "2021-00-01T00:00:00Z",
+            "2021-01-00T00:00:00Z",
+            "2021-01-32T00:00:00Z",
+            "2021-01-01T24:00:00Z",
+            "2021-01-01T00:60:00Z",
+            "2021-01-01T00:00:60Z", // no leap second
+            "2021-01-01T00:00:00",  // no offset
+            "2021-01-01 00:00:00Z",
+            "2021-01-01T00:00:00.Z",
+            "2021-01-01T00:00:00+0100",
+            "2021-01-01T00:00:00+24:00",
+            "2021-01-01T00:00:00+01:60",
+            "2021-01-01T00:00:00Zjunk",
+            "2021-1-01T00:00:00Z",
+            "+2021-01-01T00:00:00Z",
+            "21-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:30:00+01:00", // 1969 in UTC
+            "9999-12-31T23:59:59-00:01", // year 10000 in UTC
+            "10000-01-01T00:00:00Z",
+            "２０２１-01-01T00:00:00Z",
+            "2021-01-01T00:00:00.٣Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+        }
+        // Every prefix of a valid timestamp is refused, and nothing panics.
+        let full = "2024-02-29T12:00:00.123+02:00";
+        for end in 0..full.len() {
+            assert_eq!(parse_rfc3339_ms(&full[..end]), None, "{}", &full[..end]);
+        }
+        assert!(parse_rfc3339_ms(full).is_some());
+    }
+
+    #[test]
+    fn expiration_numbers_are_epoch_seconds() {
+        assert_eq!(
+            parse_expiration(&json!(1_514_862_300)),
+            Some(1_514_862_300_000)
+        );
+        assert_eq!(
+            parse_expiration(&json!(1.514869445E9)),
+            Some(1_514_869_445_000)
+        );
+        assert_eq!(
+            parse_expiration(&json!(1_631_935_916.359)),
+            Some(1_631_935_916_359)
+        );
+        assert_eq!(parse_expiration(&json!(0)), Some(0));
+        assert_eq!(
+            parse_expiration(&json!(253_402_300_799_u64)),
+            Some(253_402_300_799_000)
+        );
+        assert_eq!(
+            parse_expiration(&json!("2021-09-18T03:31:56Z")),
+            Some(1_631_935_916_000)
+        );
+        for v in [
+            json!(-1),
+            json!(-0.5),
+            json!(253_402_300_800_u64), // year 10000
+            json!(u64::MAX),
+            json!(1e300),
+            json!(f64::MAX),
+            json!("1514862300"),
+            json!(""),
+            json!(null),
+            json!(true),
+            json!([1_514_862_300]),
+            json!({"s": 1}),
+        ] {
+            assert_eq!(parse_expiration(&v), None, "{v}");
+        }
+        // serde_json turns NaN into null; a huge integer literal is read as a float.
+        assert_eq!(parse_expiration(&json!(f64::NAN)), None);
+        let big: Value = serde_json::from_str("123456789012345678901234567890").unwrap();
+        assert_eq!(parse_expiration(&big), None);
+    }
+
+    // -- IMDS role ----------------------------------------------------------
+
+    #[test]
+    fn imds_role_is_the_first_non_empty_line() {
+        assert_eq!(parse_imds_role(b"my-role").unwrap(), "my-role");
+        assert_eq!(
+            parse_imds_role(b"\r\n  \nmy-role \r\nother\n").unwrap(),
+            "my-role"
+        );
+        let all = "Aa0+=,.@_-".repeat(7);
+        assert_eq!(parse_imds_role(&all.as_bytes()[..64]).unwrap(), &all[..64]);
+    }
+
+    #[test]
+    fn imds_role_refuses_what_would_not_fit_a_path() {
+        assert_eq!(parse_imds_role(b""), Err(ParseError::Missing("role name")));
+        assert_eq!(
+            parse_imds_role(b" \n\r\n\t"),
+            Err(ParseError::Missing("role name"))
+        );
+        for bad in [
+            "a/b", "../x", "a b", "a%2F", "rôle", "a?b", "a#b", "a\u{0}b", "role\tx",
+        ] {
+            assert_eq!(
+                parse_imds_role(bad.as_bytes()),
+                Err(ParseError::BadRoleName),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_imds_role("r".repeat(65).as_bytes()),
+            Err(ParseError::BadRoleName)
+        );
+        assert_eq!(parse_imds_role(b"role\xff"), Err(ParseError::Malformed));
+        assert_eq!(
+            parse_imds_role(&vec![b'a'; MAX_BODY_BYTES + 1]),
+            Err(ParseError::TooLarge)
+        );
+    }
+
+    // -- IMDS credentials ---------------------------------------------------
+
+    #[test]
+    fn imds_sample_of_the_sdk_parses() {
+        let c = parse_imds_credentials(IMDS_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(
+            parts(&c),
+            (
+                "ASIARTEST",
+                "xjtest",
+                Some("IQote///test"),
+                Some(1_631_935_916_000)
+            )
+        );
+    }
+
+    #[test]
+    fn imds_keys_are_case_insensitive_and_code_is_optional() {
+        let doc = r#"{"accesskeyid":"A","SECRETACCESSKEY":"s","token":"t","expiration":"2021-09-18T03:31:56Z"}"#;
+        let c = parse_imds_credentials(doc.as_bytes()).unwrap();
+        assert_eq!(parts(&c), ("A", "s", Some("t"), Some(1_631_935_916_000)));
+        // An exact key wins over one differing in case.
+        let doc = r#"{"ACCESSKEYID":"upper","AccessKeyId":"exact","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#;
+        assert_eq!(
+            parse_imds_credentials(doc.as_bytes())
+                .unwrap()
+                .access_key_id(),
+            "exact"
+        );
+    }
+
+    #[test]
+    fn imds_names_every_missing_field() {
+        let full = json!({"Code":"Success","AccessKeyId":"A","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"});
+        for name in ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"] {
+            for missing in [None, Some(json!("")), Some(json!(null))] {
+                let mut doc = full.clone();
+                match &missing {
+                    None => {
+                        doc.as_object_mut().unwrap().remove(name);
+                    }
+                    Some(v) => doc[name] = v.clone(),
+                }
+                let body = doc.to_string();
+                assert_eq!(
+                    parse_imds_credentials(body.as_bytes()),
+                    Err(ParseError::Missing(name)),
+                    "{body}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn imds_error_documents_and_bad_shapes() {
+        for doc in [
+            r#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"denied","LastUpdated":"2021-09-17T20:57:08Z"}"#,
+            r#"{"Code":"Failure","AccessKeyId":"A","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#,
+            r#"{"code":"success","AccessKeyId":"A","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#,
+            r#"{"Code":1}"#,
+            r#"{"message":"no role"}"#,
+        ] {
+            assert_eq!(
+                parse_imds_credentials(doc.as_bytes()),
+                Err(ParseError::ProviderError),
+                "{doc}"
+            );
+        }
+        for doc in [
+            "",
+            "null",
+            "[]",
+            "\"x\"",
+            "<html>404</html>",
+            "{\"AccessKeyId\":\"A\"",
+            r#"{"AccessKeyId":1,"SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#,
+            r#"{"AccessKeyId":"A\nB","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#,
+        ] {
+            assert_eq!(
+                parse_imds_credentials(doc.as_bytes()),
+                Err(ParseError::Malformed),
+                "{doc}"
+            );
+        }
+        let bad_exp = imds("A", "s", "t", "2023-02-29T00:00:00Z");
+        assert_eq!(
+            parse_imds_credentials(bad_exp.as_bytes()),
+            Err(ParseError::BadExpiration)
+        );
+    }
+
+    // -- Container endpoint -------------------------------------------------
+
+    #[test]
+    fn ecs_sample_parses() {
+        let c = parse_container_credentials(ECS_SAMPLE.as_bytes()).unwrap();
+        assert_eq!(
+            parts(&c),
+            (
+                "ASIAECSEXAMPLE",
+                "ecs-secret",
+                Some("ecs-token"),
+                Some(1_631_935_916_000)
+            )
+        );
+        // The IMDS document (with Code) is accepted too.
+        assert!(parse_container_credentials(IMDS_SAMPLE.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn container_token_is_optional() {
+        for token in [None, Some(json!("")), Some(json!(null))] {
+            let mut doc = json!({"accessKeyId":"A","secretAccessKey":"s","expiration":"2021-09-18T03:31:56Z"});
+            if let Some(t) = token {
+                doc["Token"] = t;
+            }
+            let c = parse_container_credentials(doc.to_string().as_bytes()).unwrap();
+            assert_eq!(parts(&c), ("A", "s", None, Some(1_631_935_916_000)));
+        }
+    }
+
+    #[test]
+    fn container_names_missing_fields_and_refuses_errors() {
+        let full = json!({"AccessKeyId":"A","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"});
+        for name in ["AccessKeyId", "SecretAccessKey", "Expiration"] {
+            let mut doc = full.clone();
+            doc.as_object_mut().unwrap().remove(name);
+            assert_eq!(
+                parse_container_credentials(doc.to_string().as_bytes()),
+                Err(ParseError::Missing(name))
+            );
+        }
+        for doc in [
+            r#"{"code":"AccessDenied","message":"Unable to fetch credentials"}"#,
+            r#"{"Code":"InvalidToken","Message":"bad token"}"#,
+            r#"{"message":"not found"}"#,
+        ] {
+            assert_eq!(
+                parse_container_credentials(doc.as_bytes()),
+                Err(ParseError::ProviderError),
+                "{doc}"
+            );
+        }
+        let mut doc = full.clone();
+        doc["Token"] = json!(["t"]);
+        assert_eq!(
+            parse_container_credentials(doc.to_string().as_bytes()),
+            Err(ParseError::Malformed)
+        );
+        let mut doc = full;
+        doc["Expiration"] = json!("tomorrow");
+        assert_eq!(
+            parse_container_credentials(doc.to_string().as_bytes()),
+            Err(ParseError::BadExpiration)
+        );
+    }
+
+    // -- STS ----------------------------------------------------------------
+
+    #[test]
+    fn sts_xml_samples_of_the_api_reference_parse() {
+        let c = parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRole).unwrap();
+        let (akid, secret, token, exp) = parts(&c);
+        assert_eq!(
+            (akid, secret, exp),
+            (
+                "ASIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                Some(1_573_306_481_000)
+            )
+        );
+        let token = token.unwrap();
+        assert!(
+            token.starts_with("AQoDYXdzEPT//") && token.ends_with("BA=="),
+            "{token}"
+        );
+
+        let c =
+            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRoleWithWebIdentity).unwrap();
+        assert_eq!(
+            parts(&c),
+            (
+                "ASgeIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                Some("AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE"),
+                Some(1_414_191_623_000)
+            )
+        );
+    }
+
+    #[test]
+    fn sts_xml_for_the_other_action_is_malformed() {
+        assert_eq!(
+            parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRoleWithWebIdentity),
+            Err(ParseError::Malformed)
+        );
+        assert_eq!(
+            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRole),
+            Err(ParseError::Malformed)
+        );
+        // Credentials outside <Action>Result do not count.
+        let doc = "<AssumeRoleResponse><Credentials><AccessKeyId>A</AccessKeyId></Credentials>\
+                   <AssumeRoleResult></AssumeRoleResult></AssumeRoleResponse>";
+        assert_eq!(
+            parse_sts_credentials(doc.as_bytes(), AssumeRole),
+            Err(ParseError::Missing("Credentials"))
+        );
+        let doc = "<AssumeRoleResponse><Other><AssumeRoleResult><Credentials/></AssumeRoleResult></Other></AssumeRoleResponse>";
+        assert_eq!(
+            parse_sts_credentials(doc.as_bytes(), AssumeRole),
+            Err(ParseError::Malformed)
+        );
+    }
+
+    #[test]
+    fn sts_xml_declaration_attributes_comments_entities_and_cdata() {
+        let fields = "<AccessKeyId a=\"x>y\" b='1'>ASIA</AccessKeyId>\
+            <!-- a comment with <tags> -->\
+            <SecretAccessKey>a&amp;b&lt;c&gt;d&quot;e&apos;f&#65;&#x42;&#x1F600;</SecretAccessKey>\
+            <SessionToken><![CDATA[tok&amp;]]></SessionToken>\
+            <Expiration>\n  2011-07-15T23:28:33.359Z\n</Expiration>";
+        let doc = sts_xml_doc(AssumeRole, fields);
+        let c = parse_sts_credentials(doc.as_bytes(), AssumeRole).unwrap();
+        assert_eq!(
+            parts(&c),
+            (
+                "ASIA",
+                "a&b<c>d\"e'fAB\u{1F600}",
+                Some("tok&amp;"),
+                Some(1_310_772_513_359)
+            )
+        );
+        // A namespace prefix and a byte-order mark are accepted.
+        let doc = "\u{feff}<sts:AssumeRoleResponse xmlns:sts=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+            <sts:AssumeRoleResult><sts:Credentials><sts:AccessKeyId>A</sts:AccessKeyId>\
+            <sts:SecretAccessKey>s</sts:SecretAccessKey><sts:SessionToken>t</sts:SessionToken>\
+            <sts:Expiration>2011-07-15T23:28:33.359Z</sts:Expiration></sts:Credentials>\
+            </sts:AssumeRoleResult></sts:AssumeRoleResponse>";
+        let c = parse_sts_credentials(doc.as_bytes(), AssumeRole).unwrap();
+        assert_eq!(parts(&c), ("A", "s", Some("t"), Some(1_310_772_513_359)));
+    }
+
+    #[test]
+    fn sts_xml_names_every_missing_field() {
+        let all = [
+            ("AccessKeyId", "A"),
+            ("SecretAccessKey", "s"),
+            ("SessionToken", "t"),
+            ("Expiration", "2011-07-15T23:28:33.359Z"),
+        ];
+        for action in [AssumeRole, AssumeRoleWithWebIdentity] {
+            for (missing, _) in all {
+                for form in ["absent", "empty", "selfclosed", "blank"] {
+                    let fields: String = all
+                        .iter()
+                        .map(|&(n, v)| match (n == missing, form) {
+                            (false, _) => format!("<{n}>{v}</{n}>"),
+                            (true, "absent") => String::new(),
+                            (true, "empty") => format!("<{n}></{n}>"),
+                            (true, "selfclosed") => format!("<{n}/>"),
+                            (true, _) => format!("<{n}> \n </{n}>"),
+                        })
+                        .collect();
+                    let doc = sts_xml_doc(action, &fields);
+                    assert_eq!(
+                        parse_sts_credentials(doc.as_bytes(), action),
+                        Err(ParseError::Missing(missing)),
+                        "{doc}"
+                    );
+                }
+            }
+            let a = action.as_str();
+            let doc =
+                format!("<{a}Response><{a}Result><AssumedRoleUser/></{a}Result></{a}Response>");
+            assert_eq!(
+                parse_sts_credentials(doc.as_bytes(), action),
+                Err(ParseError::Missing("Credentials"))
+            );
+        }
+    }
+
+    #[test]
+    fn sts_xml_error_document_is_a_provider_error() {
+        for action in [AssumeRole, AssumeRoleWithWebIdentity] {
+            assert_eq!(
+                parse_sts_credentials(STS_ERROR_XML.as_bytes(), action),
+                Err(ParseError::ProviderError)
+            );
+            let with_decl = format!("<?xml version=\"1.0\"?>\n{STS_ERROR_XML}");
+            assert_eq!(
+                parse_sts_credentials(with_decl.as_bytes(), action),
+                Err(ParseError::ProviderError)
+            );
+        }
+    }
+
+    #[test]
+    fn sts_xml_refuses_broken_documents() {
+        let good = sts_xml_doc(
+            AssumeRole,
+            "<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>\
+             <SessionToken>t</SessionToken><Expiration>2011-07-15T23:28:33.359Z</Expiration>",
+        );
+        assert!(parse_sts_credentials(good.as_bytes(), AssumeRole).is_ok());
+        // Every truncation of a good document is refused, never accepted, never a panic.
+        for end in 0..good.len() {
+            assert!(parse_sts_credentials(&good.as_bytes()[..end], AssumeRole).is_err());
+        }
+        let with = |fields: &str| sts_xml_doc(AssumeRole, fields);
+        let ok_rest = "<SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken>\
+                       <Expiration>2011-07-15T23:28:33.359Z</Expiration>";
+        for doc in [
+            "".to_string(),
+            "   ".to_string(),
+            "plain text".to_string(),
+            "<AssumeRoleResponse>".to_string(),
+            "<AssumeRoleResponse></AssumeRoleResult>".to_string(),
+            "<AssumeRoleResponse/>".to_string(),
+            "<AssumeRoleResponse><AssumeRoleResult></AssumeRoleResponse>".to_string(),
+            format!("{good}<AssumeRoleResponse/>"),
+            format!("{good}trailing"),
+            format!("lead{good}"),
+            format!("<!DOCTYPE x [<!ENTITY e \"v\">]>{good}"),
+            "<?xml version=\"1.0\" <AssumeRoleResponse></AssumeRoleResponse>".to_string(),
+            with(&format!("<AccessKeyId>A&bogus;</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>A&amp</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>A & B</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>&#0;</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>&#xD800;</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>&#x110000;</AccessKeyId>{ok_rest}")),
+            with(&format!(
+                "<AccessKeyId>&#99999999999;</AccessKeyId>{ok_rest}"
+            )),
+            with(&format!("<AccessKeyId>&#+65;</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>&#x;</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId>A&#10;B</AccessKeyId>{ok_rest}")),
+            with(&format!("<AccessKeyId><b>A</b></AccessKeyId>{ok_rest}")),
+            with(&format!(
+                "<AccessKeyId>A</AccessKeyId><AccessKeyId>B</AccessKeyId>{ok_rest}"
+            )),
+            with(&format!(
+                "<AccessKeyId a=\"unterminated>A</AccessKeyId>{ok_rest}"
+            )),
+            with(&format!("<AccessKeyId>A</accesskeyid>{ok_rest}")),
+            with(&format!("<Access=Key>A</Access=Key>{ok_rest}")),
+            with(&format!("<>A</>{ok_rest}")),
+            with(&format!(
+                "<AccessKeyId>A</AccessKeyId><!-- unterminated {ok_rest}"
+            )),
+            with(&format!("<AccessKeyId><![CDATA[A</AccessKeyId>{ok_rest}")),
+        ] {
+            assert_eq!(
+                parse_sts_credentials(doc.as_bytes(), AssumeRole),
+                Err(ParseError::Malformed),
+                "{doc}"
+            );
+        }
+        let bad_exp = with("<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>\
+                            <SessionToken>t</SessionToken><Expiration>2023-02-29T00:00:00Z</Expiration>");
+        assert_eq!(
+            parse_sts_credentials(bad_exp.as_bytes(), AssumeRole),
+            Err(ParseError::BadExpiration)
+        );
+        let ctl_exp = with("<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>\
+                            <SessionToken>t</SessionToken><Expiration>2011-07-15&#10;T23:28:33Z</Expiration>");
+        assert_eq!(
+            parse_sts_credentials(ctl_exp.as_bytes(), AssumeRole),
+            Err(ParseError::BadExpiration)
+        );
+    }
+
+    #[test]
+    fn sts_json_as_envoy_reads_it() {
+        let c =
+            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRoleWithWebIdentity).unwrap();
+        assert_eq!(
+            parts(&c),
+            ("akid", "secret", Some("token"), Some(1_514_869_445_000))
+        );
+        assert_eq!(
+            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRole),
+            Err(ParseError::Malformed)
+        );
+        // AssumeRole with an integer and with an RFC 3339 string, and the
+        // extra members STS sends.
+        for (exp, ms) in [
+            (json!(1_514_862_300), 1_514_862_300_000),
+            (json!("2018-01-02T03:05:00Z"), 1_514_862_300_000),
+        ] {
+            let a = "AssumeRole";
+            let doc = json!({ format!("{a}Response"): {
+                format!("{a}Result"): {
+                    "AssumedRoleUser": {"Arn": "arn:aws:sts::1:assumed-role/r/s", "AssumedRoleId": "AROA:s"},
+                    "Credentials": {"AccessKeyId": "A", "Expiration": exp, "SecretAccessKey": "s", "SessionToken": "t"},
+                    "PackedPolicySize": null, "SourceIdentity": null
+                },
+                "ResponseMetadata": {"RequestId": "r"}
+            }});
+            let c = parse_sts_credentials(doc.to_string().as_bytes(), AssumeRole).unwrap();
+            assert_eq!(parts(&c), ("A", "s", Some("t"), Some(ms)));
+        }
+    }
+
+    #[test]
+    fn sts_json_names_every_missing_field_and_refuses_errors() {
+        let full = json!({"AccessKeyId":"A","SecretAccessKey":"s","SessionToken":"t","Expiration":1_514_862_300});
+        for action in [AssumeRole, AssumeRoleWithWebIdentity] {
+            for name in [
+                "AccessKeyId",
+                "SecretAccessKey",
+                "SessionToken",
+                "Expiration",
+            ] {
+                let mut creds = full.clone();
+                creds.as_object_mut().unwrap().remove(name);
+                let doc = sts_json_doc(action, creds);
+                assert_eq!(
+                    parse_sts_credentials(doc.as_bytes(), action),
+                    Err(ParseError::Missing(name))
+                );
+            }
+            for (creds, err) in [
+                (json!(null), ParseError::Missing("Credentials")),
+                (json!(""), ParseError::Malformed),
+                (
+                    json!({"AccessKeyId":"A","SecretAccessKey":"s","SessionToken":"t","Expiration":-5}),
+                    ParseError::BadExpiration,
+                ),
+                (
+                    json!({"AccessKeyId":"A","SecretAccessKey":"s","SessionToken":"t","Expiration":"soon"}),
+                    ParseError::BadExpiration,
+                ),
+            ] {
+                let doc = sts_json_doc(action, creds);
+                assert_eq!(
+                    parse_sts_credentials(doc.as_bytes(), action),
+                    Err(err),
+                    "{doc}"
+                );
+            }
+            for doc in [
+                r#"{"Error":{"Code":"AccessDenied","Message":"no","Type":"Sender"},"RequestId":"r"}"#,
+                r#"{"ErrorResponse":{"Error":{"Code":"ExpiredTokenException","Message":"no"}}}"#,
+                r#"  {"error":{"code":"Throttling"}}"#,
+            ] {
+                assert_eq!(
+                    parse_sts_credentials(doc.as_bytes(), action),
+                    Err(ParseError::ProviderError)
+                );
+            }
+            for doc in ["{", "{}", r#"{"AssumeRoleResponse":[]}"#, "[1]", "\u{feff}"] {
+                assert_eq!(
+                    parse_sts_credentials(doc.as_bytes(), action),
+                    Err(ParseError::Malformed),
+                    "{doc}"
+                );
+            }
+        }
+    }
+
+    // -- Hostile input ------------------------------------------------------
+
+    #[test]
+    fn every_parser_refuses_oversized_bodies_first() {
+        let mut big = IMDS_SAMPLE.as_bytes().to_vec();
+        big.resize(MAX_BODY_BYTES + 1, b' ');
+        assert_eq!(parse_imds_role(&big), Err(ParseError::TooLarge));
+        assert_eq!(parse_imds_credentials(&big), Err(ParseError::TooLarge));
+        assert_eq!(parse_container_credentials(&big), Err(ParseError::TooLarge));
+        assert_eq!(
+            parse_sts_credentials(&big, AssumeRole),
+            Err(ParseError::TooLarge)
+        );
+        // Exactly the limit is still read.
+        big.truncate(MAX_BODY_BYTES);
+        assert!(parse_imds_credentials(&big).is_ok());
+    }
+
+    #[test]
+    fn hostile_inputs_are_refused_without_panic() {
+        let deep_json = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+        let deep_obj = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+        let deep_xml = format!(
+            "<AssumeRoleResponse><AssumeRoleResult>{}",
+            "<a>".repeat(20_000)
+        );
+        let wide_xml = format!(
+            "<AssumeRoleResponse>{}</AssumeRoleResponse>",
+            "<a/>".repeat(15_000)
+        );
+        let amps = format!(
+            "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>{}",
+            "&".repeat(60_000)
+        );
+        let huge_number = format!("{{\"Expiration\":1{}}}", "0".repeat(5000));
+        let bodies: Vec<Vec<u8>> = vec![
+            deep_json.into_bytes(),
+            deep_obj.into_bytes(),
+            deep_xml.into_bytes(),
+            wide_xml.into_bytes(),
+            amps.into_bytes(),
+            huge_number.into_bytes(),
+            b"<".repeat(60_000),
+            b"<?".repeat(30_000),
+            b"\xff\xfe<\x00A\x00".to_vec(),
+            b"{\"AccessKeyId\":\"\xff\"}".to_vec(),
+            b"<AssumeRoleResponse>\xff</AssumeRoleResponse>".to_vec(),
+            vec![0; 1000],
+        ];
+        for body in &bodies {
+            let _ = parse_imds_role(body);
+            assert!(parse_imds_credentials(body).is_err());
+            assert!(parse_container_credentials(body).is_err());
+            for action in [AssumeRole, AssumeRoleWithWebIdentity] {
+                assert!(parse_sts_credentials(body, action).is_err());
+            }
+        }
+        assert_eq!(
+            parse_sts_credentials(&bodies[2], AssumeRole),
+            Err(ParseError::Malformed)
+        );
+        assert_eq!(
+            parse_sts_credentials(&bodies[3], AssumeRole),
+            Err(ParseError::Malformed)
+        );
+        let huge = format!(
+            r#"{{"AccessKeyId":"A","SecretAccessKey":"s","Expiration":1{}}}"#,
+            "0".repeat(400)
+        );
+        assert!(parse_container_credentials(huge.as_bytes()).is_err());
+    }
+
+    // -- Secrets ------------------------------------------------------------
+
+    #[test]
+    fn no_error_or_debug_output_holds_a_secret() {
+        let good_exp = "2021-09-18T03:31:56Z";
+        let json_bodies = [
+            imds("A", SECRET, TOKEN, good_exp),
+            imds("A", SECRET, TOKEN, "2023-02-29T00:00:00Z"),
+            imds("", SECRET, TOKEN, good_exp),
+            imds("A\\n", SECRET, TOKEN, good_exp),
+            imds("A", SECRET, TOKEN, SECRET),
+            imds("A", SECRET, &format!("{TOKEN}\\u0000"), good_exp),
+            format!(r#"{{"Code":"{SECRET}","Message":"{TOKEN}"}}"#),
+            format!(r#"{{"code":"x","message":"{SECRET} {TOKEN}"}}"#),
+            format!(r#"{{"SecretAccessKey":"{SECRET}","Token":"{TOKEN}"}}"#),
+            format!(r#"{{"SecretAccessKey":"{SECRET}","Token":"{TOKEN}""#),
+            format!(r#"{{"Error":{{"Message":"{SECRET} {TOKEN}"}}}}"#),
+            sts_json_doc(
+                AssumeRole,
+                json!({"AccessKeyId":"A","SecretAccessKey":SECRET,"SessionToken":TOKEN,"Expiration":1}),
+            ),
+            sts_json_doc(
+                AssumeRole,
+                json!({"AccessKeyId":"A","SecretAccessKey":SECRET,"SessionToken":TOKEN,"Expiration":TOKEN}),
+            ),
+            sts_json_doc(
+                AssumeRole,
+                json!({"SecretAccessKey":SECRET,"SessionToken":TOKEN,"Expiration":1}),
+            ),
+        ];
+        let xml_bodies = [
+            sts_xml_doc(
+                AssumeRole,
+                &format!("<AccessKeyId>A</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>{good_exp}</Expiration>"),
+            ),
+            sts_xml_doc(
+                AssumeRole,
+                &format!("<SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken><Expiration>{TOKEN}</Expiration><AccessKeyId>A</AccessKeyId>"),
+            ),
+            sts_xml_doc(
+                AssumeRole,
+                &format!("<SecretAccessKey>{SECRET}&bad;</SecretAccessKey><SessionToken>{TOKEN}"),
+            ),
+            format!("<ErrorResponse><Error><Message>{SECRET} {TOKEN}</Message></Error></ErrorResponse>"),
+            format!("<{SECRET}>{TOKEN}</{SECRET}>"),
+        ];
+        let mut outputs = Vec::new();
+        for body in json_bodies.iter().chain(&xml_bodies) {
+            let body = body.as_bytes();
+            let results = [
+                parse_imds_credentials(body),
+                parse_container_credentials(body),
+                parse_sts_credentials(body, AssumeRole),
+                parse_sts_credentials(body, AssumeRoleWithWebIdentity),
+            ];
+            for r in results {
+                outputs.push(format!("{r:?}"));
+                if let Err(e) = r {
+                    outputs.push(e.to_string());
+                    outputs.push(e.category().to_string());
+                }
+            }
+            let role = parse_imds_role(body);
+            outputs.push(format!("{role:?}"));
+        }
+        // The good documents did parse, so their Debug output was checked too.
+        assert!(outputs.iter().any(|o| o.starts_with("Ok(Credentials")));
+        for o in &outputs {
+            assert!(!o.contains(SECRET) && !o.contains(TOKEN), "{o}");
+            assert!(!o.contains("SECRETzq") && !o.contains("TOKENqH"), "{o}");
+        }
+    }
+
+    #[test]
+    fn categories_and_action_names_are_stable() {
+        let all = [
+            (ParseError::TooLarge, "too_large"),
+            (ParseError::Malformed, "malformed"),
+            (ParseError::Missing("Token"), "missing_field"),
+            (ParseError::ProviderError, "provider_error"),
+            (ParseError::BadExpiration, "bad_expiration"),
+            (ParseError::BadRoleName, "bad_role_name"),
+        ];
+        for (e, cat) in all {
+            assert_eq!(e.category(), cat);
+            assert!(!e.to_string().is_empty());
+        }
+        assert!(ParseError::Missing("Token").to_string().contains("Token"));
+        assert_eq!(AssumeRole.as_str(), "AssumeRole");
+        assert_eq!(
+            AssumeRoleWithWebIdentity.as_str(),
+            "AssumeRoleWithWebIdentity"
+        );
+    }
+}
