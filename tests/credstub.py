@@ -50,6 +50,9 @@ with a body that is neither JSON nor XML) and ``500``.
         stub.endpoint("sts")           # http://127.0.0.1:<port>
         stub.set_mode("sts", "down")
         stub.issued(), stub.requests()
+
+Also here, for the tests' clients: ``ProjectedToken`` (a token file rotated as kubelet
+does) and ``sign_get`` (an STS GET signed by hand, as the filter signs AssumeRole).
 """
 
 from __future__ import annotations
@@ -362,6 +365,34 @@ def sigv4_signature(method: str, host: str, path: str, query_pairs: list[tuple[s
     auth = SigV4Auth(Credentials(access_key, secret_key), service, region)
     canonical = auth.canonical_request(request)
     return auth.signature(auth.string_to_sign(request, canonical), request)
+
+
+def sign_get(host: str, params: Mapping[str, str], access_key: str, secret_key: str, token: str | None,
+             amz_date: str, region: str = "eu-west-1", service: str = "sts") -> dict[str, dict[str, str]]:
+    """A client's SigV4-signed ``GET /?<params>`` as the filter sends STS AssumeRole:
+    ``{path: headers}`` (host, x-amz-date[, x-amz-security-token], authorization, accept
+    JSON).  Written from the SigV4 specification with hashlib, not botocore, so a test
+    signing with it checks the stub's botocore verification against a second
+    implementation."""
+    def enc(text: str) -> str:
+        return urllib.parse.quote(text, safe="-_.~")
+    query = "&".join(f"{k}={v}" for k, v in sorted((enc(k), enc(v)) for k, v in params.items()))
+    headers = {"host": host, "x-amz-date": amz_date}
+    if token is not None:
+        headers["x-amz-security-token"] = token
+    names = sorted(headers)
+    canonical = "\n".join(["GET", "/", query, "".join(f"{n}:{headers[n]}\n" for n in names), ";".join(names),
+                           hashlib.sha256(b"").hexdigest()])
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret_key}".encode()
+    for part in (amz_date[:8], region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    headers["accept"] = "application/json"
+    return {"/?" + query: headers}
 
 
 # ---------------------------------------------------------------------------

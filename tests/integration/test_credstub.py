@@ -10,8 +10,6 @@ No Envoy and no filter build: the whole module runs in a few seconds.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import http.client as httplib
 import json
 import secrets
@@ -40,6 +38,7 @@ from credstub import (  # noqa: E402
     KeyPool,
     ProjectedToken,
     SeaweedFSSessions,
+    sign_get,
 )
 from stack import REGION, SeaweedFS  # noqa: E402
 
@@ -119,31 +118,6 @@ def error_code(call) -> tuple[int, str]:
     with pytest.raises(ClientError) as info:
         call()
     return info.value.response["ResponseMetadata"]["HTTPStatusCode"], info.value.response["Error"]["Code"]
-
-
-def sign_get(host: str, params: dict[str, str], access_key: str, secret_key: str, token: str | None,
-             amz_date: str, region: str = STS_REGION) -> dict[str, str]:
-    """Headers of a SigV4-signed ``GET /?<params>`` (service sts) as the filter sends it,
-    computed by hand from the SigV4 specification, not by botocore."""
-    def enc(text: str) -> str:
-        return urllib.parse.quote(text, safe="-_.~")
-    query = "&".join(f"{k}={v}" for k, v in sorted((enc(k), enc(v)) for k, v in params.items()))
-    headers = {"host": host, "x-amz-date": amz_date}
-    if token is not None:
-        headers["x-amz-security-token"] = token
-    names = sorted(headers)
-    canonical = "\n".join(["GET", "/", query, "".join(f"{n}:{headers[n]}\n" for n in names), ";".join(names),
-                           hashlib.sha256(b"").hexdigest()])
-    scope = f"{amz_date[:8]}/{region}/sts/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = f"AWS4{secret_key}".encode()
-    for part in (amz_date[:8], region, "sts", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
-    headers["accept"] = "application/json"
-    return {"/?" + query: headers}  # the path to send, and its headers
 
 
 def amz_now(offset_s: float = 0) -> str:
