@@ -309,13 +309,19 @@ class SeaweedFS(_ManagedProcess):
 
     def __init__(self, workdir: Path | str, access_key: str, secret_key: str,
                  startup_timeout: float = 60.0, bucket: str = BUCKET,
-                 extra_identities: dict[str, str] | None = None):
+                 extra_identities: dict[str, str] | None = None, sse_kek: str | None = None):
         super().__init__()
         self.access_key = access_key
         self.secret_key = secret_key
         # access key -> secret of more identities, read-only (GET/HEAD/list), e.g.
         # the credentials a live configuration change rotates to.
         self.extra_identities = dict(extra_identities or {})
+        # Access keys revoke() took away (their identities stay, without them).
+        self.revoked: set[str] = set()
+        # Hex 256-bit SSE-S3 KEK (WEED_S3_SSE_KEK), from which SeaweedFS derives its STS
+        # signing key: with it, credstub.SeaweedFSSessions mints session credentials
+        # this origin accepts.  None: SeaweedFS generates its own KEK.
+        self.sse_kek = sse_kek
         self.bucket = bucket
         self.startup_timeout = startup_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="seaweedfs-", dir=workdir))
@@ -341,20 +347,103 @@ class SeaweedFS(_ManagedProcess):
 
     def _write_identity(self) -> Path:
         path = self.dir / "s3.json"
+
+        def credentials(access_key: str, secret_key: str) -> list[dict[str, str]]:
+            # A revoked key leaves its identity in place with no credentials: a reload
+            # (SIGHUP) only merges the file's identities, it never deletes one.
+            return [] if access_key in self.revoked else [{"accessKey": access_key, "secretKey": secret_key}]
+
         identity = {
             "identities": [{
                 "name": "envoy-presign",
-                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "credentials": credentials(self.access_key, self.secret_key),
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             }] + [{
                 "name": f"envoy-presign-{n}",
-                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "credentials": credentials(access_key, secret_key),
                 "actions": ["Read", "List"],
             } for n, (access_key, secret_key) in enumerate(self.extra_identities.items(), start=2)]
         }
-        path.write_text(json.dumps(identity))
-        path.chmod(0o600)
+        # Written beside and renamed onto the file: a reload never reads half of it.
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(json.dumps(identity))
+        os.replace(tmp, path)
         return path
+
+    def _weed_env(self) -> dict[str, str]:
+        return _clean_env({"WEED_S3_SSE_KEK": self.sse_kek} if self.sse_kek else None)
+
+    def key_status(self, access_key: str, secret_key: str) -> str:
+        """"OK" if ``access_key`` may list the bucket, else the S3 error code (e.g.
+        InvalidAccessKeyId for an unknown or revoked key)."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import ClientError
+
+        client = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                          retries={"max_attempts": 1}))
+        try:
+            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            return "OK"
+        except ClientError as error:
+            return error.response["Error"]["Code"]
+
+    def reload_identities(self) -> None:
+        """Rewrite the -s3.config file and SIGHUP weed, which re-reads it (weed does not
+        watch the file).  Identities are merged: a changed or emptied credentials list
+        takes effect, an identity missing from the file would stay."""
+        self._write_identity()
+        if self.alive:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def _wait_status(self, access_key: str, secret_key: str, done: Callable[[str], bool],
+                     timeout: float, what: str) -> float:
+        start = time.monotonic()
+        while True:
+            status = self.key_status(access_key, secret_key)
+            if done(status):
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"{what} not in effect after {timeout:.0f}s (key status {status})")
+            time.sleep(0.02)
+
+    def _secret_of(self, access_key: str) -> str:
+        if access_key == self.access_key:
+            return self.secret_key
+        if access_key in self.extra_identities:
+            return self.extra_identities[access_key]
+        raise KeyError(f"{access_key!r} is not an identity of this SeaweedFS")
+
+    def revoke(self, access_key: str, wait: bool = True, timeout: float = 10.0) -> float | None:
+        """Take ``access_key`` away at run time (SIGHUP reload, no restart): from then on
+        requests signed with it get 403 InvalidAccessKeyId.  With ``wait``, returns the
+        seconds until the origin refused it (weed 4.48: 10-20 ms)."""
+        secret_key = self._secret_of(access_key)
+        self.revoked.add(access_key)
+        self.reload_identities()
+        if not wait:
+            return None
+        return self._wait_status(access_key, secret_key, lambda s: s == "InvalidAccessKeyId", timeout,
+                                 f"revoking {access_key}")
+
+    def grant(self, access_key: str, secret_key: str, wait: bool = True, timeout: float = 10.0) -> float | None:
+        """Give ``access_key`` (a new read-only identity, or a revoked/existing key with
+        this secret) access at run time (SIGHUP reload).  With ``wait``, returns how long
+        until the origin accepted it."""
+        if access_key == self.access_key:
+            self.secret_key = secret_key
+        else:
+            self.extra_identities[access_key] = secret_key
+        self.revoked.discard(access_key)
+        self.reload_identities()
+        if not wait:
+            return None
+        return self._wait_status(access_key, secret_key, lambda s: s == "OK", timeout, f"granting {access_key}")
 
     def _argv(self, config: Path, data: Path) -> list[str]:
         (master, master_grpc, volume, volume_grpc, filer, filer_grpc,
@@ -385,7 +474,7 @@ class SeaweedFS(_ManagedProcess):
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir.mkdir()
             self.argv = self._argv(config, self.data_dir)
-            self._spawn(self.argv, _clean_env(), self.dir / "weed.log", cwd=self.dir)
+            self._spawn(self.argv, self._weed_env(), self.dir / "weed.log", cwd=self.dir)
             self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port")
             client = self.client()
             self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
@@ -399,7 +488,7 @@ class SeaweedFS(_ManagedProcess):
         directory: an origin outage that ends, the objects still there.  The new
         process logs to weed-restarted.log; fails if it is not serving again."""
         self.stop()
-        self._spawn(self.argv, _clean_env(), self.dir / "weed-restarted.log", cwd=self.dir)
+        self._spawn(self.argv, self._weed_env(), self.dir / "weed-restarted.log", cwd=self.dir)
         self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port after restart")
         client = self.client()
         self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
