@@ -150,10 +150,17 @@ impl Failure {
         }
     }
 
-    /// The category of a non-2xx status.
-    fn of_status(status: u16) -> Self {
-        match status {
+    /// The category of a non-2xx answer. Envoy answers a call it could not
+    /// deliver itself, with a 503 whose body says so (connection refused or
+    /// reset, no healthy host): that is the endpoint being unreachable, not
+    /// an answer from it.
+    fn of_reply(reply: Reply<'_>) -> Self {
+        const ENVOY_UNREACHABLE: [&[u8]; 2] = [b"upstream connect error", b"no healthy upstream"];
+        match reply.status {
             0 => Failure::Transport,
+            503 if ENVOY_UNREACHABLE.iter().any(|p| reply.body.starts_with(p)) => {
+                Failure::Transport
+            }
             504 => Failure::Timeout,
             400..=499 => Failure::Status4xx,
             _ => Failure::Status5xx,
@@ -263,7 +270,7 @@ impl Fetch {
             };
         }
         if !(200..300).contains(&reply.status) {
-            return Step::Failed(Failure::of_status(reply.status));
+            return Step::Failed(Failure::of_reply(reply));
         }
         let parsed = match (stage, &self.source) {
             (Stage::ImdsToken, Source::Imds(s)) => {
