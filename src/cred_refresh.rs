@@ -222,6 +222,11 @@ pub struct Refresher {
     /// The shared status, as last read.
     status: Status,
     in_flight: Option<InFlight>,
+    /// This VM handles requests (Envoy also runs one on its main thread,
+    /// which never does: see `mark_serving`).
+    serving: bool,
+    /// This VM's own last refresh failed.
+    failed: bool,
 }
 
 impl Refresher {
@@ -234,7 +239,19 @@ impl Refresher {
             current: None,
             status: Status::default(),
             in_flight: None,
+            serving: false,
+            failed: false,
         }
+    }
+
+    /// Records that this VM handles requests. Envoy runs the filter's VM on
+    /// each worker and one more on its main thread, which handles no request
+    /// and cannot reach an internal listener (no worker's connection handler
+    /// is there): its calls to the token-adding clusters fail. So a VM whose
+    /// own refresh failed takes no further part until it has served a
+    /// request; the workers, which serve them, go on refreshing.
+    pub fn mark_serving(&mut self) {
+        self.serving = true;
     }
 
     fn key(&self, what: &str) -> String {
@@ -294,7 +311,12 @@ impl Refresher {
             .current
             .as_ref()
             .is_none_or(|r| now_ms >= r.refresh_at_ms(self.setup.refresh.before_ms));
-        if !due || now_ms < self.status.next_attempt_ms || !self.take_lease(store, now_ms) {
+        let standing_down = self.failed && !self.serving;
+        if !due
+            || standing_down
+            || now_ms < self.status.next_attempt_ms
+            || !self.take_lease(store, now_ms)
+        {
             return events;
         }
         self.start_after(0, None, store, host, now, &mut events);
@@ -436,6 +458,7 @@ impl Refresher {
         events: &mut Vec<Event>,
     ) {
         events.push(Event::Refreshed { source });
+        self.failed = false;
         let record = Record {
             credentials,
             obtained_ms: now_ms,
@@ -459,6 +482,7 @@ impl Refresher {
         failure: Failure,
         events: &mut Vec<Event>,
     ) {
+        self.failed = true;
         let r = &self.setup.refresh;
         let failures = self.status.failures.saturating_add(1);
         let seed = self.owner ^ now_ms;

@@ -55,6 +55,8 @@ struct Shared {
     /// Rotating credentials as this worker holds them (the root context
     /// swaps them on its tick); `None` with static keys.
     rotating: Option<WorkerKeys>,
+    /// Whether this VM has handled a request (see `Refresher::mark_serving`).
+    served: std::cell::Cell<bool>,
 }
 
 /// This worker's copy of the rotating credentials: requests read only this,
@@ -252,6 +254,7 @@ impl RootContext for PresignRoot {
             local: RefCell::new(LocalCache::new(local_size)),
             seen: std::cell::Cell::new(0),
             rotating,
+            served: std::cell::Cell::new(false),
         }));
         true
     }
@@ -260,6 +263,9 @@ impl RootContext for PresignRoot {
         flush_counters();
         // Rotating credentials: adopt, and refresh when due (never per request).
         if let Some(refresher) = self.refresher.as_mut() {
+            if self.shared.as_ref().is_some_and(|s| s.served.get()) {
+                refresher.mark_serving();
+            }
             let events = refresher.tick(&SharedData, &WasmDispatcher, now());
             self.apply(events);
         }
@@ -297,6 +303,7 @@ impl RootContext for PresignRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
+        shared.served.set(true);
         Some(Box::new(PresignRequest { shared }))
     }
 

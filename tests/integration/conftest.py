@@ -30,6 +30,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `import stack`
 
+from credenv import SESSION_KEK, RotatingEnvoy  # noqa: E402
+from credstub import CredStub  # noqa: E402
 from stack import (  # noqa: E402
     BUCKET,
     TEMPLATE_PATH,
@@ -516,7 +518,7 @@ def corpus() -> Corpus:
 def seaweedfs(tmp_path_factory, corpus: Corpus):
     """One strict-auth SeaweedFS holding the corpus in bucket ``media``."""
     with SeaweedFS(tmp_path_factory.mktemp("origin"), ACCESS_KEY, SECRET_KEY,
-                   extra_identities={ALT_ACCESS_KEY: ALT_SECRET_KEY}) as origin:
+                   extra_identities={ALT_ACCESS_KEY: ALT_SECRET_KEY}, sse_kek=SESSION_KEK) as origin:
         client = origin.client()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda item: client.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]),
@@ -532,17 +534,26 @@ def start_envoy(tmp_path_factory, wasm_path: Path, seaweedfs: SeaweedFS):
     ``extra_substitutions`` fills or overrides template placeholders (see stack.Envoy);
     ``origin_port`` points it at another origin than the session's SeaweedFS;
     ``extra_list_items`` adds test-only list items (see stack.prepend_list_items);
-    ``wasm`` loads another build of the filter (the test-panic one).
+    ``wasm`` loads another build of the filter (the test-panic one);
+    ``credentials`` = (stub, sds_path) adds envoy/credentials.yaml's listeners and clusters
+    pointed at a credentials stand-in (see credenv.RotatingEnvoy).
     """
     started: list[Envoy] = []
 
     def make(config: dict, env: dict[str, str] | None = None, start: bool = True,
              extra_substitutions: dict[str, object] | None = None, concurrency: int = 2,
              origin_port: int | None = None,
-             extra_list_items: dict[str, list[dict]] | None = None, wasm: Path | None = None) -> Envoy:
-        envoy = Envoy(tmp_path_factory.mktemp("envoy"), TEMPLATE_PATH, wasm or wasm_path, config,
-                      origin_port or seaweedfs.s3_port, env=env or {}, concurrency=concurrency,
+             extra_list_items: dict[str, list[dict]] | None = None, wasm: Path | None = None,
+             credentials: tuple[CredStub, Path] | None = None) -> Envoy:
+        args = (tmp_path_factory.mktemp("envoy"), TEMPLATE_PATH, wasm or wasm_path, config,
+                origin_port or seaweedfs.s3_port)
+        kwargs = dict(env=env or {}, concurrency=concurrency,
                       extra_substitutions=extra_substitutions, extra_list_items=extra_list_items)
+        if credentials:
+            stub, sds_path = credentials
+            envoy = RotatingEnvoy(*args, stub=stub, sds_path=sds_path, **kwargs)
+        else:
+            envoy = Envoy(*args, **kwargs)
         started.append(envoy)
         return envoy.start() if start else envoy
 
