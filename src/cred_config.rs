@@ -402,12 +402,14 @@ fn chain(raw: &RawCredentials, env: Env<'_>) -> Result<CompiledCredentials, Conf
                     None => sources.push(dynamic(raw, name, &field, env)?),
                 }
             }
-            other => return Err(err(
-                &field,
-                format!(
+            other => {
+                return Err(err(
+                    &field,
+                    format!(
                     "must be one of env, imds, container, assume_role, web_identity; got {other:?}"
                 ),
-            )),
+                ))
+            }
         }
     }
     if sources.is_empty() {

@@ -346,6 +346,23 @@ impl Refresher {
         events
     }
 
+    /// Adopts what shared data holds when this worker has no credentials or
+    /// a refresh of them is due: a request then picks up credentials another
+    /// worker has just stored instead of waiting for this worker's tick (at
+    /// most one shared-data read, and only while a refresh is due). Returns
+    /// whether the credentials changed.
+    pub fn catch_up<S: Store + ?Sized>(&mut self, store: &S, now: SystemTime) -> bool {
+        let due = self
+            .current
+            .as_ref()
+            .is_none_or(|r| unix_ms(now) >= r.refresh_at_ms(self.setup.refresh.before_ms));
+        let mut events = Vec::new();
+        if due {
+            self.adopt(store, &mut events);
+        }
+        !events.is_empty()
+    }
+
     fn adopt<S: Store + ?Sized>(&mut self, store: &S, events: &mut Vec<Event>) {
         let Ok((Some(bytes), cas)) = store.get(&self.key("current")) else {
             return;

@@ -17,8 +17,6 @@ use crate::config::{Config, Delivery, Origin};
 use crate::cred_fetch::Reply;
 use crate::cred_parse::MAX_BODY_BYTES;
 use crate::cred_refresh::{Event, Refresher};
-use crate::metrics::CredentialMetrics;
-use crate::sign::Signer;
 use crate::headers::HeaderView;
 use crate::host::{
     flush_counters, hostcalls_made, http_call_response, install_panic_hook, micros_since, now,
@@ -26,9 +24,11 @@ use crate::host::{
     WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
+use crate::metrics::CredentialMetrics;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
 use crate::redirect::{max_age_secs, redirect};
 use crate::request::{decide, refusal_category, Decision, FallbackReason, LocalReply, RequestHead};
+use crate::sign::Signer;
 use crate::startup::{configure, Configured};
 use crate::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
 
@@ -52,19 +52,37 @@ struct Shared {
     local: RefCell<LocalCache>,
     /// Requests seen, for latency sampling.
     seen: std::cell::Cell<u32>,
-    /// Rotating credentials as this worker holds them (the root context
-    /// swaps them on its tick); `None` with static keys.
-    rotating: Option<WorkerKeys>,
+    /// Rotating credentials as this worker holds them (refreshed on the
+    /// root context's tick); `None` with static keys.
+    rotating: Option<Rotation>,
     /// Whether this VM has handled a request (see `Refresher::mark_serving`).
     served: std::cell::Cell<bool>,
 }
 
-/// This worker's copy of the rotating credentials: requests read only this,
-/// never shared data.
-struct WorkerKeys {
+/// This worker's side of the rotating credentials: its refresher and a
+/// signer for the credentials it holds. Requests sign with this copy; they
+/// read shared data only while it is missing or due for a refresh
+/// (`Refresher::catch_up`).
+struct Rotation {
+    refresher: RefCell<Refresher>,
     signer: RefCell<Option<Signer>>,
     margin_ms: u64,
     retry_after_secs: std::cell::Cell<u32>,
+}
+
+impl Rotation {
+    /// Signs from now on with the refresher's current credentials; URLs of
+    /// the old ones stay valid (their expiry is capped by them), but this
+    /// worker's own copies of them are dropped.
+    fn install(&self, local: &RefCell<LocalCache>) {
+        let signer = self
+            .refresher
+            .borrow()
+            .current()
+            .map(|r| Signer::new(&r.credentials));
+        *self.signer.borrow_mut() = signer;
+        local.borrow_mut().clear();
+    }
 }
 
 impl Shared {
@@ -100,8 +118,6 @@ struct PresignRoot {
     shared: Option<Rc<Shared>>,
     worker_id: u64,
     scanner: Scanner,
-    /// Rotating credentials: this worker's side of the refresh.
-    refresher: Option<Refresher>,
     credential_metrics: CredentialMetrics,
 }
 
@@ -119,7 +135,10 @@ impl Context for PresignRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(refresher) = self.refresher.as_mut() else {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(rotation) = shared.rotating.as_ref() else {
             return;
         };
         // No headers: Envoy delivers a reset or a connection failure so.
@@ -132,68 +151,75 @@ impl Context for PresignRoot {
             status,
             body: &body,
         };
-        let events = refresher.on_reply(token_id, reply, &SharedData, &WasmDispatcher, now());
-        self.apply(events);
+        let events = rotation.refresher.borrow_mut().on_reply(
+            token_id,
+            reply,
+            &SharedData,
+            &WasmDispatcher,
+            now(),
+        );
+        self.apply(&shared, events);
     }
 }
 
 impl PresignRoot {
     /// Turns refresh events into metrics, logs and this worker's keys.
-    fn apply(&mut self, events: Vec<Event>) {
-        let (Some(refresher), Some(shared)) = (self.refresher.as_ref(), self.shared.as_ref())
-        else {
-            return;
-        };
-        let Some(keys) = shared.rotating.as_ref() else {
+    fn apply(&self, shared: &Shared, events: Vec<Event>) {
+        let Some(rotation) = shared.rotating.as_ref() else {
             return;
         };
         let now_ms = unix_ms(now());
-        for event in events {
-            match event {
-                Event::Refreshed { source } => {
-                    self.credential_metrics
-                        .refreshed(&WasmMetrics, source, "success");
-                    if let Some(r) = refresher.current() {
-                        log::info!(
+        let mut adopted = false;
+        {
+            let refresher = rotation.refresher.borrow();
+            for event in events {
+                match event {
+                    Event::Refreshed { source } => {
+                        self.credential_metrics
+                            .refreshed(&WasmMetrics, source, "success");
+                        if let Some(r) = refresher.current() {
+                            log::info!(
                             "envoy-presign: credentials refreshed from {source}: access key {}, {} s left",
                             r.credentials.access_key_id(),
                             r.credentials.expires_at_ms().unwrap_or(0).saturating_sub(now_ms) / 1000
                         );
+                        }
                     }
-                }
-                Event::Failed { source, failure } => {
-                    self.credential_metrics
-                        .refreshed(&WasmMetrics, source, failure.category());
-                    log::warn!(
-                        "envoy-presign: credential refresh from {source} failed: {}",
-                        failure.category()
-                    );
-                }
-                Event::GaveUp { retry_in_ms } => log::warn!(
-                    "envoy-presign: every credential source failed; next attempt in {} ms, {}",
-                    retry_in_ms,
-                    match refresher.current() {
-                        Some(_) => "signing with the last good credentials while they last",
-                        None => "matched requests get 503 credentials_unavailable",
+                    Event::Failed { source, failure } => {
+                        self.credential_metrics
+                            .refreshed(&WasmMetrics, source, failure.category());
+                        log::warn!(
+                            "envoy-presign: credential refresh from {source} failed: {}",
+                            failure.category()
+                        );
                     }
-                ),
-                Event::Adopted => {
-                    let signer = refresher.current().map(|r| Signer::new(&r.credentials));
-                    *keys.signer.borrow_mut() = signer;
-                    // URLs of the old credentials stay valid (their expiry is
-                    // capped by them), but a rotation starts afresh.
-                    shared.local.borrow_mut().clear();
+                    Event::GaveUp { retry_in_ms } => log::warn!(
+                        "envoy-presign: every credential source failed; next attempt in {} ms, {}",
+                        retry_in_ms,
+                        match refresher.current() {
+                            Some(_) => "signing with the last good credentials while they last",
+                            None => "matched requests get 503 credentials_unavailable",
+                        }
+                    ),
+                    Event::Adopted => adopted = true,
                 }
             }
+            rotation
+                .retry_after_secs
+                .set(refresher.retry_after_secs(now()));
+            let left = refresher
+                .current()
+                .and_then(|r| r.credentials.expires_at_ms())
+                .map_or(0, |e| e.saturating_sub(now_ms) / 1000);
+            self.credential_metrics.record_state(
+                &WasmMetrics,
+                left,
+                refresher.status().last_failure,
+            );
         }
-        keys.retry_after_secs
-            .set(refresher.retry_after_secs(now()));
-        let left = refresher
-            .current()
-            .and_then(|r| r.credentials.expires_at_ms())
-            .map_or(0, |e| e.saturating_sub(now_ms) / 1000);
-        self.credential_metrics
-            .record_state(&WasmMetrics, left, refresher.status().last_failure);
+        if adopted {
+            rotation.install(&shared.local);
+        }
     }
 }
 
@@ -231,15 +257,12 @@ impl RootContext for PresignRoot {
         } else {
             0
         };
-        let rotating = config.rotating.as_ref().map(|r| WorkerKeys {
+        let rotating = config.rotating.as_ref().map(|r| Rotation {
+            refresher: RefCell::new(Refresher::new(r.clone(), self.worker_id)),
             signer: RefCell::new(None),
             margin_ms: r.refresh.expiry_margin_ms,
             retry_after_secs: std::cell::Cell::new(1),
         });
-        self.refresher = config
-            .rotating
-            .clone()
-            .map(|r| Refresher::new(r, self.worker_id));
         self.credential_metrics = match &config.rotating {
             Some(r) => {
                 let labels: Vec<&'static str> = r.chain.iter().map(|s| s.label()).collect();
@@ -262,16 +285,19 @@ impl RootContext for PresignRoot {
     fn on_tick(&mut self) {
         flush_counters();
         // Rotating credentials: adopt, and refresh when due (never per request).
-        if let Some(refresher) = self.refresher.as_mut() {
-            if self.shared.as_ref().is_some_and(|s| s.served.get()) {
-                refresher.mark_serving();
-            }
-            let events = refresher.tick(&SharedData, &WasmDispatcher, now());
-            self.apply(events);
-        }
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        if let Some(rotation) = shared.rotating.as_ref() {
+            let events = {
+                let mut refresher = rotation.refresher.borrow_mut();
+                if shared.served.get() {
+                    refresher.mark_serving();
+                }
+                refresher.tick(&SharedData, &WasmDispatcher, now())
+            };
+            self.apply(&shared, events);
+        }
         let cache = &shared.config.cache;
         if !cache.enabled {
             return;
@@ -473,6 +499,15 @@ impl PresignRequest {
         let mut report = UrlReport::default();
         // The lookup runs at the request's arrival time (one clock hostcall
         // fewer); only a sampled request's signing is timed with the live clock.
+        if let Some(rotation) = shared.rotating.as_ref() {
+            let changed = rotation
+                .refresher
+                .borrow_mut()
+                .catch_up(&SharedData, started);
+            if changed {
+                rotation.install(&shared.local);
+            }
+        }
         let signer = shared.rotating.as_ref().map(|k| k.signer.borrow());
         let keys = shared.rotating.as_ref().map(|k| Keys {
             signer: signer.as_ref().and_then(|s| s.as_ref()),
