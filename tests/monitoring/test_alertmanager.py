@@ -34,6 +34,9 @@ def route(*labels: str) -> str:
     (["severity=critical", "alertname=EnvoyPresignHighErrorRate", "origin=media"], "critical"),
     (["severity=warning", "alertname=EnvoyPresignTrafficAnomaly", "origin=media"], "warning"),
     (["severity=info", "alertname=EnvoyPresignLatencyRegression", "origin=media"], "info"),
+    (["severity=critical", "alertname=EnvoyPresignCredentialsUnavailable", "instance=e1"], "critical"),
+    (["severity=warning", "alertname=EnvoyPresignCredentialRefreshFailing", "instance=e1", "source=imds",
+      "result=timeout"], "warning"),
     # No (or an unknown) severity: looked at, not paged, not lost in the digest.
     (["alertname=SomethingElse"], "warning"),
     (["severity=page", "alertname=SomethingElse"], "warning"),
@@ -80,14 +83,26 @@ def alert(name: str, severity: str, origin: str) -> dict:
             "annotations": {"summary": f"{name} on {origin}"}}
 
 
+def instance_alert(name: str, severity: str, instance: str, **labels: str) -> dict:
+    """An alert per Envoy (the credential alerts: label instance, no origin)."""
+    return {"labels": {"alertname": name, "severity": severity, "instance": instance, **labels},
+            "annotations": {"summary": f"{name} on {instance}"}}
+
+
+def where(labels: dict) -> str:
+    return labels.get("origin", labels.get("instance", ""))
+
+
 def inhibited(am: Alertmanager, sent: list[dict]) -> dict[tuple[str, str], bool]:
-    """(alertname, origin) -> silenced by another alert, once Alertmanager has them all."""
+    """(alertname, origin or instance) -> silenced by another alert, once Alertmanager has all
+    of ``sent`` (those of another test of the module, still active there, are left out)."""
     am.post_alerts(sent)
+    wanted = {(a["labels"]["alertname"], where(a["labels"])) for a in sent}
     deadline = time.monotonic() + 10
     while True:
-        got = {(a["labels"]["alertname"], a["labels"]["origin"]): bool(a["status"]["inhibitedBy"])
-               for a in am.alerts()}
-        if len(got) == len(sent) or time.monotonic() > deadline:
+        got = {(a["labels"]["alertname"], where(a["labels"])): bool(a["status"]["inhibitedBy"])
+               for a in am.alerts() if (a["labels"]["alertname"], where(a["labels"])) in wanted}
+        if len(got) == len(wanted) or time.monotonic() > deadline:
             return got
         time.sleep(0.1)
 
@@ -118,4 +133,34 @@ def test_a_critical_alert_silences_the_warnings_it_explains_on_its_origin_only(a
         ("EnvoyPresignLowHitRate", "fresh"): True,
         ("EnvoyPresignLatencyRegression", "media"): True,
         ("EnvoyPresignLatencyRegression", "quiet"): False,
+    }
+
+
+def test_credential_alerts_silence_what_they_explain_on_their_envoy_only(alertmanager):
+    failing = {"source": "imds", "result": "timeout"}
+    got = inhibited(alertmanager, [
+        # e1: no credentials at all: the expiry and the failing refreshes are explained.
+        instance_alert("EnvoyPresignCredentialsUnavailable", "critical", "e1"),
+        instance_alert("EnvoyPresignCredentialsExpiring", "critical", "e1"),
+        instance_alert("EnvoyPresignCredentialRefreshFailing", "warning", "e1", **failing),
+        # e2: expiring: the failing refreshes are explained.
+        instance_alert("EnvoyPresignCredentialsExpiring", "critical", "e2"),
+        instance_alert("EnvoyPresignCredentialRefreshFailing", "warning", "e2", **failing),
+        # e3: failing refreshes, nothing worse yet: news.
+        instance_alert("EnvoyPresignCredentialRefreshFailing", "warning", "e3", **failing),
+        # Another Envoy's, and an origin's alerts, are not held by e1's (no origin label there).
+        instance_alert("EnvoyPresignCredentialsExpiring", "critical", "e4"),
+        alert("EnvoyPresignLowHitRate", "warning", "creds"),
+        alert("EnvoyPresignLatencyRegression", "info", "creds"),
+    ])
+    assert got == {
+        ("EnvoyPresignCredentialsUnavailable", "e1"): False,
+        ("EnvoyPresignCredentialsExpiring", "e1"): True,
+        ("EnvoyPresignCredentialRefreshFailing", "e1"): True,
+        ("EnvoyPresignCredentialsExpiring", "e2"): False,
+        ("EnvoyPresignCredentialRefreshFailing", "e2"): True,
+        ("EnvoyPresignCredentialRefreshFailing", "e3"): False,
+        ("EnvoyPresignCredentialsExpiring", "e4"): False,
+        ("EnvoyPresignLowHitRate", "creds"): False,
+        ("EnvoyPresignLatencyRegression", "creds"): False,
     }
