@@ -371,6 +371,10 @@ impl Config {
             origins.push(compiled);
         }
         let credentials = crate::cred_config::compile(raw.credentials, env)?;
+        if let Some(r) = &credentials.rotating {
+            let min_remaining = origins.iter().map(|o| o.policy.min_remaining_ms).max();
+            crate::cred_config::check_timing(r, min_remaining.unwrap_or(0))?;
+        }
         Ok(Self {
             origins,
             signer: credentials.fixed.map(|c| Signer::new(&c)),

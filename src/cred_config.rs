@@ -483,6 +483,43 @@ fn fingerprint_of(chain: &[Source]) -> String {
         .collect()
 }
 
+/// Refuses refresh timing under which credentials would stop signing before
+/// they are refreshed: a worker signs until `expiry_margin` + the origin's
+/// `min_remaining` (+ 1 s of URL life) before expiry, and refreshes
+/// `refresh.before` before expiry, or half-way through a shorter life (an
+/// STS session of `duration`).
+pub fn check_timing(r: &Rotating, max_min_remaining_ms: u64) -> Result<(), ConfigError> {
+    let stops_ms = r.refresh.expiry_margin_ms + max_min_remaining_ms + 1000;
+    let explain = |what: &str, value_ms: u64| {
+        format!(
+            "{what} ({} s) must exceed refresh.expiry_margin + the largest origin min_remaining + 1 s ({} s): signing stops that long before the credentials expire, so they would lapse before being refreshed",
+            value_ms / 1000,
+            stops_ms.div_ceil(1000)
+        )
+    };
+    if r.refresh.before_ms <= stops_ms {
+        return Err(err(
+            "refresh.before",
+            explain("refresh.before", r.refresh.before_ms),
+        ));
+    }
+    for source in &r.chain {
+        let (block, sts) = match source {
+            Source::AssumeRole(s, _) => ("assume_role", s),
+            Source::WebIdentity(s) => ("web_identity", s),
+            _ => continue,
+        };
+        let half_life_ms = u64::from(sts.duration_secs) * 500;
+        if half_life_ms <= stops_ms {
+            return Err(err(
+                &format!("{block}.duration"),
+                explain("half the session", half_life_ms),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The longest a refresh through `source` can take: each call's timeout.
 fn worst_case_ms(source: &Source) -> u64 {
     match source {
