@@ -101,15 +101,18 @@ pub struct Status {
     pub next_attempt_ms: u64,
     /// The last failure's code (`Failure::code`), 0 after a success.
     pub last_failure: u8,
+    /// The VM that made the last attempt (its owner id).
+    pub last_owner: u64,
 }
 
 impl Status {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17);
+        let mut out = Vec::with_capacity(25);
         out.extend_from_slice(STATUS_MAGIC);
         out.extend_from_slice(&self.failures.to_be_bytes());
         out.extend_from_slice(&self.next_attempt_ms.to_be_bytes());
         out.push(self.last_failure);
+        out.extend_from_slice(&self.last_owner.to_be_bytes());
         out
     }
 
@@ -119,10 +122,12 @@ impl Status {
         let failures = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
         let next_attempt_ms = r.u64()?;
         let last_failure = *r.take(1)?.first()?;
+        let last_owner = r.u64()?;
         r.0.is_empty().then_some(Self {
             failures,
             next_attempt_ms,
             last_failure,
+            last_owner,
         })
     }
 }
@@ -225,8 +230,8 @@ pub struct Refresher {
     /// This VM handles requests (Envoy also runs one on its main thread,
     /// which never does: see `mark_serving`).
     serving: bool,
-    /// This VM's own last refresh failed.
-    failed: bool,
+    /// Whether this VM has said so in shared data.
+    announced: bool,
 }
 
 impl Refresher {
@@ -240,18 +245,32 @@ impl Refresher {
             status: Status::default(),
             in_flight: None,
             serving: false,
-            failed: false,
+            announced: false,
         }
     }
 
-    /// Records that this VM handles requests. Envoy runs the filter's VM on
-    /// each worker and one more on its main thread, which handles no request
-    /// and cannot reach an internal listener (no worker's connection handler
-    /// is there): its calls to the token-adding clusters fail. So a VM whose
-    /// own refresh failed takes no further part until it has served a
-    /// request; the workers, which serve them, go on refreshing.
-    pub fn mark_serving(&mut self) {
+    /// Records that this VM handles requests, and says so in shared data
+    /// once. Envoy runs the filter's VM on each worker and one more on its
+    /// main thread, which handles no request and cannot reach an internal
+    /// listener (no connection handler is there): its calls to the
+    /// token-adding clusters fail. So once any VM has served a request,
+    /// only serving VMs refresh; before that (an idle Envoy) every VM may,
+    /// but not twice in a row after failing itself, so the others get turns.
+    pub fn mark_serving<S: Store + ?Sized>(&mut self, store: &S) {
         self.serving = true;
+        if !self.announced {
+            self.announced = store.set(&self.key("serving"), b"1", None).is_ok();
+        }
+    }
+
+    /// Whether this VM may take the lease now (see `mark_serving`).
+    fn may_refresh<S: Store + ?Sized>(&self, store: &S) -> bool {
+        if self.serving {
+            return true;
+        }
+        let workers_serve = matches!(store.get(&self.key("serving")), Ok((Some(_), _)));
+        let failed_last = self.status.failures > 0 && self.status.last_owner == self.owner;
+        !workers_serve && !failed_last
     }
 
     fn key(&self, what: &str) -> String {
@@ -311,10 +330,9 @@ impl Refresher {
             .current
             .as_ref()
             .is_none_or(|r| now_ms >= r.refresh_at_ms(self.setup.refresh.before_ms));
-        let standing_down = self.failed && !self.serving;
         if !due
-            || standing_down
             || now_ms < self.status.next_attempt_ms
+            || !self.may_refresh(store)
             || !self.take_lease(store, now_ms)
         {
             return events;
@@ -475,14 +493,16 @@ impl Refresher {
         events: &mut Vec<Event>,
     ) {
         events.push(Event::Refreshed { source });
-        self.failed = false;
         let record = Record {
             credentials,
             obtained_ms: now_ms,
             source: source.to_string(),
         };
         let _ = store.set(&self.key("current"), &record.encode(), None);
-        self.status = Status::default();
+        self.status = Status {
+            last_owner: self.owner,
+            ..Status::default()
+        };
         let _ = store.set(&self.key("status"), &self.status.encode(), None);
         self.release_lease(store);
         if self.current.as_ref() != Some(&record) {
@@ -499,7 +519,6 @@ impl Refresher {
         failure: Failure,
         events: &mut Vec<Event>,
     ) {
-        self.failed = true;
         let r = &self.setup.refresh;
         let failures = self.status.failures.saturating_add(1);
         let seed = self.owner ^ now_ms;
@@ -508,6 +527,7 @@ impl Refresher {
             failures,
             next_attempt_ms: now_ms.saturating_add(retry_in_ms),
             last_failure: failure.code(),
+            last_owner: self.owner,
         };
         let _ = store.set(&self.key("status"), &self.status.encode(), None);
         self.release_lease(store);

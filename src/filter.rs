@@ -292,7 +292,7 @@ impl RootContext for PresignRoot {
             let events = {
                 let mut refresher = rotation.refresher.borrow_mut();
                 if shared.served.get() {
-                    refresher.mark_serving();
+                    refresher.mark_serving(&SharedData);
                 }
                 refresher.tick(&SharedData, &WasmDispatcher, now())
             };
