@@ -12,6 +12,12 @@ every response's status line, headers and body (local replies included).
 * ``unsigned``: no credentials, ``on_error: deny`` -> 503 ``signing_unavailable``.
 * ``wrong_keys``: inline credentials with a wrong secret, in front of the session's
   strict SeaweedFS -> its 403 ``SignatureDoesNotMatch`` (the body replaced by Envoy's).
+* ``rotating``: rotating credentials from the credentials stand-in (tests/credstub.py):
+  ``assume_role`` signed with credentials from ``web_identity`` (IRSA: the token file is
+  read by envoy/credentials.yaml's Lua listener), in front of the session's SeaweedFS. The
+  first requests, before any credentials, get 503 ``credentials_unavailable``; then the
+  signing traffic. Every secret key and session token the stand-in issued, and every
+  web-identity token, is a needle.
 * ``redirecting``: ``signing``'s credentials with ``delivery: redirect``: misses, hits,
   HEAD, Range, a CORS request, client credentials, a 400, a 405, unmatched paths. The
   presigned URL is handed to the client here, in ``Location`` of the 307 to a matched GET
@@ -35,6 +41,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from conftest import ACCESS_KEY, SECRET_KEY, StubOrigin, media_path, poll
 
+from credenv import SESSION_KEK, write_sds
+from credstub import CredStub, ProjectedToken, SeaweedFSSessions
 from stack import Envoy, Response, env_credentials, filter_config, raw_request
 
 # Distinctive, so that any copy is found; only characters JSON and YAML leave alone.
@@ -60,6 +68,10 @@ def learning_log(path: Path) -> dict[str, list[dict]]:
     }]}
 
 
+WEB_IDENTITY_TOKENS = ["eyJ.secrets-scan.web-identity/ONE+token", "eyJ.secrets-scan.web-identity/TWO+token"]
+ROTATING_ROLE = "arn:aws:iam::123456789012:role/secrets-scan"
+
+
 @dataclass
 class Surfaces:
     """What each Envoy shows, by a name for failure reports."""
@@ -70,6 +82,7 @@ class Surfaces:
     origin_paths: list[str] = field(default_factory=list)  # what the stand-in origin got
     responses: dict[str, Response] = field(default_factory=dict)
     locations: dict[str, str] = field(default_factory=dict)  # redirect response name -> Location
+    issued_secrets: list[str] = field(default_factory=list)  # rotating: every secret and token handed out
 
     def add_responses(self, envoy_name: str, exchanges: list[tuple[str, str, dict, Response]]) -> None:
         for n, (method, path, _, resp) in enumerate(exchanges):
@@ -164,6 +177,34 @@ def surfaces(start_envoy, seaweedfs, tmp_path_factory) -> Surfaces:
     found.add_responses("unsigned", exchanges)
     found.add_envoy("unsigned", unsigned)
 
+    with CredStub(SeaweedFSSessions(SESSION_KEK), lifetime_s=900, region="eu-west-1",
+                  web_identity_token_file=(web := ProjectedToken(logs / "irsa", WEB_IDENTITY_TOKENS[0])).path,
+                  ) as creds:
+        creds.set_mode("sts", "down")
+        credentials = {"source": "assume_role",
+                       "assume_role": {"region": "eu-west-1", "role_arn": ROTATING_ROLE, "base": "web_identity"},
+                       "web_identity": {"region": "eu-west-1", "role_arn": ROTATING_ROLE}}
+        rotating = start_envoy(
+            filter_config(seaweedfs.s3_port, credentials=credentials),
+            {"AWS_WEB_IDENTITY_TOKEN_FILE": str(web.path)},
+            credentials=(creds, write_sds(logs, web.path)),
+            extra_list_items=learning_log(logs / "rotating.log"))
+        refused = exchange(rotating, [("GET", media_path("my file(1).mp4"), {})])
+        assert refused[0][3].status == 503, refused
+        creds.set_mode("sts", "ok")
+        web.write(WEB_IDENTITY_TOKENS[1])
+        poll(lambda: raw_request(rotating.port, "GET", media_path("my file(1).mp4")).status,
+             lambda status: status == 200, timeout=15)
+        exchanges = refused + exchange(rotating, [("GET", media_path("my file(1).mp4"), {}),
+                                                  ("HEAD", media_path("my file(1).mp4"), {}),
+                                                  ("GET", media_path("missing.txt"), {})])
+        assert [resp.status for *_, resp in exchanges] == [503, 200, 200, 404], exchanges
+        found.add_responses("rotating", exchanges)
+        found.presigned += [p for p in rotating_paths(logs / "rotating.log") if "X-Amz-Signature=" in p]
+        found.issued_secrets = [value for i in creds.issued() for value in (i.secret_key, i.token)]
+        assert {i.endpoint for i in creds.issued()} == {"sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"}
+        found.add_envoy("rotating", rotating)
+
     redirecting = start_envoy(
         filter_config(stub.port, delivery="redirect", cors_origins=["http://app.example.test"]),
         env_credentials(SIGNING_ACCESS_KEY, ENV_SECRET, SESSION_TOKEN), origin_port=stub.port)
@@ -188,6 +229,12 @@ def surfaces(start_envoy, seaweedfs, tmp_path_factory) -> Surfaces:
     return found
 
 
+def rotating_paths(path: Path) -> list[str]:
+    """The rotating Envoy's learned paths, once its three signed requests are logged."""
+    return poll(lambda: path.read_text().splitlines() if path.exists() else [],
+                lambda lines: len([p for p in lines if "X-Amz-Signature=" in p]) >= 4)
+
+
 def signatures(paths: list[str]) -> set[str]:
     return {parse_qs(p.partition("?")[2])["X-Amz-Signature"][0] for p in paths}
 
@@ -207,6 +254,12 @@ def needles(found: Surfaces) -> dict[str, str]:
         "X-Amz-Credential": "X-Amz-Credential",
         "x-amz-credential": "x-amz-credential",
     }
+    for n, secret in enumerate(found.issued_secrets):
+        result[f"issued secret or session token #{n}"] = secret
+        result[f"issued secret or session token #{n}, URL-encoded"] = quote(secret, safe="")
+    for n, token in enumerate(WEB_IDENTITY_TOKENS):
+        result[f"web identity token #{n}"] = token
+        result[f"web identity token #{n}, URL-encoded"] = quote(token, safe="")
     for n, signature in enumerate(sorted(signatures(found.presigned))):
         result[f"signature #{n}"] = signature
     for n, signature in enumerate(sorted(signatures(redirect_paths(found)))):
@@ -224,7 +277,8 @@ def test_the_learning_logs_saw_every_presigned_url(surfaces: Surfaces):
     assert len(signing_paths) == SIGNED
     assert sorted(p for p in surfaces.origin_paths if "X-Amz-Signature=" in p) == sorted(signing_paths)
     assert len(signatures(signing_paths)) == 5  # GET a, HEAD a, GET b, GET b?versionId, GET missing
-    assert len(signatures(surfaces.presigned)) == 7  # and wrong_keys' GET, HEAD
+    # and wrong_keys' GET, HEAD; rotating's GET, HEAD, GET missing
+    assert len(signatures(surfaces.presigned)) == 10
     assert all(quote(SESSION_TOKEN, safe="") in p for p in signing_paths), "the token is signed into the URL"
 
 
@@ -233,15 +287,16 @@ def test_no_secret_signature_or_url_on_any_surface(surfaces: Surfaces):
              for where, text in surfaces.texts.items() if needle in text]
     assert not leaks, "\n".join(f"{what} in {where}" for what, where in leaks)
     scanned = set(surfaces.texts)
-    for name in ("signing", "unsigned", "wrong_keys", "redirecting"):
+    for name in ("signing", "unsigned", "wrong_keys", "redirecting", "rotating"):
         assert {f"{name} envoy log + console", f"{name} access log (shipped format)",
                 f"{name} /stats", f"{name} /stats/prometheus", f"{name} /stats?format=json"} <= scanned
-    assert len(surfaces.responses) == len(SIGNING_TRAFFIC) + 4 + len(REDIRECT_TRAFFIC)
+    assert len(surfaces.responses) == len(SIGNING_TRAFFIC) + 4 + len(REDIRECT_TRAFFIC) + 4
+    assert len(surfaces.issued_secrets) >= 4  # a secret and a token from each STS call
 
 
 def test_local_replies_carry_only_their_code(surfaces: Surfaces):
     local = {name: resp for name, resp in surfaces.responses.items() if "x-presign-error" in resp.headers}
-    assert sorted(resp.status for resp in local.values()) == [400, 400, 405, 405, 405, 405, 503, 503]
+    assert sorted(resp.status for resp in local.values()) == [400, 400, 405, 405, 405, 405, 503, 503, 503]
     for name, resp in local.items():
         code = resp.headers["x-presign-error"]
         if resp.body:  # HEAD replies have none
@@ -286,6 +341,11 @@ def test_config_dump_holds_inline_secrets_but_never_env_ones(surfaces: Surfaces)
             assert secret not in dump
         for signature in signatures(surfaces.presigned):
             assert signature not in dump
+    # Rotating credentials live only in the VMs and shared data; the web-identity token only
+    # in its file (envoy/credentials.yaml's Lua listener reads it on each call).
+    for name, dump in surfaces.config_dumps.items():
+        for secret in surfaces.issued_secrets + WEB_IDENTITY_TOKENS:
+            assert secret not in dump, name
     assert "AWS_SECRET_ACCESS_KEY" in surfaces.config_dumps["signing"]
     assert INLINE_SECRET in surfaces.config_dumps["wrong_keys"]
     assert INLINE_SECRET not in surfaces.config_dumps["signing"] + surfaces.config_dumps["unsigned"]
