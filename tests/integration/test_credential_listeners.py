@@ -33,6 +33,7 @@ from credstub import (  # noqa: E402
     ProjectedToken,
     sign_get,
 )
+from credenv import by_name, credential_parts  # noqa: E402
 from stack import REPO_ROOT, Envoy, _binary, raw_request  # noqa: E402
 
 EXAMPLE = REPO_ROOT / "envoy" / "credentials.yaml"
@@ -71,33 +72,13 @@ def test_example_validates(tmp_path: Path):
         assert "internal_listener" in listener and "access_log" not in str(listener), name
 
 
-def by_name(items: list[dict], name: str) -> dict:
-    [item] = [item for item in items if item["name"] == name]
-    return item
-
-
-def point_at(cluster: dict, port: int) -> None:
-    """Send ``cluster`` to 127.0.0.1:``port`` over plain HTTP."""
-    cluster["type"] = "STATIC"
-    cluster.pop("dns_lookup_family", None)
-    cluster.pop("transport_socket", None)
-    [endpoint] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    endpoint["endpoint"]["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": port}}
-
-
 def adapted_config(example: dict, stub: CredStub, sds_path: Path, listen_port: int, admin_port: int) -> dict:
     config = copy.deepcopy(example)
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     resources = config["static_resources"]
-    clusters = resources["clusters"]
-    point_at(by_name(clusters, "presign_imds"), stub.port("imds"))
-    point_at(by_name(clusters, "presign_container"), stub.port("container"))
-    point_at(by_name(clusters, "presign_pod_identity_agent"), stub.port("container"))
-    point_at(by_name(clusters, "presign_sts"), stub.port("sts"))
-    pod = by_name(resources["listeners"], "presign_pod_identity")
-    injector = pod["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
-    injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"][
-        "path_config_source"]["path"] = str(sds_path)
+    parts = credential_parts(stub, sds_path)
+    resources["clusters"] = parts["clusters"]
+    resources["listeners"] = parts["listeners"]
     resources["listeners"].append({
         "name": "entry",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},

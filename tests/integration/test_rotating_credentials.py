@@ -11,7 +11,6 @@ checked by a strict S3 server, and a URL signed with expired credentials would f
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.parse
 from pathlib import Path
