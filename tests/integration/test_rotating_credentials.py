@@ -178,6 +178,19 @@ def test_before_any_credentials_matched_requests_get_503_with_retry_after(start_
     assert stats[f"{PREFIX}credential_last_failure"] == 0
 
 
+def test_a_cluster_envoy_does_not_know_is_a_dispatch_error(start_envoy, seaweedfs, stub, tokens, objects):
+    """Envoy refuses a call to an unknown cluster (Istio: no ServiceEntry): counted as
+    dispatch_error, the requests get the 503, and nothing stalls."""
+    envoy = start(start_envoy, seaweedfs, stub, tokens,
+                  {"source": "imds", "imds": {"cluster": "outbound|80||169.254.169.254"}, "refresh": FAST_RETRY})
+    found = poll(lambda: counters(envoy, "imds"), lambda c: c.get("dispatch_error", 0) >= 2)
+    assert set(found) == {"dispatch_error"}, found
+    resp = raw_request(envoy.port, "GET", path_of("rotating/a.txt"))
+    assert (resp.status, resp.headers["x-presign-error"]) == (503, "credentials_unavailable")
+    assert envoy.stats()[f"{PREFIX}credential_last_failure"] == 1
+    assert not stub.requests()
+
+
 def test_rotation_under_load(start_envoy, seaweedfs, stub, tokens, objects):
     """Credentials living 20 s, rotated about every 10 s during 45 s of mixed traffic
     through 2 workers: every response 2xx, every URL signed by credentials that were
