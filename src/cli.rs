@@ -17,10 +17,12 @@ use std::time::{Duration, SystemTime};
 use crate::cache::{Store, StoreError};
 use crate::canonical::without_auth_params;
 use crate::config::{Config, Delivery, OnError, Origin, OtherMethods};
+use crate::credentials::Credentials;
 use crate::redirect::redirect;
 use crate::request::{decide, refusal_category, Decision, RequestHead};
+use crate::sign::Signer;
 use crate::startup::{configure, Notice};
-use crate::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+use crate::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
 
 /// Exit status: the configuration is valid / the request is signed.
 pub const EXIT_OK: u8 = 0;
@@ -46,6 +48,9 @@ sign   prints the URL the filter would send to the origin for this request (path
 
 With \"credentials\": {\"source\": \"env\"}, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
 AWS_SESSION_TOKEN are read from this process's environment, as the filter reads the VM's.
+With a rotating source (imds, container, assume_role, web_identity, chain), sign uses
+those variables as if the filter had just fetched them (URLs not cut to an expiry), and
+without them prints the filter's reply before its first fetch.
 A printed URL is a bearer credential until it expires (it carries the session token, if
 any): do not log or share it.
 Exit status: 0 valid / signed, 1 refused / not signed, 2 usage error or unreadable file.
@@ -269,11 +274,24 @@ fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
         Ok(loaded) => loaded,
         Err(out) => return out,
     };
+    // Rotating credentials are fetched by the filter at run time: here the
+    // process's AWS_* variables stand in for them (as if just fetched), and
+    // without them the reply is the filter's before its first fetch.
+    let fetched = config
+        .rotating
+        .as_ref()
+        .and_then(|_| Credentials::from_env(io.env).ok())
+        .map(|c| Signer::new(&c));
+    let keys = config.rotating.as_ref().map(|r| Keys {
+        signer: fetched.as_ref(),
+        margin_ms: r.refresh.expiry_margin_ms,
+        retry_after_secs: 1,
+    });
     let host = Host {
         store: &EmptyStore,
         now: a.at,
         clock: None,
-        keys: None,
+        keys,
     };
     let mut report = UrlReport::default();
     let mut signer = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
@@ -722,6 +740,35 @@ mod tests {
                 "503 signing_unavailable (origin media, category no_credentials)\n"
             )
         );
+    }
+
+    /// With a rotating source, `sign` signs with the process's AWS_* variables
+    /// as if the filter had just fetched them; without them it prints the
+    /// filter's reply before its first fetch.
+    #[test]
+    fn sign_with_rotating_credentials_uses_the_environment_or_prints_the_503() {
+        let rotating = CONFIG.replacen(
+            r#""credentials": {"source": "env"}"#,
+            r#""credentials": {"source": "imds"}"#,
+            1,
+        );
+        assert_ne!(rotating, CONFIG, "the test's configuration changed");
+        let args = ["sign", "c.json", "GET", "/media/a", "--at", "1700000000"];
+        let out = run_with(&[("c.json", &rotating)], &[], &args);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (
+                EXIT_REFUSED,
+                "503 credentials_unavailable (origin media, category no_credentials)\n"
+            )
+        );
+        let out = run_with(&[("c.json", &rotating)], &CREDS, &args);
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert!(
+            out.stdout.contains("X-Amz-Credential=AKIDEXAMPLE"),
+            "{out:?}"
+        );
+        no_secret(&out);
     }
 
     #[test]
