@@ -17,8 +17,6 @@ use crate::config::{Config, Delivery, Origin};
 use crate::cred_fetch::Reply;
 use crate::cred_parse::MAX_BODY_BYTES;
 use crate::cred_refresh::{Event, Refresher};
-use crate::metrics::CredentialMetrics;
-use crate::sign::Signer;
 use crate::headers::HeaderView;
 use crate::host::{
     flush_counters, hostcalls_made, http_call_response, install_panic_hook, micros_since, now,
@@ -26,9 +24,11 @@ use crate::host::{
     WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
+use crate::metrics::CredentialMetrics;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
 use crate::redirect::{max_age_secs, redirect};
 use crate::request::{decide, refusal_category, Decision, FallbackReason, LocalReply, RequestHead};
+use crate::sign::Signer;
 use crate::startup::{configure, Configured};
 use crate::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
 
@@ -184,8 +184,7 @@ impl PresignRoot {
                 }
             }
         }
-        keys.retry_after_secs
-            .set(refresher.retry_after_secs(now()));
+        keys.retry_after_secs.set(refresher.retry_after_secs(now()));
         let left = refresher
             .current()
             .and_then(|r| r.credentials.expires_at_ms())

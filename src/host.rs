@@ -185,8 +185,7 @@ pub fn http_call_response(body_size: usize, max_body: usize) -> (u16, Vec<u8>) {
     counted();
     // SAFETY: as in `request_header_map`.
     let headers = unsafe {
-        if proxy_get_header_map_pairs(HTTP_CALL_RESPONSE_HEADERS, &mut data, &mut size)
-            == STATUS_OK
+        if proxy_get_header_map_pairs(HTTP_CALL_RESPONSE_HEADERS, &mut data, &mut size) == STATUS_OK
         {
             owned(data, size).unwrap_or_default()
         } else {

@@ -139,7 +139,10 @@ mod tests {
         c.clear();
         assert!(c.get("GET", "h", "/a", 1).is_none());
         c.put("GET", "h", "/a", 0, "/y?sig", 10_000);
-        assert_eq!(c.get("GET", "h", "/a", 1).map(|h| h.rewrite), Some("/y?sig"));
+        assert_eq!(
+            c.get("GET", "h", "/a", 1).map(|h| h.rewrite),
+            Some("/y?sig")
+        );
     }
 
     #[test]
