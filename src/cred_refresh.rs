@@ -287,7 +287,12 @@ impl Refresher {
                 source,
                 failure: Failure::Abandoned,
             });
-            self.give_up(store, now_ms, Failure::Abandoned, &mut events);
+            // Once another worker has taken the lapsed lease over, the shared
+            // status is its refresh's: a late give-up would record a failure
+            // after its success, or count its failure twice.
+            if self.holds_lease(store) {
+                self.give_up(store, now_ms, Failure::Abandoned, &mut events);
+            }
             return events;
         }
         let due = self
@@ -356,6 +361,12 @@ impl Refresher {
             until_ms: now_ms.saturating_add(self.setup.refresh.lease_ms),
         };
         store.set(&key, &lease.encode(), cas).is_ok()
+    }
+
+    /// Whether the lease is still recorded as this worker's (lapsed or not).
+    fn holds_lease<S: Store + ?Sized>(&self, store: &S) -> bool {
+        matches!(store.get(&self.key("lease")), Ok((Some(bytes), _))
+            if Lease::decode(&bytes).is_some_and(|l| l.owner == self.owner))
     }
 
     fn release_lease<S: Store + ?Sized>(&self, store: &S) {
@@ -473,3 +484,4 @@ impl Refresher {
         events.push(Event::GaveUp { retry_in_ms });
     }
 }
+
