@@ -942,9 +942,14 @@ mod tests {
     /// not retry together (the spread is seeded by the worker).
     #[test]
     fn workers_failing_together_retry_apart() {
-        let now = T0 + 4; // a multiple of 4: owner & now would be 0 for both
+        // Odd, and with the owners' bits set: `owner ^ now` is neither
+        // `owner | now` nor `owner & now`.
+        let now = T0 + 3;
         let mut delays = Vec::new();
         for owner in [1u64, 2] {
+            let spread = |seed| backoff_ms(1, 1000, 30_000, seed);
+            assert_ne!(spread(owner ^ now), spread(owner | now));
+            assert_ne!(spread(owner ^ now), spread(owner & now));
             let store = FakeStore::default();
             let host = FakeDispatcher::default();
             host.refuse.set(true);
