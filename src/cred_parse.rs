@@ -1392,6 +1392,9 @@ mod tests {
                 "<AccessKeyId>A</AccessKeyId><!-- unterminated {ok_rest}"
             )),
             with(&format!("<AccessKeyId><![CDATA[A</AccessKeyId>{ok_rest}")),
+            // A `<` inside a start tag (outside quotes) ends nothing: refused,
+            // not read as the attributes of the element before it.
+            good.replacen("<AssumeRoleResponse", "<AssumeRoleResponse a<b", 1),
         ] {
             assert_eq!(
                 parse_sts_credentials(doc.as_bytes(), AssumeRole),
