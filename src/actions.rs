@@ -392,4 +392,29 @@ mod tests {
             "the refused removal is counted"
         );
     }
+
+    /// README.md, local replies: `Retry-After` is sent when the reply says
+    /// when to come back (503 credentials_unavailable), and only then.
+    #[test]
+    fn retry_after_is_sent_only_when_set() {
+        let mut h = FakeHost::default();
+        let mut f = HostFailures::default();
+        for secs in [1, 120] {
+            let r = LocalReply {
+                retry_after_secs: secs,
+                ..LocalReply::CREDENTIALS_UNAVAILABLE
+            };
+            assert_eq!(reply(&mut h, r, &mut f), Acted::Replied(r));
+        }
+        reply(&mut h, LocalReply::SIGNING_UNAVAILABLE, &mut f);
+        assert_eq!(
+            h.calls,
+            [
+                "reply 503 [(\"content-type\", \"application/json\"), (\"x-presign-error\", \"credentials_unavailable\"), (\"retry-after\", \"1\")]",
+                "reply 503 [(\"content-type\", \"application/json\"), (\"x-presign-error\", \"credentials_unavailable\"), (\"retry-after\", \"120\")]",
+                "reply 503 [(\"content-type\", \"application/json\"), (\"x-presign-error\", \"signing_unavailable\")]",
+            ]
+        );
+        assert_eq!(f, HostFailures::default());
+    }
 }

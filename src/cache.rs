@@ -1025,4 +1025,45 @@ mod tests {
         );
         assert_eq!(Entry::decode(&at(T0).encode()), Ok(at(T0)));
     }
+
+    /// Issue 10: `X-Amz-Expires` is the configured lifetime, cut to whole
+    /// seconds before `not_after` (the credentials' expiry less the margin),
+    /// never negative.
+    #[test]
+    fn expiry_is_capped_in_whole_seconds() {
+        assert_eq!(capped_expiry_ms(600_000, 1_000, u64::MAX), 600_000);
+        assert_eq!(capped_expiry_ms(600_000, 1_000, 601_000), 600_000);
+        assert_eq!(capped_expiry_ms(600_000, 1_000, 600_999), 599_000);
+        assert_eq!(capped_expiry_ms(600_000, 1_000, 241_500), 240_000);
+        assert_eq!(capped_expiry_ms(600_000, 1_000, 1_999), 0);
+        assert_eq!(capped_expiry_ms(600_000, 5_000, 4_000), 0);
+    }
+
+    /// Issue 10: "make sure the cache never serves a URL whose credentials
+    /// have expired": an entry signed under `not_after` expires by then, so
+    /// the freshness rules stop serving it in time.
+    #[test]
+    fn a_cached_entry_expires_with_its_credentials() {
+        let store = FakeStore::default();
+        let mut signed = Vec::new();
+        let mut sign = |at: SystemTime, d: Duration| -> Result<String, ()> {
+            signed.push((unix_ms(at), d));
+            Ok(format!("/k?X-Amz-Expires={}", d.as_secs()))
+        };
+        let not_after_ms = T0 + 900_500;
+        let lookup = Lookup {
+            not_after_ms,
+            ..lookup("id", &POLICY, T0)
+        };
+        let r = resolve(&store, lookup, &mut sign).unwrap();
+        assert_eq!(r.path, "/k?X-Amz-Expires=900");
+        assert_eq!(r.expires_at_ms, T0 + 900_000);
+        assert_eq!(store.entry("slot").expires_at_ms, T0 + 900_000);
+        assert_eq!(signed, [(T0, Duration::from_secs(900))]);
+        // Past refresh_before (600 s left), the entry is re-signed, capped
+        // again; past min_remaining it is never served.
+        let e = store.entry("slot");
+        assert_eq!(POLICY.freshness(&e, T0 + 300_000), Freshness::Refresh);
+        assert_eq!(POLICY.freshness(&e, T0 + 840_001), Freshness::TooLate);
+    }
 }

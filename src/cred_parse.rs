@@ -897,12 +897,31 @@ mod tests {
         );
     }
 
+    /// RFC 3339 offsets run to ±23:59 (the widest an `Expiration` may carry).
+    #[test]
+    fn rfc3339_offsets_up_to_23_59() {
+        // 2021-01-01T00:00:00Z is 1_609_459_200_000.
+        assert_eq!(
+            parse_rfc3339_ms("2021-01-01T23:59:00+23:59"),
+            Some(1_609_459_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-01-01T00:00:00-23:59"),
+            Some(1_609_459_200_000 + 86_340_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-01-01T00:59:00+00:59"),
+            Some(1_609_459_200_000)
+        );
+    }
+
     #[test]
     fn rfc3339_refuses_invalid_dates_and_forms() {
         for s in [
             "",
             "2023-02-29T00:00:00Z", // not a leap year
             "1900-02-29T00:00:00Z", // divisible by 100
+            "2100-02-29T00:00:00Z", // divisible by 100, not by 400
             "2021-04-31T00:00:00Z",
             "2021-13-01T00:00:00Z",
             "2021-00-01T00:00:00Z",
@@ -1373,6 +1392,9 @@ mod tests {
                 "<AccessKeyId>A</AccessKeyId><!-- unterminated {ok_rest}"
             )),
             with(&format!("<AccessKeyId><![CDATA[A</AccessKeyId>{ok_rest}")),
+            // A `<` inside a start tag (outside quotes) ends nothing: refused,
+            // not read as the attributes of the element before it.
+            good.replacen("<AssumeRoleResponse", "<AssumeRoleResponse a<b", 1),
         ] {
             assert_eq!(
                 parse_sts_credentials(doc.as_bytes(), AssumeRole),

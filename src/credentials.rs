@@ -181,4 +181,25 @@ mod tests {
         assert!(!s.contains("topsecret"));
         assert!(!s.contains("tokentoken"));
     }
+
+    /// Temporary credentials show their key id and expiry in Debug (the
+    /// refresh logs), never the secret or token.
+    #[test]
+    fn debug_shows_the_key_id_and_expiry() {
+        let c = Credentials::temporary(
+            "ASIAX".into(),
+            "sk-tmp".into(),
+            Some("tk-tmp".into()),
+            42_000,
+        );
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("ASIAX") && shown.contains("expires_at_ms: Some(42000)"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("sk-tmp") && !shown.contains("tk-tmp"),
+            "{shown}"
+        );
+    }
 }

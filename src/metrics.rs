@@ -761,4 +761,58 @@ mod tests {
         let m = OriginMetrics::define(&Refuse, "o");
         m.record_request(&Refuse, &RequestRecord::default());
     }
+
+    /// README.md, credential metrics: one `credential_refreshes` counter per
+    /// source of the chain and result (success and each failure category),
+    /// the `credential_expiry_seconds` and `credential_last_failure` gauges;
+    /// nothing for a source the chain does not have.
+    #[test]
+    fn credential_metrics_define_exactly_the_chains_series() {
+        let r = Recorder::default();
+        let m = CredentialMetrics::define(&r, &["imds", "assume_role"]);
+        let mut want: Vec<(MetricKind, String)> = Vec::new();
+        for source in ["imds", "assume_role"] {
+            for result in REFRESH_RESULTS {
+                want.push((
+                    MetricKind::Counter,
+                    format!("envoy_presign.credential_refreshes.source.{source}.result.{result}"),
+                ));
+            }
+        }
+        want.push((
+            MetricKind::Gauge,
+            "envoy_presign.credential_expiry_seconds".into(),
+        ));
+        want.push((
+            MetricKind::Gauge,
+            "envoy_presign.credential_last_failure".into(),
+        ));
+        assert_eq!(*r.names.borrow(), want);
+        m.refreshed(&r, "assume_role", "timeout");
+        m.refreshed(&r, "assume_role", "timeout");
+        m.refreshed(&r, "imds", "success");
+        m.refreshed(&r, "imds", "abandoned");
+        // Not in the chain, or not a result: nothing.
+        m.refreshed(&r, "container", "success");
+        m.refreshed(&r, "imds", "bogus");
+        let counted: BTreeMap<String, u64> = r.values.borrow().clone();
+        let p = "envoy_presign.credential_refreshes.source.";
+        assert_eq!(
+            counted,
+            BTreeMap::from([
+                (format!("{p}assume_role.result.timeout"), 2),
+                (format!("{p}imds.result.abandoned"), 1),
+                (format!("{p}imds.result.success"), 1),
+            ])
+        );
+        m.record_state(&r, 3540, 4);
+        assert_eq!(r.get("envoy_presign.credential_expiry_seconds"), 3540);
+        assert_eq!(r.get("envoy_presign.credential_last_failure"), 4);
+        m.record_state(&r, 0, 0);
+        assert_eq!(r.get("envoy_presign.credential_expiry_seconds"), 0);
+        assert_eq!(r.get("envoy_presign.credential_last_failure"), 0);
+        // A host that refuses definitions: every handle is a no-op.
+        CredentialMetrics::default().refreshed(&r, "imds", "success");
+        assert_eq!(r.get(&format!("{p}imds.result.success")), 1);
+    }
 }

@@ -838,4 +838,51 @@ mod tests {
             "method_not_allowed"
         );
     }
+
+    /// README.md, local replies: a request refused for want of rotating
+    /// credentials (`on_error: deny`) is a 503 `credentials_unavailable`
+    /// carrying the retry hint (at least 1 s), reported under
+    /// `no_credentials`; every other signing failure stays a 503
+    /// `signing_unavailable` without one; `passthrough` forwards unsigned.
+    #[test]
+    fn unavailable_credentials_are_a_503_with_retry_after() {
+        let c = config(json!({}));
+        let reason = FallbackReason::CredentialsUnavailable {
+            retry_after_secs: 5,
+        };
+        let (d, _) = run(&c, "GET", "/media/a", Err(reason));
+        let want = LocalReply {
+            status: 503,
+            code: "credentials_unavailable",
+            retry_after_secs: 5,
+        };
+        assert_eq!(
+            d,
+            Decision::Reject {
+                origin: &c.origins[0],
+                reply: want,
+                failure: Some(reason),
+            }
+        );
+        assert_eq!(want.body(), "{\"error\":\"credentials_unavailable\"}\n");
+        assert_eq!(reason.category(), "no_credentials");
+        assert_eq!(refusal_category(want, Some(reason)), "no_credentials");
+        let zero = FallbackReason::CredentialsUnavailable {
+            retry_after_secs: 0,
+        };
+        assert_eq!(LocalReply::refusing(zero).retry_after_secs, 1);
+        assert_eq!(LocalReply::refusing(zero).code, "credentials_unavailable");
+        assert_eq!(
+            LocalReply::refusing(FallbackReason::NoCredentials),
+            LocalReply::SIGNING_UNAVAILABLE
+        );
+        assert_eq!(
+            LocalReply::refusing(FallbackReason::SignError(SignError::Signer)),
+            LocalReply::SIGNING_UNAVAILABLE
+        );
+        assert_eq!(LocalReply::SIGNING_UNAVAILABLE.retry_after_secs, 0);
+        let c = config(json!({"on_error": "passthrough"}));
+        let (d, _) = run(&c, "GET", "/media/a", Err(reason));
+        assert_eq!(d, forward(&c, "/media/a", Some(reason)));
+    }
 }

@@ -721,4 +721,19 @@ mod tests {
             "secret must not appear"
         );
     }
+
+    /// Issue 10: a signer knows when its credentials stop working (what
+    /// caps its URLs); static keys never do.
+    #[test]
+    fn a_signer_knows_when_its_credentials_expire() {
+        let tmp = Credentials::temporary(
+            "ASIA".into(),
+            "s".into(),
+            Some("t".into()),
+            1_700_000_000_000,
+        );
+        assert_eq!(Signer::new(&tmp).expires_at_ms(), Some(1_700_000_000_000));
+        let fixed = Credentials::new("AKID".into(), "s".into(), None);
+        assert_eq!(Signer::new(&fixed).expires_at_ms(), None);
+    }
 }

@@ -217,4 +217,56 @@ mod tests {
             e.message
         );
     }
+
+    /// README.md, startup log: a rotating setup is announced with its
+    /// sources in order (clusters, roles, and what signs an AssumeRole: an
+    /// access key id or the fetched source, never a secret), the 503 until
+    /// the first fetch, and the chain entries skipped with the reason.
+    #[test]
+    fn rotating_credentials_are_described() {
+        let creds = r#"{"source":"chain","chain":["web_identity","assume_role","container","imds"],
+            "web_identity":{"region":"eu-west-1","role_arn":"arn:aws:iam::1:role/web"},
+            "assume_role":{"region":"eu-west-1","role_arn":"arn:aws:iam::1:role/ar","base":"imds"}}"#;
+        let c = configure(doc(creds, "{}").as_bytes(), &|_| None).unwrap();
+        assert_eq!(
+            lines(&c),
+            [
+                (
+                    Level::Info,
+                    "envoy-presign: rotating credentials from web_identity (cluster presign_web_identity, role arn:aws:iam::1:role/web) then assume_role (cluster presign_sts, role arn:aws:iam::1:role/ar, signed with imds (cluster presign_imds)) then imds (cluster presign_imds); matched requests get 503 credentials_unavailable until the first fetch succeeds"
+                ),
+                (
+                    Level::Info,
+                    "envoy-presign: credential chain skips container (no container block and no AWS_CONTAINER_CREDENTIALS_*_URI)"
+                ),
+                (
+                    Level::Info,
+                    "envoy-presign: configured 1 origin(s), cache on (10000 slots)"
+                ),
+            ]
+        );
+        let creds = r#"{"source":"assume_role","access_key_id":"AKIDBASE","secret_access_key":"sk-base",
+            "assume_role":{"region":"eu-west-1","role_arn":"arn:aws:iam::1:role/ar","base":"inline"}}"#;
+        let env = |k: &str| {
+            (k == "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").then(|| "/v2/creds".to_string())
+        };
+        let c = configure(doc(creds, "{}").as_bytes(), &env).unwrap();
+        assert_eq!(c.notices.len(), 2, "nothing skipped, no skip line");
+        assert!(
+            c.notices[0]
+                .message
+                .contains("from assume_role (cluster presign_sts, role arn:aws:iam::1:role/ar, signed with access key AKIDBASE);"),
+            "{}",
+            c.notices[0].message
+        );
+        assert!(!format!("{:?}", c.notices).contains("sk-base"));
+        let container = configure(doc(r#"{"source":"container"}"#, "{}").as_bytes(), &env).unwrap();
+        assert!(
+            container.notices[0]
+                .message
+                .contains("from container (cluster presign_container, 169.254.170.2/v2/creds);"),
+            "{}",
+            container.notices[0].message
+        );
+    }
 }

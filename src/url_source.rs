@@ -617,4 +617,171 @@ mod tests {
         let r = presigned_path(&c, &host, &c.origins[0], req, &mut report);
         assert_eq!(r, Err(FallbackReason::NoCredentials));
     }
+
+    /// `X-Amz-Expires` of a presigned path, in seconds.
+    fn amz_expires(path: &str) -> u64 {
+        let rest = path.split("X-Amz-Expires=").nth(1).unwrap();
+        rest.split('&').next().unwrap().parse().unwrap()
+    }
+
+    /// `presigned_path` for GET `key` at `now_ms` with this worker's `keys`.
+    fn get_with(
+        c: &Config,
+        store: &FakeStore,
+        key: &str,
+        now_ms: u64,
+        keys: Keys<'_>,
+    ) -> (Result<String, FallbackReason>, UrlReport) {
+        let host = Host {
+            store,
+            now: UNIX_EPOCH + Duration::from_millis(now_ms),
+            clock: None,
+            keys: Some(keys),
+        };
+        let mut report = UrlReport::default();
+        let r = presigned_path(c, &host, &c.origins[0], get_object(key), &mut report);
+        (r, report)
+    }
+
+    fn temporary(id: &str, expires_at_ms: u64) -> Signer {
+        Signer::new(&crate::credentials::Credentials::temporary(
+            id.into(),
+            "tmp-secret".into(),
+            Some("tmp-token".into()),
+            expires_at_ms,
+        ))
+    }
+
+    fn keys(signer: Option<&Signer>) -> Keys<'_> {
+        Keys {
+            signer,
+            margin_ms: 60_000,
+            retry_after_secs: 7,
+        }
+    }
+
+    /// Issue 10: a presigned URL dies with the temporary credentials that
+    /// signed it, so its `X-Amz-Expires` is capped at what they have left
+    /// less the margin, in whole seconds: min(expires_in, not_after −
+    /// signed_at), with and without the cache (aligned or not), in the URL,
+    /// the report and the cached entry alike. Credentials with time to spare
+    /// leave `expires_in` (600 s) alone.
+    #[test]
+    fn urls_never_outlive_their_credentials() {
+        let t = 1_700_000_000_000u64;
+        let window_start = t - t % 480_000;
+        for (cache, signed_at) in [
+            (json!({"align": false}), t + 7_000),
+            (json!({}), window_start),
+            (json!({"enabled": false, "align": false}), t + 7_000),
+        ] {
+            let c = config(cache.clone(), "s");
+            let now = t + 7_250;
+            assert_eq!(c.origins[0].policy.signing_time_ms(now), signed_at);
+            // Expiring 300.5 s from now: 240.5 s before the margin.
+            let expiring = temporary("ASIA1", now + 300_500);
+            let store = FakeStore::default();
+            let (path, report) = get_with(&c, &store, "k", now, keys(Some(&expiring)));
+            let path = path.unwrap();
+            let not_after = now + 300_500 - 60_000;
+            let want_secs = (not_after - signed_at) / 1000;
+            assert_eq!(amz_expires(&path), want_secs, "{cache}");
+            assert!(want_secs < 600);
+            assert_eq!(
+                report.expires_at_ms,
+                Some(signed_at + want_secs * 1000),
+                "{cache}"
+            );
+            assert!(report.expires_at_ms.unwrap() <= not_after);
+            if c.cache.enabled {
+                let stored: Vec<crate::cache::Entry> = store
+                    .data
+                    .borrow()
+                    .values()
+                    .map(|(v, _)| crate::cache::Entry::decode(v).unwrap())
+                    .collect();
+                assert_eq!(stored.len(), 1);
+                assert_eq!(stored[0].expires_at_ms, signed_at + want_secs * 1000);
+                assert_eq!(stored[0].path, path);
+            }
+            // Credentials that outlast the URL do not shorten it.
+            let lasting = temporary("ASIA2", now + 3_600_000);
+            let (path, _) = get_with(&c, &FakeStore::default(), "k", now, keys(Some(&lasting)));
+            assert_eq!(amz_expires(&path.unwrap()), 600, "{cache}");
+            // Nor do static keys held as a worker's keys.
+            let fixed = Signer::new(&crate::credentials::Credentials::new(
+                "AKID".into(),
+                "s".into(),
+                None,
+            ));
+            let (path, _) = get_with(&c, &FakeStore::default(), "k", now, keys(Some(&fixed)));
+            assert_eq!(amz_expires(&path.unwrap()), 600, "{cache}");
+        }
+    }
+
+    /// Static keys from the configuration (no rotating keys) keep
+    /// `expires_in` exactly: 600 s, signed at the aligned window start.
+    #[test]
+    fn static_keys_keep_expires_in() {
+        for cache in [json!({}), json!({"enabled": false})] {
+            let c = config(cache.clone(), "s");
+            let (path, r) = get(&c, &FakeStore::default(), "k", 1_700_000_100);
+            assert_eq!(amz_expires(&path), 600, "{cache}");
+            let window_start = 1_700_000_100 - 1_700_000_100 % 480;
+            assert_eq!(
+                r.expires_at_ms,
+                Some((window_start + 600) * 1000),
+                "{cache}"
+            );
+        }
+    }
+
+    /// README.md, local replies: rotating credentials not obtained yet, or
+    /// too close to expiry to leave a URL `min_remaining` (24 s here) plus a
+    /// whole second of life after the margin, sign nothing: the request is
+    /// refused as `credentials_unavailable` with the retry hint, reported as
+    /// the sign error.
+    #[test]
+    fn credentials_too_close_or_missing_are_unavailable() {
+        let c = config(json!({"align": false}), "s");
+        let now = 1_700_000_000_000u64;
+        let unavailable = FallbackReason::CredentialsUnavailable {
+            retry_after_secs: 7,
+        };
+        let (r, report) = get_with(&c, &FakeStore::default(), "k", now, keys(None));
+        assert_eq!(r, Err(unavailable));
+        assert_eq!(report.sign_error, Some(unavailable));
+        assert_eq!(report.signed, 0);
+        // The last usable instant: not_after = now + min_remaining + 1 s.
+        let edge = temporary("ASIA1", now + 60_000 + 24_000 + 1_000);
+        let store = FakeStore::default();
+        let (r, report) = get_with(&c, &store, "k", now, keys(Some(&edge)));
+        assert_eq!(amz_expires(&r.unwrap()), 25);
+        assert_eq!(report.sign_error, None);
+        let (r, report) = get_with(&c, &store, "k", now + 1, keys(Some(&edge)));
+        assert_eq!(r, Err(unavailable));
+        assert_eq!(report.sign_error, Some(unavailable));
+        let expired = temporary("ASIA1", now - 1);
+        let (r, _) = get_with(&c, &FakeStore::default(), "k", now, keys(Some(&expired)));
+        assert_eq!(r, Err(unavailable));
+    }
+
+    /// Issue 10: "the cache identity already changes with the credentials":
+    /// once a worker holds new credentials, it never serves a URL the old
+    /// ones signed.
+    #[test]
+    fn new_credentials_never_get_the_old_urls() {
+        let c = config(json!({}), "s");
+        let store = FakeStore::default();
+        let now = 1_700_000_000_000u64;
+        let old = temporary("ASIAOLD", now + 3_600_000);
+        let new = temporary("ASIANEW", now + 7_200_000);
+        let (a, r) = get_with(&c, &store, "k", now, keys(Some(&old)));
+        assert_eq!(r.outcome, Some(Outcome::Miss));
+        let (b, r) = get_with(&c, &store, "k", now + 1000, keys(Some(&new)));
+        assert_eq!(r.outcome, Some(Outcome::Miss));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_ne!(a, b);
+        assert!(b.contains("ASIANEW") && !b.contains("ASIAOLD"), "{b}");
+    }
 }
