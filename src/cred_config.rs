@@ -2036,4 +2036,42 @@ mod tests {
             }
         }
     }
+
+    /// README.md, Rotating credentials: timing under which credentials stop
+    /// signing before they are refreshed is refused, naming the field;
+    /// `Config::parse` checks it against the largest origin `min_remaining`.
+    #[test]
+    fn timing_that_lapses_before_the_refresh_is_refused() {
+        let r = setup(
+            json!({"source": "imds", "refresh": {"before": 100, "expiry_margin": 60}}),
+            &[],
+        );
+        assert_eq!(check_timing(&r, 38_000), Ok(()));
+        let e = check_timing(&r, 39_000).unwrap_err();
+        assert_eq!(e.field, "credentials.refresh.before");
+        assert!(
+            e.reason.contains("(100 s)") && e.reason.contains("(100 s)"),
+            "{e}"
+        );
+        let sts = json!({"source": "web_identity",
+                         "web_identity": {"region": "eu-west-1", "role_arn": "arn:aws:iam::1:role/r", "duration": 900},
+                         "refresh": {"before": 3000, "expiry_margin": 300}});
+        let r = setup(sts, &[]);
+        assert_eq!(check_timing(&r, 148_000), Ok(()));
+        let e = check_timing(&r, 149_000).unwrap_err();
+        assert_eq!(e.field, "credentials.web_identity.duration");
+        // Static keys are never checked; through Config::parse the origins count.
+        let doc = |min_remaining: u64| {
+            json!({"credentials": {"source": "imds", "refresh": {"before": 100, "expiry_margin": 60}},
+                   "origins": [{"name": "m", "match": {"prefix": "/m/"}, "endpoint": "http://127.0.0.1:1",
+                                "bucket": "bucket", "region": "us-east-1", "expires_in": 3600,
+                                "refresh_before": 600, "min_remaining": min_remaining}]})
+        };
+        let parse = |d: Value| crate::config::Config::parse(d.to_string().as_bytes(), &|_| None);
+        assert!(parse(doc(38)).is_ok());
+        assert_eq!(
+            parse(doc(39)).unwrap_err().field,
+            "credentials.refresh.before"
+        );
+    }
 }

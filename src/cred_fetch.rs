@@ -1014,4 +1014,33 @@ mod tests {
             assert!(shown.contains(shown_part), "{shown_part} not in {shown}");
         }
     }
+
+    /// README.md, refresh metrics: Envoy's own 503 for an endpoint it could
+    /// not reach (connection refused or reset, no healthy host) is a
+    /// transport failure; the endpoint's own 503 stays http_5xx.
+    #[test]
+    fn envoys_own_503_for_an_unreachable_endpoint_is_transport() {
+        for (body, want) in [
+            (
+                &b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"[..],
+                Failure::Transport,
+            ),
+            (b"no healthy upstream", Failure::Transport),
+            (b"Service Unavailable", Failure::Status5xx),
+            (b"", Failure::Status5xx),
+        ] {
+            let mut f = Fetch::new(&imds());
+            f.begin(now());
+            let r = Reply { status: 503, body };
+            assert_eq!(failed(f.on_reply(r, now())), want, "{body:?}");
+        }
+        // Only on a 503: the same text in a 500 is the endpoint's answer.
+        let mut f = Fetch::new(&imds());
+        f.begin(now());
+        let r = Reply {
+            status: 500,
+            body: b"no healthy upstream",
+        };
+        assert_eq!(failed(f.on_reply(r, now())), Failure::Status5xx);
+    }
 }

@@ -1352,4 +1352,86 @@ mod tests {
         assert_eq!(r.status(), Status::default());
         assert_eq!(host.paths(), ["presign_container /creds"]);
     }
+
+    /// README.md, Rotating credentials: Envoy's main-thread VM serves no
+    /// request and cannot reach an internal listener. Once a VM has served
+    /// one, only serving VMs refresh; in an idle Envoy a VM whose own attempt
+    /// failed lets the others take the next turn.
+    #[test]
+    fn once_workers_serve_only_they_refresh_and_idle_vms_take_turns() {
+        let store = FakeStore::default();
+        let (h1, h2) = (FakeDispatcher::default(), FakeDispatcher::default());
+        let mut main = Refresher::new(container_setup(), 1);
+        let mut worker = Refresher::new(container_setup(), 2);
+        // Idle: the main VM may try first; it fails.
+        assert_eq!(main.tick(&store, &h1, at(T0)), []);
+        let events = main.on_reply(h1.last_token.get(), FAILED_500, &store, &h1, at(T0));
+        assert!(
+            matches!(events.last(), Some(Event::GaveUp { .. })),
+            "{events:?}"
+        );
+        let next = main.status().next_attempt_ms;
+        // Its next turn goes to another VM: it stands aside while it failed last.
+        assert_eq!(main.tick(&store, &h1, at(next)), []);
+        assert_eq!(h1.calls.borrow().len(), 1);
+        assert_eq!(worker.tick(&store, &h2, at(next)), []);
+        assert_eq!(h2.calls.borrow().len(), 1);
+        let events = worker.on_reply(h2.last_token.get(), FAILED_500, &store, &h2, at(next));
+        assert!(
+            matches!(events.last(), Some(Event::GaveUp { .. })),
+            "{events:?}"
+        );
+        // Now the worker failed last: the main VM may try again.
+        let next = worker.status().next_attempt_ms;
+        main.tick(&store, &h1, at(next));
+        assert_eq!(h1.calls.borrow().len(), 2);
+        main.on_reply(h1.last_token.get(), FAILED_500, &store, &h1, at(next));
+        // Once a worker has served a request, the main VM never refreshes again,
+        // while the serving worker may whoever failed last.
+        worker.mark_serving(&store);
+        assert!(store.data.borrow().contains_key(&key(&worker, "serving")));
+        let next = main.status().next_attempt_ms + 60_000;
+        let mut main2 = Refresher::new(container_setup(), 3);
+        assert_eq!(main2.tick(&store, &h1, at(next)), []);
+        assert_eq!(main.tick(&store, &h1, at(next)), []);
+        assert_eq!(h1.calls.borrow().len(), 2, "{:?}", h1.paths());
+        worker.tick(&store, &h2, at(next));
+        assert_eq!(h2.calls.borrow().len(), 2);
+        let body = answer("ASIA9", next + 3_600_000);
+        worker.on_reply(h2.last_token.get(), reply(&body), &store, &h2, at(next));
+        assert_eq!(worker.status().last_owner, 2);
+        // The others adopt what it stored.
+        assert_eq!(main.tick(&store, &h1, at(next + 1)), [Event::Adopted]);
+        assert_eq!(main.current(), worker.current());
+    }
+
+    /// README.md, Rotating credentials: a request catches up with shared data
+    /// while its worker has no credentials or a refresh of them is due, and
+    /// reads nothing while they are fresh.
+    #[test]
+    fn catch_up_reads_shared_data_only_while_missing_or_due() {
+        let store = FakeStore::default();
+        let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
+        let mut a = Refresher::new(container_setup(), 1);
+        let mut b = Refresher::new(container_setup(), 2);
+        assert!(!b.catch_up(&store, at(T0)), "nothing stored yet");
+        refresh_once(&mut a, &store, &ha, T0, "ASIA1");
+        assert!(b.catch_up(&store, at(T0 + 1)), "missing: adopts at once");
+        assert_eq!(b.current(), a.current());
+        assert!(!b.catch_up(&store, at(T0 + 2)), "unchanged");
+        // Fresh: shared data is not read (a failing store shows any read).
+        store.fail_gets.set(true);
+        assert!(!b.catch_up(&store, at(T0 + 60_000)));
+        store.fail_gets.set(false);
+        // Due (an hour's credentials: 900 s before expiry), and A refreshed.
+        let due = T0 + 2_700_000;
+        refresh_once(&mut a, &store, &ha, due, "ASIA2");
+        assert!(!b.catch_up(&store, at(due - 1)), "not yet due");
+        assert!(b.catch_up(&store, at(due)));
+        assert_eq!(
+            b.current().map(|r| r.credentials.access_key_id()),
+            Some("ASIA2")
+        );
+        let _ = hb;
+    }
 }
