@@ -902,20 +902,12 @@ fn sts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::env_of;
     use serde_json::{json, Value};
-    use std::collections::HashMap;
 
     const SECRET: &str = "wJalrXUtnFEMI-secret-3f9a";
     const TOKEN: &str = "FwoGZXIvYXdz-token-81c2";
     const AUTH: &str = "Bearer pod-identity-77d1";
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
 
     fn compile_with(doc: Value, env: &[(&str, &str)]) -> Result<CompiledCredentials, ConfigError> {
         let raw: RawCredentials = serde_json::from_value(doc).unwrap();

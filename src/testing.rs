@@ -120,3 +120,12 @@ pub fn get_object(key: &str) -> ObjectRequest<'_> {
         query: &[],
     }
 }
+
+/// A VM environment holding exactly `pairs`, as `Config::parse` reads it.
+pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
+}
