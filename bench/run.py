@@ -66,11 +66,17 @@ def wasm_filter(name: str, wasm: Path, configuration: dict | str | None) -> dict
                             host_env_keys=["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
 
 
-def presign_config(origin_port: int, cache: dict, latency_sample_every: int | None = None, **origin) -> dict:
+# Row j: rotating credentials from an IMDSv2 stand-in on the origin Envoy (bench/origin.yaml),
+# reached through the bench's "origin" cluster.
+ROTATING = {"source": "imds", "imds": {"cluster": "origin"}}
+
+
+def presign_config(origin_port: int, cache: dict, latency_sample_every: int | None = None,
+                   credentials: dict | None = None, **origin) -> dict:
     """The filter's configuration; metrics left at their defaults unless a sampling rate is given;
-    ``origin`` adds fields to the origin (``delivery="redirect"``)."""
+    ``credentials`` (default: env); ``origin`` adds fields to the origin (``delivery="redirect"``)."""
     config = {
-        "credentials": {"source": "env"},
+        "credentials": credentials or {"source": "env"},
         "cache": cache,
         "origins": [{
             "name": "media",
@@ -130,6 +136,9 @@ def configurations(origin_port: int) -> dict[str, list[dict]]:
         REDIRECT: [
             wasm_filter("envoy_presign", PRESIGN_WASM, presign_config(origin_port, {}, delivery="redirect")),
             ROUTER],
+        "j presign, cache hits, rotating credentials (IMDS)": [
+            wasm_filter("envoy_presign", PRESIGN_WASM, presign_config(origin_port, {}, credentials=ROTATING)),
+            ROUTER],
     }
 
 
@@ -141,6 +150,17 @@ REDIRECT = "i presign, redirect mode (307 from the cache)"
 
 def expected_status(name: str) -> int:
     return 307 if name == REDIRECT else 200
+
+
+def first_answer(port: int, path: str, status: int, timeout: float = 10.0):
+    """The first response with ``status``: rotating credentials (j) arrive on the filter's
+    first tick, a second or so after start; until then the filter answers 503."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = raw_request(port, "GET", path)
+        if r.status == status or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
 
 
 def start_proxy(workdir: Path, filters: list[dict], origin_port: int, env: dict) -> Envoy:
@@ -267,7 +287,7 @@ def main() -> int:
                 proxies[name] = start_proxy(tmp, filters, origin.port, env)
             path = "/media/video/clip-0001.mp4"
             for name, p in proxies.items():
-                r = raw_request(p.port, "GET", path)
+                r = first_answer(p.port, path, expected_status(name))
                 assert r.status == expected_status(name), f"{name}: warm-up got {r.status}"
                 wrk(p.port, path, 2, args.connections)
             for rnd in range(args.rounds):
@@ -287,21 +307,23 @@ def main() -> int:
             scale = scale_run(tmp, origin.port, env, args)
             calls = {name: hostcalls_per_request(tmp, origin.port, env, cache, path, **more)
                      for name, cache, more in (("hit path (c)", {}, {}), ("signing path (d)", {"enabled": False}, {}),
-                                               ("redirect hit path (i)", {}, {"delivery": "redirect"}))}
+                                               ("redirect hit path (i)", {}, {"delivery": "redirect"}),
+                                               ("rotating credentials' hit path (j)", {},
+                                                {"credentials": ROTATING}))}
         finally:
             for p in proxies.values():
                 p.stop()
             origin.stop()
         seaweed = seaweed_run(tmp, env, args)
 
-    a, b, c, d, e, f, g, h, i = (med[n]["rps"] for n in configurations(0))
+    a, b, c, d, e, f, g, h, i, j = (med[n]["rps"] for n in configurations(0))
     cpu = {n[0]: m["cpu_us"] for n, m in med.items()}
     # Ratios within each round (the configurations ran seconds apart), then their median:
     # by throughput, and by capacity (the inverse ratio of Envoy CPU per request, what the
     # throughput ratio would be if the proxy's core were the only bottleneck).
     by_round = [{n[0]: rs[i] for n, rs in results.items()} for i in range(args.rounds)]
     pairs = (("c", "e"), ("c", "b"), ("d", "b"), ("f", "e"), ("f", "b"), ("g", "e"), ("c", "g"), ("h", "g"),
-             ("i", "c"))
+             ("i", "c"), ("j", "c"))
     rps_ratio = {f"{x}/{y}": statistics.median(r[x]["rps"] / r[y]["rps"] for r in by_round) for x, y in pairs}
     cpu_ratio = {f"{x}/{y}": statistics.median(r[y]["cpu_us"] / r[x]["cpu_us"] for r in by_round)
                  for x, y in pairs}
@@ -328,7 +350,7 @@ def main() -> int:
     lines.append("| by Envoy CPU per request (capacity) | " + " | ".join(f"{v:.3f}" for v in cpu_ratio.values()) + " |")
     lines.append("")
     lines.append("Envoy CPU per request against passthrough (a; a redirect answers without the origin, "
-                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghi") + ".\n")
+                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghij") + ".\n")
     lines.append("In-VM histograms (cumulative over the runs):\n")
     lines.append("| configuration | signing p50 | signing p99 | time in filter p50 | time in filter p99 |")
     lines.append("|---|---:|---:|---:|---:|")
@@ -383,6 +405,7 @@ def hostcalls_per_request(tmp: Path, origin_port: int, env: dict, cache: dict, p
     on the 1 s tick, so each snapshot waits for one). ``origin``: more origin fields."""
     cfg = presign_config(origin_port, cache, **origin)
     proxy = start_proxy(tmp, [wasm_filter("envoy_presign", COUNTING_WASM, cfg), ROUTER], origin_port, env)
+    want = 307 if origin.get("delivery") == "redirect" else 200
 
     def snapshot() -> tuple[int, int]:
         time.sleep(1.5)
@@ -392,7 +415,7 @@ def hostcalls_per_request(tmp: Path, origin_port: int, env: dict, cache: dict, p
         return stats.get("wasmcustom.envoy_presign.hostcalls.origin.media", 0), requests
 
     try:
-        assert raw_request(proxy.port, "GET", path).status == (307 if origin.get("delivery") == "redirect" else 200)
+        assert first_answer(proxy.port, path, want).status == want
         calls0, requests0 = snapshot()
         wrk(proxy.port, path, 2, 4)
         calls1, requests1 = snapshot()
