@@ -291,6 +291,7 @@ pub(crate) fn compile(
     if raw.chain.is_some() && raw.source != "chain" {
         return Err(err("chain", "only read with \"source\": \"chain\""));
     }
+    unread_blocks(&raw)?;
     match raw.source.as_str() {
         "env" | "inline" => {
             let (source, creds) = static_keys(&raw, raw.source == "inline", env)?;
@@ -313,9 +314,51 @@ pub(crate) fn compile(
     }
 }
 
-/// Inline keys are read for `assume_role.base: inline`: they sign the call.
+/// The sources the document reads: the source itself, a chain's entries,
+/// and an `assume_role`'s base.
+fn sources_read(raw: &RawCredentials) -> Vec<&str> {
+    let mut read: Vec<&str> = match (raw.source.as_str(), &raw.chain) {
+        ("chain", Some(names)) => names.iter().map(String::as_str).collect(),
+        ("chain", None) => DEFAULT_CHAIN.to_vec(),
+        (one, _) => vec![one],
+    };
+    if read.contains(&"assume_role") {
+        let base = raw.assume_role.as_ref().and_then(|a| a.base.as_deref());
+        read.push(base.unwrap_or("env"));
+    }
+    read
+}
+
+/// A block no source reads is refused (a typo, or a source left out of a
+/// chain), rather than silently ignored.
+fn unread_blocks(raw: &RawCredentials) -> Result<(), ConfigError> {
+    let read = sources_read(raw);
+    let blocks = [
+        ("imds", raw.imds.is_some()),
+        ("container", raw.container.is_some()),
+        ("assume_role", raw.assume_role.is_some()),
+        ("web_identity", raw.web_identity.is_some()),
+    ];
+    for (name, present) in blocks {
+        if present && !read.contains(&name) {
+            return Err(err(
+                name,
+                format!("not read: source {:?} does not use {name}", raw.source),
+            ));
+        }
+    }
+    if raw.refresh.is_some() && matches!(raw.source.as_str(), "env" | "inline") {
+        return Err(err(
+            "refresh",
+            "only read with a rotating source (static keys are never refreshed)",
+        ));
+    }
+    Ok(())
+}
+
+/// Inline keys are read for an `assume_role` signed by them (`base: inline`).
 fn base_is_inline(raw: &RawCredentials) -> bool {
-    raw.assume_role.as_ref().and_then(|a| a.base.as_deref()) == Some("inline")
+    sources_read(raw).contains(&"inline") && raw.source != "inline"
 }
 
 fn fixed(source: CredentialsSource, creds: Result<Credentials, String>) -> CompiledCredentials {
@@ -1030,6 +1073,9 @@ mod tests {
             for key in ["access_key_id", "secret_access_key", "session_token"] {
                 let mut doc = assume_role(json!({}));
                 doc["source"] = json!(source);
+                if source != "assume_role" {
+                    doc.as_object_mut().unwrap().remove("assume_role");
+                }
                 doc[key] = json!("x");
                 let e = refusal(doc, &[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/c")]);
                 assert_eq!(e.field, "credentials", "{source} {key}");
@@ -1630,9 +1676,13 @@ mod tests {
             ("web_identity", "web_identity"),
         ] {
             let mut doc = assume_role(json!({"base": name}));
-            doc["web_identity"] =
-                json!({"role_arn": "arn:aws:iam::1:role/web", "region": "us-east-1"});
-            doc["container"] = json!({"relative_uri": "/c"});
+            if name == "web_identity" {
+                doc["web_identity"] =
+                    json!({"role_arn": "arn:aws:iam::1:role/web", "region": "us-east-1"});
+            }
+            if name == "container" {
+                doc["container"] = json!({"relative_uri": "/c"});
+            }
             match base_of(doc, &[]) {
                 BaseCredentials::Fetched(b) => assert_eq!(b.label(), want),
                 other => panic!("{other:?}"),
@@ -2065,5 +2115,45 @@ mod tests {
             parse(doc(39)).unwrap_err().field,
             "credentials.refresh.before"
         );
+    }
+
+    /// A block no source of the document reads is refused, naming it, rather
+    /// than silently ignored (a typo, a source left out of the chain); so are
+    /// inline keys beside an `assume_role` the document never uses.
+    #[test]
+    fn blocks_no_source_reads_are_refused() {
+        let imds = json!({"timeout_ms": 500});
+        for (doc, field) in [
+            (json!({"source": "env", "imds": imds}), "credentials.imds"),
+            (
+                json!({"source": "container", "container": {"relative_uri": "/c"}, "imds": imds}),
+                "credentials.imds",
+            ),
+            (
+                json!({"source": "chain", "chain": ["imds"], "imds": imds,
+                    "container": {"relative_uri": "/c"}}),
+                "credentials.container",
+            ),
+            (
+                json!({"source": "inline", "access_key_id": "A", "secret_access_key": "s",
+                    "refresh": {"before": 600}}),
+                "credentials.refresh",
+            ),
+            (
+                json!({"source": "imds", "access_key_id": "A", "secret_access_key": "s",
+                    "assume_role": {"base": "inline", "role_arn": "arn:aws:iam::1:role/r", "region": "eu-west-1"}}),
+                "credentials.assume_role",
+            ),
+        ] {
+            let e = refusal(doc.clone(), &[]);
+            assert_eq!(e.field, field, "{doc}");
+        }
+        // The default chain reads every block but assume_role's.
+        let doc = json!({"source": "chain", "imds": imds, "container": {"relative_uri": "/c"}});
+        assert_eq!(setup(doc, &[]).chain.len(), 2);
+        // A chain's assume_role reads its base's block.
+        let doc = json!({"source": "chain", "chain": ["assume_role"], "imds": imds,
+                         "assume_role": {"base": "imds", "role_arn": "arn:aws:iam::1:role/r", "region": "eu-west-1"}});
+        assert_eq!(setup(doc, &[]).chain.len(), 1);
     }
 }
