@@ -2102,6 +2102,16 @@ mod tests {
         assert_eq!(check_timing(&r, 148_000), Ok(()));
         let e = check_timing(&r, 149_000).unwrap_err();
         assert_eq!(e.field, "credentials.web_identity.duration");
+        let sts = json!({"source": "assume_role",
+                         "assume_role": {"region": "eu-west-1", "role_arn": "arn:aws:iam::1:role/r", "duration": 900},
+                         "refresh": {"before": 3000, "expiry_margin": 300}});
+        let r = setup(
+            sts,
+            &[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")],
+        );
+        assert_eq!(check_timing(&r, 148_000), Ok(()));
+        let e = check_timing(&r, 149_000).unwrap_err();
+        assert_eq!(e.field, "credentials.assume_role.duration");
         // Static keys are never checked; through Config::parse the origins count.
         let doc = |min_remaining: u64| {
             json!({"credentials": {"source": "imds", "refresh": {"before": 100, "expiry_margin": 60}},
