@@ -370,8 +370,8 @@ impl Config {
             }
             origins.push(compiled);
         }
-        let credentials = crate::cred_config::compile(raw.credentials, env)?;
-        if let Some(r) = &credentials.rotating {
+        let mut credentials = crate::cred_config::compile(raw.credentials, env)?;
+        if let Some(r) = credentials.rotating.as_mut() {
             let min_remaining = origins.iter().map(|o| o.policy.min_remaining_ms).max();
             crate::cred_config::check_timing(r, min_remaining.unwrap_or(0))?;
         }

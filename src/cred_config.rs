@@ -239,6 +239,19 @@ pub struct RefreshSettings {
     /// than the slowest refresh the chain can make, so it only lapses when
     /// the refreshing worker is gone.
     pub lease_ms: u64,
+    /// Signing stops this long before the credentials expire
+    /// (`stops_signing_ms` with the largest origin `min_remaining`; set by
+    /// `Config::parse`, which knows the origins).
+    pub stops_signing_ms: u64,
+}
+
+/// How long before their expiry credentials stop signing: a URL must end
+/// `expiry_margin` before them, keep `min_remaining` of life when served, and
+/// have a whole second of life (the one rule `url_source::Keys` applies).
+pub fn stops_signing_ms(expiry_margin_ms: u64, min_remaining_ms: u64) -> u64 {
+    expiry_margin_ms
+        .saturating_add(min_remaining_ms)
+        .saturating_add(1000)
 }
 
 /// Rotating credentials: the sources tried in order on each refresh.
@@ -531,8 +544,9 @@ fn fingerprint_of(chain: &[Source]) -> String {
 /// `min_remaining` (+ 1 s of URL life) before expiry, and refreshes
 /// `refresh.before` before expiry, or half-way through a shorter life (an
 /// STS session of `duration`).
-pub fn check_timing(r: &Rotating, max_min_remaining_ms: u64) -> Result<(), ConfigError> {
-    let stops_ms = r.refresh.expiry_margin_ms + max_min_remaining_ms + 1000;
+pub fn check_timing(r: &mut Rotating, max_min_remaining_ms: u64) -> Result<(), ConfigError> {
+    let stops_ms = stops_signing_ms(r.refresh.expiry_margin_ms, max_min_remaining_ms);
+    r.refresh.stops_signing_ms = stops_ms;
     let explain = |what: &str, value_ms: u64| {
         format!(
             "{what} ({} s) must exceed refresh.expiry_margin + the largest origin min_remaining + 1 s ({} s): signing stops that long before the credentials expire, so they would lapse before being refreshed",
@@ -622,6 +636,7 @@ fn refresh_settings(
         retry_min_ms: retry_min,
         retry_max_ms: retry_max,
         lease_ms: slowest + 2_000,
+        stops_signing_ms: stops_signing_ms(margin * 1000, 0),
     })
 }
 
@@ -2084,12 +2099,12 @@ mod tests {
     /// `Config::parse` checks it against the largest origin `min_remaining`.
     #[test]
     fn timing_that_lapses_before_the_refresh_is_refused() {
-        let r = setup(
+        let mut r = setup(
             json!({"source": "imds", "refresh": {"before": 100, "expiry_margin": 60}}),
             &[],
         );
-        assert_eq!(check_timing(&r, 38_000), Ok(()));
-        let e = check_timing(&r, 39_000).unwrap_err();
+        assert_eq!(check_timing(&mut r, 38_000), Ok(()));
+        let e = check_timing(&mut r, 39_000).unwrap_err();
         assert_eq!(e.field, "credentials.refresh.before");
         assert!(
             e.reason.contains("(100 s)") && e.reason.contains("(100 s)"),
@@ -2098,19 +2113,19 @@ mod tests {
         let sts = json!({"source": "web_identity",
                          "web_identity": {"region": "eu-west-1", "role_arn": "arn:aws:iam::1:role/r", "duration": 900},
                          "refresh": {"before": 3000, "expiry_margin": 300}});
-        let r = setup(sts, &[]);
-        assert_eq!(check_timing(&r, 148_000), Ok(()));
-        let e = check_timing(&r, 149_000).unwrap_err();
+        let mut r = setup(sts, &[]);
+        assert_eq!(check_timing(&mut r, 148_000), Ok(()));
+        let e = check_timing(&mut r, 149_000).unwrap_err();
         assert_eq!(e.field, "credentials.web_identity.duration");
         let sts = json!({"source": "assume_role",
                          "assume_role": {"region": "eu-west-1", "role_arn": "arn:aws:iam::1:role/r", "duration": 900},
                          "refresh": {"before": 3000, "expiry_margin": 300}});
-        let r = setup(
+        let mut r = setup(
             sts,
             &[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "s")],
         );
-        assert_eq!(check_timing(&r, 148_000), Ok(()));
-        let e = check_timing(&r, 149_000).unwrap_err();
+        assert_eq!(check_timing(&mut r, 148_000), Ok(()));
+        let e = check_timing(&mut r, 149_000).unwrap_err();
         assert_eq!(e.field, "credentials.assume_role.duration");
         // Static keys are never checked; through Config::parse the origins count.
         let doc = |min_remaining: u64| {

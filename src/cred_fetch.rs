@@ -97,12 +97,19 @@ impl Call {
 }
 
 /// What came back from a dispatched call.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Reply<'a> {
     /// HTTP status; 0 when there was no response (reset, connection failure).
     pub status: u16,
     /// The body, already capped by the glue.
     pub body: &'a [u8],
+}
+
+impl fmt::Debug for Reply<'_> {
+    /// The status and the body's size: the body holds the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reply({}, {} bytes)", self.status, self.body.len())
+    }
 }
 
 /// Why a refresh through one source failed: a stable category for metrics
@@ -179,7 +186,6 @@ pub enum Step {
     Failed(Failure),
 }
 
-#[derive(Debug)]
 enum Stage {
     NotStarted,
     ImdsToken,
@@ -191,6 +197,21 @@ enum Stage {
     /// The base credentials of an `AssumeRole` are being fetched.
     Base(Box<Fetch>),
     Sts(StsAction),
+}
+
+impl fmt::Debug for Stage {
+    /// The stage's name; never the IMDSv2 token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::NotStarted => f.write_str("NotStarted"),
+            Stage::ImdsToken => f.write_str("ImdsToken"),
+            Stage::ImdsRole { .. } => f.write_str("ImdsRole { token: <redacted> }"),
+            Stage::ImdsCredentials => f.write_str("ImdsCredentials"),
+            Stage::Container => f.write_str("Container"),
+            Stage::Base(inner) => f.debug_tuple("Base").field(inner).finish(),
+            Stage::Sts(action) => f.debug_tuple("Sts").field(action).finish(),
+        }
+    }
 }
 
 /// One refresh through one source.
@@ -1042,5 +1063,22 @@ mod tests {
             body: b"no healthy upstream",
         };
         assert_eq!(failed(f.on_reply(r, now())), Failure::Status5xx);
+    }
+
+    /// Debug output never shows a provider's answer or the IMDSv2 token.
+    #[test]
+    fn debug_shows_neither_the_answer_nor_the_imds_token() {
+        let body = br#"{"SecretAccessKey":"wJalr-SECRET"}"#;
+        let r = Reply { status: 200, body };
+        assert_eq!(
+            format!("{r:?}"),
+            format!("Reply(200, {} bytes)", body.len())
+        );
+        let mut f = Fetch::new(&imds());
+        f.begin(now());
+        f.on_reply(ok("imds-token-SECRET"), now());
+        let shown = format!("{f:?}");
+        assert!(shown.contains("ImdsRole { token: <redacted> }"), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
     }
 }

@@ -21,6 +21,9 @@ const RECORD_MAGIC: &[u8; 4] = b"EPK1";
 const STATUS_MAGIC: &[u8; 4] = b"EPS1";
 const LEASE_MAGIC: &[u8; 4] = b"EPL1";
 
+/// The root context's tick: how often each worker looks at shared data.
+const TICK_MS: u64 = 1000;
+
 /// Shared-data key prefix of the credential records.
 pub const KEY_PREFIX: &str = "envoy_presign.cred.";
 
@@ -78,11 +81,21 @@ impl Record {
 
     /// When a refresh is due: `before` ahead of expiry, but never earlier
     /// than half-way through the credentials' life (short-lived credentials
-    /// are not refreshed right after they arrive).
-    pub fn refresh_at_ms(&self, before_ms: u64) -> u64 {
-        let expires = self.credentials.expires_at_ms().unwrap_or(0);
-        let half_life = expires.saturating_sub(self.obtained_ms) / 2;
-        expires.saturating_sub(before_ms.min(half_life))
+    /// are not refreshed right after they arrive), and in any case a tick
+    /// before they stop signing (`stops_ms` before expiry).
+    pub fn refresh_at_ms(&self, before_ms: u64, stops_ms: u64) -> u64 {
+        let half_life = self.expires_ms().saturating_sub(self.obtained_ms) / 2;
+        let ahead = self.expires_ms().saturating_sub(before_ms.min(half_life));
+        ahead.min(self.stops_at_ms(stops_ms).saturating_sub(TICK_MS))
+    }
+
+    /// When they stop signing: `stops_ms` before expiry.
+    pub fn stops_at_ms(&self, stops_ms: u64) -> u64 {
+        self.expires_ms().saturating_sub(stops_ms)
+    }
+
+    fn expires_ms(&self) -> u64 {
+        self.credentials.expires_at_ms().unwrap_or(0)
     }
 }
 
@@ -232,13 +245,23 @@ pub struct Refresher {
     serving: bool,
     /// Whether this VM has said so in shared data.
     announced: bool,
+    /// The shared-data keys, built once.
+    keys: Keys,
+}
+
+/// The shared-data keys of one credentials setup.
+#[derive(Debug)]
+struct Keys {
+    current: String,
+    status: String,
+    lease: String,
+    serving: String,
 }
 
 impl Refresher {
     /// A worker's refresher; `owner` identifies it in the lease (non-zero).
     pub fn new(setup: Rotating, owner: u64) -> Self {
         Self {
-            setup,
             owner,
             adopted_cas: None,
             current: None,
@@ -246,6 +269,16 @@ impl Refresher {
             in_flight: None,
             serving: false,
             announced: false,
+            keys: {
+                let key = |what: &str| format!("{KEY_PREFIX}{}.{what}", setup.fingerprint);
+                Keys {
+                    current: key("current"),
+                    status: key("status"),
+                    lease: key("lease"),
+                    serving: key("serving"),
+                }
+            },
+            setup,
         }
     }
 
@@ -259,7 +292,7 @@ impl Refresher {
     pub fn mark_serving<S: Store + ?Sized>(&mut self, store: &S) {
         self.serving = true;
         if !self.announced {
-            self.announced = store.set(&self.key("serving"), b"1", None).is_ok();
+            self.announced = store.set(&self.keys.serving, b"1", None).is_ok();
         }
     }
 
@@ -268,13 +301,17 @@ impl Refresher {
         if self.serving {
             return true;
         }
-        let workers_serve = matches!(store.get(&self.key("serving")), Ok((Some(_), _)));
+        let workers_serve = matches!(store.get(&self.keys.serving), Ok((Some(_), _)));
         let failed_last = self.status.failures > 0 && self.status.last_owner == self.owner;
         !workers_serve && !failed_last
     }
 
-    fn key(&self, what: &str) -> String {
-        format!("{KEY_PREFIX}{}.{what}", self.setup.fingerprint)
+    /// Whether a refresh of this worker's credentials is due at `now_ms`.
+    fn due(&self, now_ms: u64) -> bool {
+        let r = &self.setup.refresh;
+        self.current
+            .as_ref()
+            .is_none_or(|c| now_ms >= c.refresh_at_ms(r.before_ms, r.stops_signing_ms))
     }
 
     /// The credentials this worker signs with, if any.
@@ -308,7 +345,7 @@ impl Refresher {
         let now_ms = unix_ms(now);
         let mut events = Vec::new();
         self.adopt(store, &mut events);
-        if let Ok((Some(bytes), _)) = store.get(&self.key("status")) {
+        if let Ok((Some(bytes), _)) = store.get(&self.keys.status) {
             if let Some(s) = Status::decode(&bytes) {
                 self.status = s;
             }
@@ -317,32 +354,18 @@ impl Refresher {
             if now_ms <= f.deadline_ms {
                 return events;
             }
-            let source = f.fetch.label();
-            self.in_flight = None;
-            events.push(Event::Failed {
-                source,
-                failure: Failure::Abandoned,
-            });
-            // Once another worker has taken the lapsed lease over, the shared
-            // status is its refresh's: a late give-up would record a failure
-            // after its success, or count its failure twice.
-            if self.holds_lease(store) {
-                self.give_up(store, now_ms, Failure::Abandoned, &mut events);
-            }
+            events.extend(self.tick_abandon(store, now_ms));
             return events;
         }
-        let due = self
-            .current
-            .as_ref()
-            .is_none_or(|r| now_ms >= r.refresh_at_ms(self.setup.refresh.before_ms));
-        if !due
+        if !self.due(now_ms)
             || now_ms < self.status.next_attempt_ms
             || !self.may_refresh(store)
             || !self.take_lease(store, now_ms)
         {
             return events;
         }
-        self.start_after(0, None, store, host, now, &mut events);
+        let deadline_ms = now_ms.saturating_add(self.setup.refresh.lease_ms);
+        self.start_after(0, None, deadline_ms, store, host, now, &mut events);
         events
     }
 
@@ -364,30 +387,57 @@ impl Refresher {
             self.in_flight = Some(f);
             return events;
         }
+        if unix_ms(now) > f.deadline_ms {
+            // Past the lease: another worker may be refreshing; this answer
+            // is the abandoned call's, reported as `tick` would.
+            self.in_flight = Some(f);
+            return self.tick_abandon(store, unix_ms(now));
+        }
         let step = f.fetch.on_reply(reply, now);
         self.advance(f, step, store, host, now, &mut events);
         events
     }
 
-    /// Adopts what shared data holds when this worker has no credentials or
-    /// a refresh of them is due: a request then picks up credentials another
-    /// worker has just stored instead of waiting for this worker's tick (at
-    /// most one shared-data read, and only while a refresh is due). Returns
-    /// whether the credentials changed.
+    /// Gives up on the call in flight, past its lease.
+    fn tick_abandon<S: Store + ?Sized>(&mut self, store: &S, now_ms: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        let Some(f) = self.in_flight.take() else {
+            return events;
+        };
+        events.push(Event::Failed {
+            source: f.fetch.label(),
+            failure: Failure::Abandoned,
+        });
+        // Once another worker has taken the lapsed lease over, the shared
+        // status is its refresh's: a late give-up would record a failure
+        // after its success, or count its failure twice.
+        if self.holds_lease(store) {
+            self.give_up(store, now_ms, Failure::Abandoned, &mut events);
+        }
+        events
+    }
+
+    /// Adopts what shared data holds while this worker has no credentials
+    /// that sign: a request then picks up credentials another worker has
+    /// just stored instead of waiting for this worker's tick. One
+    /// shared-data read per such request, and none while the credentials
+    /// sign (a refresh is due before they stop, and the tick adopts its
+    /// result). Returns whether the credentials changed.
     pub fn catch_up<S: Store + ?Sized>(&mut self, store: &S, now: SystemTime) -> bool {
-        let due = self
+        let stops = self.setup.refresh.stops_signing_ms;
+        let signs = self
             .current
             .as_ref()
-            .is_none_or(|r| unix_ms(now) >= r.refresh_at_ms(self.setup.refresh.before_ms));
+            .is_some_and(|r| unix_ms(now) < r.stops_at_ms(stops));
         let mut events = Vec::new();
-        if due {
+        if !signs {
             self.adopt(store, &mut events);
         }
         !events.is_empty()
     }
 
     fn adopt<S: Store + ?Sized>(&mut self, store: &S, events: &mut Vec<Event>) {
-        let Ok((Some(bytes), cas)) = store.get(&self.key("current")) else {
+        let Ok((Some(bytes), cas)) = store.get(&self.keys.current) else {
             return;
         };
         if cas.is_some() && cas == self.adopted_cas {
@@ -404,10 +454,24 @@ impl Refresher {
 
     /// Claims the lease when it is free or lapsed (CAS: one winner).
     fn take_lease<S: Store + ?Sized>(&self, store: &S, now_ms: u64) -> bool {
-        let key = self.key("lease");
-        let Ok((bytes, cas)) = store.get(&key) else {
+        let key = &self.keys.lease;
+        let Ok((mut bytes, mut cas)) = store.get(key) else {
             return false;
         };
+        if bytes.is_none() {
+            // A write creates a missing key whatever the CAS, so two workers
+            // could both "win" it: create it free first, then claim it with
+            // a real compare-and-swap.
+            let free = Lease {
+                owner: 0,
+                until_ms: 0,
+            };
+            let _ = store.set(key, &free.encode(), None);
+            let Ok(read) = store.get(key) else {
+                return false;
+            };
+            (bytes, cas) = read;
+        }
         if let Some(l) = bytes.as_deref().and_then(Lease::decode) {
             if l.until_ms > now_ms && l.owner != self.owner {
                 return false;
@@ -417,17 +481,17 @@ impl Refresher {
             owner: self.owner,
             until_ms: now_ms.saturating_add(self.setup.refresh.lease_ms),
         };
-        store.set(&key, &lease.encode(), cas).is_ok()
+        cas.is_some() && store.set(key, &lease.encode(), cas).is_ok()
     }
 
     /// Whether the lease is still recorded as this worker's (lapsed or not).
     fn holds_lease<S: Store + ?Sized>(&self, store: &S) -> bool {
-        matches!(store.get(&self.key("lease")), Ok((Some(bytes), _))
+        matches!(store.get(&self.keys.lease), Ok((Some(bytes), _))
             if Lease::decode(&bytes).is_some_and(|l| l.owner == self.owner))
     }
 
     fn release_lease<S: Store + ?Sized>(&self, store: &S) {
-        let key = self.key("lease");
+        let key = &self.keys.lease;
         if let Ok((Some(bytes), cas)) = store.get(&key) {
             if Lease::decode(&bytes).is_some_and(|l| l.owner == self.owner) {
                 let free = Lease {
@@ -441,10 +505,12 @@ impl Refresher {
 
     /// Starts the chain's source at `position` (or gives up past its end,
     /// reporting `last`).
+    #[allow(clippy::too_many_arguments)]
     fn start_after<S: Store + ?Sized>(
         &mut self,
         position: usize,
         last: Option<Failure>,
+        deadline_ms: u64,
         store: &S,
         host: &dyn Dispatcher,
         now: SystemTime,
@@ -461,7 +527,7 @@ impl Refresher {
             fetch,
             position,
             token: 0,
-            deadline_ms: unix_ms(now).saturating_add(self.setup.refresh.lease_ms),
+            deadline_ms,
         };
         self.advance(f, step, store, host, now, events);
     }
@@ -485,6 +551,15 @@ impl Refresher {
                 }
                 None => Failure::Dispatch,
             },
+            // Credentials that would not even sign are no success: the
+            // last good ones stay, and the chain goes on.
+            Step::Done(credentials)
+                if credentials.expires_at_ms().is_some_and(|e| {
+                    e <= unix_ms(now).saturating_add(self.setup.refresh.stops_signing_ms)
+                }) =>
+            {
+                Failure::Expired
+            }
             Step::Done(credentials) => {
                 self.succeed(store, credentials, source, unix_ms(now), events);
                 return;
@@ -492,7 +567,9 @@ impl Refresher {
             Step::Failed(failure) => failure,
         };
         events.push(Event::Failed { source, failure });
-        self.start_after(f.position + 1, Some(failure), store, host, now, events);
+        let deadline_ms = f.deadline_ms;
+        let next = f.position + 1;
+        self.start_after(next, Some(failure), deadline_ms, store, host, now, events);
     }
 
     fn succeed<S: Store + ?Sized>(
@@ -509,12 +586,12 @@ impl Refresher {
             obtained_ms: now_ms,
             source: source.to_string(),
         };
-        let _ = store.set(&self.key("current"), &record.encode(), None);
+        let _ = store.set(&self.keys.current, &record.encode(), None);
         self.status = Status {
             last_owner: self.owner,
             ..Status::default()
         };
-        let _ = store.set(&self.key("status"), &self.status.encode(), None);
+        let _ = store.set(&self.keys.status, &self.status.encode(), None);
         self.release_lease(store);
         if self.current.as_ref() != Some(&record) {
             self.current = Some(record);
@@ -540,7 +617,7 @@ impl Refresher {
             last_failure: failure.code(),
             last_owner: self.owner,
         };
-        let _ = store.set(&self.key("status"), &self.status.encode(), None);
+        let _ = store.set(&self.keys.status, &self.status.encode(), None);
         self.release_lease(store);
         events.push(Event::GaveUp { retry_in_ms });
     }
@@ -772,15 +849,21 @@ mod tests {
     }
 
     /// README.md, refresh: due `before` ahead of expiry, but never before
-    /// half-way through the credentials' life.
+    /// half-way through the credentials' life, and in any case a tick
+    /// before they stop signing.
     #[test]
     fn refresh_is_due_before_expiry_or_at_half_life() {
         let hour = record("A", None, T0, T0 + 3_600_000);
-        assert_eq!(hour.refresh_at_ms(900_000), T0 + 2_700_000);
+        assert_eq!(hour.refresh_at_ms(900_000, 61_000), T0 + 2_700_000);
         let minute = record("A", None, T0, T0 + 60_000);
-        assert_eq!(minute.refresh_at_ms(900_000), T0 + 30_000);
-        let odd = record("A", None, T0, T0 + 61);
-        assert_eq!(odd.refresh_at_ms(900_000), T0 + 31);
+        assert_eq!(minute.refresh_at_ms(900_000, 1_000), T0 + 30_000);
+        let short = record("A", None, T0, T0 + 10_001);
+        assert_eq!(short.refresh_at_ms(900_000, 0), T0 + 5_001);
+        // Credentials that stop signing 40 s before their expiry, half-way
+        // through a minute: refreshed a tick before they stop, at 19 s.
+        assert_eq!(minute.stops_at_ms(40_000), T0 + 20_000);
+        assert_eq!(minute.refresh_at_ms(900_000, 40_000), T0 + 19_000);
+        assert_eq!(hour.refresh_at_ms(900_000, 1_000_000), T0 + 2_599_000);
     }
 
     /// README.md, refresh back-off: doubling from retry_min_ms to
@@ -1406,12 +1489,12 @@ mod tests {
     }
 
     /// README.md, Rotating credentials: a request catches up with shared data
-    /// while its worker has no credentials or a refresh of them is due, and
-    /// reads nothing while they are fresh.
+    /// while its worker has no credentials that sign, and reads nothing
+    /// while they do (a refresh is due before they stop; the tick adopts it).
     #[test]
-    fn catch_up_reads_shared_data_only_while_missing_or_due() {
+    fn catch_up_reads_shared_data_only_while_nothing_signs() {
         let store = FakeStore::default();
-        let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
+        let ha = FakeDispatcher::default();
         let mut a = Refresher::new(container_setup(), 1);
         let mut b = Refresher::new(container_setup(), 2);
         assert!(!b.catch_up(&store, at(T0)), "nothing stored yet");
@@ -1419,19 +1502,117 @@ mod tests {
         assert!(b.catch_up(&store, at(T0 + 1)), "missing: adopts at once");
         assert_eq!(b.current(), a.current());
         assert!(!b.catch_up(&store, at(T0 + 2)), "unchanged");
-        // Fresh: shared data is not read (a failing store shows any read).
-        store.fail_gets.set(true);
-        assert!(!b.catch_up(&store, at(T0 + 60_000)));
-        store.fail_gets.set(false);
-        // Due (an hour's credentials: 900 s before expiry), and A refreshed.
+        // While they sign, shared data is not read (a failing store shows any
+        // read), even with a refresh due and done by another worker.
         let due = T0 + 2_700_000;
         refresh_once(&mut a, &store, &ha, due, "ASIA2");
-        assert!(!b.catch_up(&store, at(due - 1)), "not yet due");
-        assert!(b.catch_up(&store, at(due)));
+        store.fail_gets.set(true);
+        let stops = b
+            .current()
+            .unwrap()
+            .stops_at_ms(container_setup().refresh.stops_signing_ms);
+        assert_eq!(stops, T0 + 3_600_000 - 61_000);
+        assert!(!b.catch_up(&store, at(stops - 1)));
+        store.fail_gets.set(false);
+        assert!(!b.catch_up(&store, at(stops - 1)));
+        // Once they stop signing, a request adopts what is stored.
+        assert!(b.catch_up(&store, at(stops)));
         assert_eq!(
             b.current().map(|r| r.credentials.access_key_id()),
             Some("ASIA2")
         );
-        let _ = hb;
+    }
+
+    /// README.md, Rotating credentials: credentials that would not even sign
+    /// (less than `expiry_margin` + `min_remaining` + 1 s left) are no
+    /// success: counted `expired`, the chain goes on, the last good stay.
+    #[test]
+    fn credentials_too_short_to_sign_are_a_failure() {
+        let store = FakeStore::default();
+        let host = FakeDispatcher::default();
+        let mut r = Refresher::new(chain_setup(), 1);
+        refresh_once_chain_first(&mut r, &store, &host, T0, "ASIA1", 3_600_000);
+        let good = r.current().cloned();
+        let due = T0 + 2_700_000;
+        r.tick(&store, &host, at(due));
+        // 61 s is when signing stops with the 60 s margin: 61 s of life is too short.
+        let body = answer("ASIA2", due + 61_000);
+        let events = r.on_reply(host.last_token.get(), reply(&body), &store, &host, at(due));
+        assert_eq!(
+            events,
+            [Event::Failed {
+                source: "container",
+                failure: Failure::Expired
+            }]
+        );
+        assert_eq!(
+            host.paths().last().map(String::as_str),
+            Some("presign_imds /latest/api/token")
+        );
+        assert_eq!(r.current().cloned(), good);
+        assert_eq!(stored_record(&store, &r), good);
+    }
+
+    /// Worker `r` refreshes through the chain's first source (container).
+    fn refresh_once_chain_first(
+        r: &mut Refresher,
+        store: &FakeStore,
+        host: &FakeDispatcher,
+        now_ms: u64,
+        id: &str,
+        life_ms: u64,
+    ) {
+        r.tick(store, host, at(now_ms));
+        let body = answer(id, now_ms + life_ms);
+        let events = r.on_reply(host.last_token.get(), reply(&body), store, host, at(now_ms));
+        assert!(events.contains(&Event::Adopted), "{events:?}");
+    }
+
+    /// The lease key does not exist before the first refresh, and a write
+    /// creates a missing key whatever the CAS: it is created free first and
+    /// then claimed with a compare-and-swap (two workers that both created
+    /// it then race on the same CAS value: one wins). A worker that finds it
+    /// claimed does not refresh; with the re-read refused nothing is claimed.
+    #[test]
+    fn the_first_lease_has_one_winner() {
+        let store = FakeStore::default();
+        let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
+        let mut a = Refresher::new(container_setup(), 1);
+        let mut b = Refresher::new(container_setup(), 2);
+        // A creates the key free and claims it; B then finds A's claim.
+        a.tick(&store, &ha, at(T0));
+        b.tick(&store, &hb, at(T0));
+        assert_eq!((ha.calls.borrow().len(), hb.calls.borrow().len()), (1, 0));
+        assert_eq!(stored_lease(&store, &b).map(|l| l.owner), Some(1));
+        // A missing key is never claimed by an unconditional write: with the
+        // store refusing the re-read, no lease is taken at all.
+        let store = FakeStore::default();
+        let mut c = Refresher::new(container_setup(), 3);
+        *store.interleave.borrow_mut() = Some(Box::new(|s: &FakeStore| s.fail_gets.set(true)));
+        let hc = FakeDispatcher::default();
+        c.tick(&store, &hc, at(T0));
+        assert!(hc.calls.borrow().is_empty());
+    }
+
+    /// An answer that comes after the lease lapsed is the abandoned call's:
+    /// reported as such, and nothing of it is stored.
+    #[test]
+    fn an_answer_after_the_lease_is_abandoned() {
+        let store = FakeStore::default();
+        let host = FakeDispatcher::default();
+        let mut r = Refresher::new(container_setup(), 1);
+        r.tick(&store, &host, at(T0));
+        let late = T0 + container_setup().refresh.lease_ms + 1;
+        let body = answer("ASIA1", late + 3_600_000);
+        let events = r.on_reply(host.last_token.get(), reply(&body), &store, &host, at(late));
+        assert_eq!(
+            events.first(),
+            Some(&Event::Failed {
+                source: "container",
+                failure: Failure::Abandoned
+            })
+        );
+        assert_eq!(r.current(), None);
+        assert_eq!(stored_record(&store, &r), None);
     }
 }

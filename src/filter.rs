@@ -249,6 +249,14 @@ impl RootContext for PresignRoot {
         }
         // Ticks flush batched counters, and drive the cache-size scan.
         if !set_tick_period(TICK) {
+            if config.rotating.is_some() {
+                // Rotating credentials are fetched on ticks: without them
+                // the filter could never sign.
+                log::error!(
+                    "envoy-presign: no tick period: rotating credentials cannot be fetched"
+                );
+                return false;
+            }
             log::warn!("envoy-presign: no tick period; counters and cache gauges stay unreported");
         }
         self.scanner.reset();

@@ -8,6 +8,7 @@ use crate::cache::{
 };
 use crate::canonical::format_query_into;
 use crate::config::{Config, Origin};
+use crate::cred_config::stops_signing_ms;
 use crate::request::FallbackReason;
 use crate::sign::{object_path_into, presign, Method, Signer};
 
@@ -72,8 +73,13 @@ impl Keys<'_> {
             Some(e) => e.saturating_sub(self.margin_ms),
             None => u64::MAX,
         };
-        // A URL needs whole seconds of life beyond what it must keep left.
-        if not_after < now_ms.saturating_add(min_remaining_ms).saturating_add(1000) {
+        // The one rule of `cred_config::stops_signing_ms`: the margin, what
+        // a URL must keep left, and a whole second of URL life.
+        let stops = stops_signing_ms(self.margin_ms, min_remaining_ms);
+        if signer
+            .expires_at_ms()
+            .is_some_and(|e| e < now_ms.saturating_add(stops))
+        {
             return Err(unavailable);
         }
         Ok((signer, not_after))
