@@ -492,13 +492,13 @@ impl Refresher {
 
     fn release_lease<S: Store + ?Sized>(&self, store: &S) {
         let key = &self.keys.lease;
-        if let Ok((Some(bytes), cas)) = store.get(&key) {
+        if let Ok((Some(bytes), cas)) = store.get(key) {
             if Lease::decode(&bytes).is_some_and(|l| l.owner == self.owner) {
                 let free = Lease {
                     owner: 0,
                     until_ms: 0,
                 };
-                let _ = store.set(&key, &free.encode(), cas);
+                let _ = store.set(key, &free.encode(), cas);
             }
         }
     }
