@@ -44,8 +44,12 @@ def test_credentials_row_and_alerts_follow_a_failing_and_recovering_endpoint(sta
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     with CredStub({ACCESS_KEY: SECRET_KEY}, lifetime_s=LIFETIME_S) as stub:
+        # Short URLs and a short margin, so that 20 s credentials sign (with the defaults,
+        # signing stops 205 s before expiry and they would count as expired on arrival).
         config = filter_config(seaweedfs.s3_port, credentials={
-            "source": "imds", "imds": {"timeout_ms": 500}, "refresh": {"retry_max_ms": 2000}})
+            "source": "imds", "imds": {"timeout_ms": 500},
+            "refresh": {"retry_max_ms": 2000, "expiry_margin": 2}},
+            expires_in=60, refresh_before=10, min_remaining=2)
         envoy = start_envoy(config, extra_list_items={"clusters": [imds_cluster(stub.port("imds"))]})
         instance = f"127.0.0.1:{envoy.admin_port}"
         prom = Prometheus(tmp_path_factory.mktemp("prometheus"), binary, [instance])
