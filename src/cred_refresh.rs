@@ -1614,5 +1614,20 @@ mod tests {
         );
         assert_eq!(r.current(), None);
         assert_eq!(stored_record(&store, &r), None);
+        // Up to the lease's last millisecond the answer counts, as `tick`
+        // still waits for it then.
+        let mut r = Refresher::new(container_setup(), 2);
+        let store = FakeStore::default();
+        r.tick(&store, &host, at(T0));
+        let last = T0 + container_setup().refresh.lease_ms;
+        assert_eq!(r.tick(&store, &host, at(last)), []);
+        let body = answer("ASIA2", last + 3_600_000);
+        let events = r.on_reply(host.last_token.get(), reply(&body), &store, &host, at(last));
+        assert_eq!(
+            events.first(),
+            Some(&Event::Refreshed {
+                source: "container"
+            })
+        );
     }
 }
