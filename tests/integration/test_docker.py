@@ -531,10 +531,9 @@ def test_a_clock_skew_of_s_makes_two_envoys_disagree_for_s_after_a_boundary(flee
     config["origins"] = [dict(config["origins"][0], expires_in=10)]  # 8 s windows
     window_s = 8
     text = envoy_config(config, log_format=PATH_LOG).replace(
-        "host_env_keys: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN]",
-        "host_env_keys: [AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, "
-        "ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS]")
-    assert "ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS]" in text
+        "host_env_keys: [AWS_ACCESS_KEY_ID,",
+        "host_env_keys: [ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS, AWS_ACCESS_KEY_ID,", 1)
+    assert "host_env_keys: [ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS," in text
     path = fleet.workdir / "clock.yaml"
     path.write_text(text)
     for name, offset in (("clock-a", 0), ("clock-b", SKEW_MS)):
