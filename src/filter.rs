@@ -61,7 +61,7 @@ struct Shared {
 
 /// This worker's side of the rotating credentials: its refresher and a
 /// signer for the credentials it holds. Requests sign with this copy; they
-/// read shared data only while it is missing or due for a refresh
+/// read shared data only while it holds no credentials that sign
 /// (`Refresher::catch_up`).
 struct Rotation {
     refresher: RefCell<Refresher>,
