@@ -10,13 +10,13 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools browser-tools compose-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
+.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), alertmanager, docker-registry and
-## docker-compose (the Docker test), chromium (the redirect mode's browser test), cargo-mutants and cargo-fuzz
-## (idempotent)
-setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools compose-tools test-tools
+## docker-compose (the Docker test), chromium (the browser tests), ffmpeg (the media tests), cargo-mutants
+## and cargo-fuzz (idempotent)
+setup: wasm-target $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools media-tools compose-tools test-tools
 
 CARGO_MUTANTS_VERSION := 27.1.0
 CARGO_FUZZ_VERSION    := 0.13.2
@@ -76,6 +76,11 @@ registry-tools:
 # without background networking, driven over the DevTools protocol).
 browser-tools:
 	$(call apt_tool,chromium,chromium,)
+
+# ffmpeg and ffprobe, for test_media.py: they make the MP4, HLS and DASH fixtures and read
+# them back through Envoy as a transcoder or a player would.
+media-tools:
+	$(call apt_tool,ffmpeg ffprobe,ffmpeg,)
 
 # docker-compose (Debian's, v1), for make up / make down and the Docker test that runs them.
 compose-tools:
@@ -179,7 +184,7 @@ report-test: prometheus-tools $(STAMP)
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
 # with a skewed clock).
-integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools compose-tools
+integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools media-tools compose-tools
 	cargo build --release --target $(TARGET) --features test-panic,test-clock-offset --target-dir target/test-only
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
 

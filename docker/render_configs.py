@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from stack import (  # noqa: E402  (after the path change)
-    BUCKET, DEFAULT_ROUTE_TIMEOUT, REGION, SAFE_ACCESS_LOG_FORMAT, TEMPLATE_PATH, access_log_format,
+    BUCKET, DEFAULT_ROUTE_IDLE_TIMEOUT, REGION, SAFE_ACCESS_LOG_FORMAT, TEMPLATE_PATH, access_log_format,
     fill_template, filter_config, origin_names, with_origin_routes)
 
 ENVOY_OUT = REPO_ROOT / "docker" / "envoy" / "envoy.yaml"
@@ -44,7 +44,7 @@ def compose_filter_config() -> dict:
 
 
 def envoy_config(config: dict, origin_address: str = "seaweedfs", origin_port: int = S3_PORT,
-                 route_timeout: str = DEFAULT_ROUTE_TIMEOUT,
+                 route_idle_timeout: str = DEFAULT_ROUTE_IDLE_TIMEOUT,
                  log_format: str = SAFE_ACCESS_LOG_FORMAT) -> str:
     """envoy/envoy.yaml filled for a container: listener :10000 and admin :9901 on every
     address of the container, the origin cluster resolved by name (STRICT_DNS), the
@@ -61,7 +61,7 @@ def envoy_config(config: dict, origin_address: str = "seaweedfs", origin_port: i
         "FILTER_CONFIG": json.dumps(config, separators=(",", ":")),
         "WASM_PATH": json.dumps(WASM_IN_IMAGE),
         **access_log_format(log_format),
-        "ROUTE_TIMEOUT": route_timeout,
+        "ROUTE_IDLE_TIMEOUT": route_idle_timeout,
     }
     return with_origin_routes(fill_template(TEMPLATE_PATH, values), origin_names(config))
 

@@ -572,9 +572,10 @@ def access_log_format(log_format: str) -> dict[str, str]:
     return {"ACCESS_LOG_FORMAT": json.dumps(log_format)}
 
 
-# The route timeout of the shipped config (its ROUTE_TIMEOUT placeholder); tests of
-# a slow origin shorten it through extra_substitutions.
-DEFAULT_ROUTE_TIMEOUT = "30s"
+# The origin route's idle timeout in the shipped config (its ROUTE_IDLE_TIMEOUT placeholder;
+# the route has no whole-response timeout); tests of a slow origin or a slow client shorten
+# it through extra_substitutions.
+DEFAULT_ROUTE_IDLE_TIMEOUT = "30s"
 
 
 def prepend_list_items(text: str, items: dict[str, list[dict]]) -> str:
@@ -718,7 +719,7 @@ class Envoy(_ManagedProcess):
             "ORIGIN_ADDRESS": "127.0.0.1",
             "ORIGIN_CLUSTER_TYPE": "STATIC",
             **access_log_format(SAFE_ACCESS_LOG_FORMAT),
-            "ROUTE_TIMEOUT": DEFAULT_ROUTE_TIMEOUT,
+            "ROUTE_IDLE_TIMEOUT": DEFAULT_ROUTE_IDLE_TIMEOUT,
         }
         values.update(self.extra_substitutions)
         return values

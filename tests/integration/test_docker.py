@@ -42,7 +42,7 @@ SECRET_KEY = "sEcReT-docker/DO+NOT=LEAK-b7e2"
 PATH_LOG = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\n"
 FLEET = ["envoy-1", "envoy-2", "envoy-3"]
 LOCKED_BUCKET = "locked"  # exists, but the signing identity may not read it: 403
-ROUTE_TIMEOUT_S = 3
+ROUTE_IDLE_TIMEOUT_S = 3
 OBJECTS = {
     "hello.txt": b"hello from the fleet\n",
     "clips/a b+c.mp4": bytes(range(256)) * 64,
@@ -126,7 +126,7 @@ class Fleet:
         self.run, self.images, self.workdir = run, images, workdir
         self.addresses: dict[str, str] = {}
         self.envoy_config = workdir / "envoy.yaml"
-        self.envoy_config.write_text(envoy_config(fleet_filter_config(), route_timeout=f"{ROUTE_TIMEOUT_S}s",
+        self.envoy_config.write_text(envoy_config(fleet_filter_config(), route_idle_timeout=f"{ROUTE_IDLE_TIMEOUT_S}s",
                                                   log_format=PATH_LOG))
 
     def start_envoy(self, name: str) -> str:
@@ -446,7 +446,7 @@ def test_origin_cut_off_times_out_without_stalling_envoy_then_recovers(fleet):
 
         def slow_request():
             started = time.monotonic()
-            status = http_get(fleet.url(name, "/media/hello.txt"), timeout=ROUTE_TIMEOUT_S + 10)[0]
+            status = http_get(fleet.url(name, "/media/hello.txt"), timeout=ROUTE_IDLE_TIMEOUT_S + 10)[0]
             results.append((status, time.monotonic() - started))
 
         threads = [threading.Thread(target=slow_request) for _ in range(4)]
@@ -460,8 +460,8 @@ def test_origin_cut_off_times_out_without_stalling_envoy_then_recovers(fleet):
         assert time.monotonic() - started < 1.5
         for t in threads:
             t.join()
-        # Connect timeout (2 s: 503 UF) or the route timeout (3 s: 504 UT), never a hang.
-        assert all(status in (503, 504) and elapsed < ROUTE_TIMEOUT_S + 2 for status, elapsed in results), results
+        # Connect timeout (2 s: 503 UF) or the route idle timeout (3 s: 504 SI), never a hang.
+        assert all(status in (503, 504) and elapsed < ROUTE_IDLE_TIMEOUT_S + 2 for status, elapsed in results), results
     finally:
         docker("network", "connect", "--alias", "seaweedfs", fleet.run.network, container)
     _wait_for_every_envoy_to_serve(fleet, "recovery after the origin is reconnected")

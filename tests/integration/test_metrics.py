@@ -143,7 +143,7 @@ def unsigned_envoy(start_envoy, seaweedfs):
 
 
 SLOW_ORIGIN_OBJECTS = {"fast.txt": b"fast", "held/abandoned.txt": b"never sent", "held/timeout.txt": b"never sent"}
-SLOW_ROUTE_TIMEOUT = "1s"
+SLOW_ROUTE_IDLE_TIMEOUT = "1s"
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +155,12 @@ def slow_origin():
 
 @pytest.fixture(scope="module")
 def slow_envoy(start_envoy, slow_origin):
-    """Origin "slow" (cluster "slow"), a 1 s route timeout, env credentials."""
+    """Origin "slow" (cluster "slow"), a 1 s route idle timeout, env credentials."""
     config = filter_config(slow_origin.port, name="slow")
     config["cache"] = {"local_entries": 0}
     config["metrics"] = EVERY_REQUEST_TIMED
     envoy = start_envoy(config, env_credentials(ACCESS_KEY, SECRET_KEY), origin_port=slow_origin.port,
-                        extra_substitutions={"ROUTE_TIMEOUT": SLOW_ROUTE_TIMEOUT})
+                        extra_substitutions={"ROUTE_IDLE_TIMEOUT": SLOW_ROUTE_IDLE_TIMEOUT})
     slow_requests(envoy, slow_origin, fast=1)
     # Histograms reach /stats/prometheus at Envoy's stats flush (5 s): wait for this one,
     # so Prometheus's first scrape has it too.
@@ -172,7 +172,7 @@ def slow_envoy(start_envoy, slow_origin):
 
 def slow_requests(envoy: Envoy, origin: StubOrigin, fast: int) -> None:
     """``fast`` GETs the origin answers, one it holds until the client gives up (Envoy then
-    answers nobody: code 0, flag DC), one it holds until the route timeout (504, flag UT).
+    answers nobody: code 0, flag DC), one it holds until the route's idle timeout (504, flag SI).
 
     The slow Envoy gets them once before Prometheus first scrapes it: Envoy's stats access
     logger creates a counter per code and flags at its first count, which rate() cannot see
@@ -322,11 +322,11 @@ def slow_expected() -> dict[Series, float]:
         series("envoy_presign_filter_duration_us_count", **slow): SLOW_HITS + SLOW_MISSES,
         series("envoy_presign_sign_duration_us_count", **slow): SLOW_MISSES,
         # The origin answered the fast ones; nobody answered the abandoned requests (code 0,
-        # DC: the client went away) and Envoy answered the others at the route timeout (504,
-        # UT). Neither kind has a first byte from the origin.
+        # DC: the client went away) and Envoy answered the others at the route's idle timeout
+        # (504, SI). Neither kind has a first byte from the origin.
         series("envoy_presign_origin_requests", code="200", flags="-", **slow): SLOW_FAST + 1,
         series("envoy_presign_origin_requests", code="0", flags="DC", **slow): 2,
-        series("envoy_presign_origin_requests", code="504", flags="UT", **slow): 2,
+        series("envoy_presign_origin_requests", code="504", flags="SI", **slow): 2,
         series("envoy_presign_origin_ttfb_ms_count", **slow): SLOW_FAST + 1,
     }
 

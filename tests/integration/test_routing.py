@@ -308,8 +308,9 @@ def test_ordinary_client_headers_reach_the_signed_origin_request(envoy, origin):
 
 
 def test_shipped_config_reloads_a_failed_vm_and_times_out_origin_routes(envoy):
-    """envoy/envoy.yaml as Envoy loaded it: the filter's failure_policy is FAIL_RELOAD and the
-    origin route's timeout is the documented 30 s."""
+    """envoy/envoy.yaml as Envoy loaded it: the filter's failure_policy is FAIL_RELOAD, the
+    origin route has no whole-response timeout (a long video must not be cut) and the
+    documented 30 s idle timeout, and the origin cluster a 2 s connect timeout."""
     dump = json.loads(envoy._admin_get("/config_dump"))
     text = json.dumps(dump)
     assert '"failure_policy": "FAIL_RELOAD"' in text
@@ -317,7 +318,11 @@ def test_shipped_config_reloads_a_failed_vm_and_times_out_origin_routes(envoy):
               for static in config["static_route_configs"]
               for host in static["route_config"]["virtual_hosts"] for route in host["routes"]]
     media = [route for route in routes if route.get("name") == "media"]
-    assert media and media[0]["route"]["timeout"] == "30s", media
+    assert media and media[0]["route"]["timeout"] == "0s", media
+    assert media[0]["route"]["idle_timeout"] == "30s", media
+    clusters = [c["cluster"] for config in dump["configs"] if "static_clusters" in config
+                for c in config["static_clusters"]]
+    assert [c["connect_timeout"] for c in clusters if c["name"] == "media"] == ["2s"], clusters
 
 
 def test_marker_never_reaches_origin(envoy, origin):
