@@ -18,6 +18,7 @@ use crate::cache::{Store, StoreError};
 use crate::canonical::without_auth_params;
 use crate::config::{Config, Delivery, OnError, Origin, OtherMethods};
 use crate::credentials::Credentials;
+use crate::overrides;
 use crate::redirect::redirect;
 use crate::request::{decide, refusal_category, Decision, RequestHead};
 use crate::sign::Signer;
@@ -168,7 +169,10 @@ pub fn origin_summary(o: &Origin, align: bool) -> String {
         ),
         Delivery::Redirect => (
             format!("307 to {}", o.location_base),
-            format!("; delivery redirect, cors_origins {:?}", o.cors_origins),
+            format!(
+                "; delivery redirect, cors_origins {:?}, proxied_suffixes {:?}",
+                o.cors_origins, o.proxied_suffixes
+            ),
         ),
     };
     let window = if align {
@@ -184,10 +188,15 @@ pub fn origin_summary(o: &Origin, align: bool) -> String {
         OtherMethods::Deny => "deny",
         OtherMethods::Passthrough => "passthrough",
     };
+    let types_note = if o.allow_query.iter().any(|n| n == overrides::CONTENT_TYPE) {
+        format!(", response_content_types {:?}", o.response_content_types)
+    } else {
+        String::new()
+    };
     format!(
         "origin {}: {}{} ({host}) {delivery}{}/{}<key> ({addressing} addressing), region {}, service {}; \
          expires_in {}, refresh_before {}, min_remaining {}, {window}; on_error {on_error}, \
-         other_methods {other_methods}, allow_query {:?}{redirect_note}",
+         other_methods {other_methods}, allow_query {:?}{types_note}{redirect_note}",
         o.name,
         o.match_prefix,
         if o.strip_prefix == o.match_prefix {
@@ -670,7 +679,76 @@ mod tests {
         assert!(
             out.stdout
                 .contains("307 to https://media.example.com/media/<key> (path addressing)")
-                && out.stdout.contains("delivery redirect, cors_origins []"),
+                && out.stdout.contains(
+                    "delivery redirect, cors_origins [], proxied_suffixes [\".m3u8\", \".mpd\"]"
+                ),
+            "{}",
+            out.stdout
+        );
+        // A manifest of the redirect origin is forwarded, signed for the endpoint.
+        let out = run_with(
+            &[("c.json", config)],
+            &CREDS,
+            &["sign", "c.json", "GET", "/dl/v/index.m3u8"],
+        );
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert!(
+            out.stdout
+                .starts_with("http://seaweedfs:8333/media/v/index.m3u8?X-Amz-Algorithm="),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stderr.contains("presigned") && !out.stderr.contains("307"));
+    }
+
+    /// `sign` refuses a response override as the filter does (400 and its
+    /// category); `check` lists the content types an origin signs.
+    #[test]
+    fn sign_and_check_follow_the_override_rules() {
+        let config = r#"{
+            "credentials": {"source": "env"},
+            "origins": [{
+                "name": "media", "match": {"prefix": "/media/"},
+                "endpoint": "http://seaweedfs:8333", "bucket": "media", "region": "us-east-1",
+                "allow_query": ["response-content-type", "response-content-disposition"],
+                "response_content_types": ["video/mp4"]
+            }]
+        }"#;
+        let sign = |path: &str| {
+            run_with(
+                &[("c.json", config)],
+                &CREDS,
+                &["sign", "c.json", "GET", path],
+            )
+        };
+        for (path, reply) in [
+            (
+                "/media/a?response-content-type=text%2Fhtml",
+                "400 invalid_content_type (origin media, category invalid_content_type)\n",
+            ),
+            (
+                "/media/a?response-content-disposition=x",
+                "400 invalid_content_disposition (origin media, category invalid_content_disposition)\n",
+            ),
+            (
+                "/media/a?response-expires=1",
+                "400 override_not_allowed (origin media, category override_not_allowed)\n",
+            ),
+        ] {
+            let out = sign(path);
+            assert_eq!((out.code, out.stdout.as_str()), (EXIT_REFUSED, reply), "{path}");
+        }
+        let out = sign("/media/a?response-content-type=VIDEO%2Fmp4");
+        assert_eq!(out.code, EXIT_OK, "{out:?}");
+        assert!(
+            out.stdout.contains("response-content-type=VIDEO%2Fmp4"),
+            "{}",
+            out.stdout
+        );
+        let out = run_with(&[("c.json", config)], &CREDS, &["check", "c.json"]);
+        assert!(
+            out.stdout
+                .contains("response_content_types [\"video/mp4\"]"),
             "{}",
             out.stdout
         );

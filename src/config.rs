@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::cache::Policy;
 use crate::cred_config::{RawCredentials, Rotating};
 use crate::credentials::CredentialsSource;
+use crate::overrides;
 use crate::sign::Signer;
 
 /// Longest lifetime SigV4 allows for a presigned URL (7 days).
@@ -211,6 +212,10 @@ struct RawOrigin {
     public_addressing: Option<Addressing>,
     #[serde(default)]
     cors_origins: Vec<String>,
+    #[serde(default)]
+    proxied_suffixes: Option<Vec<String>>,
+    #[serde(default)]
+    response_content_types: Option<Vec<String>>,
 }
 
 /// `match.host`, compiled: a host name compared case-insensitively and
@@ -303,6 +308,35 @@ pub struct Origin {
     /// Browser origins (`scheme://host[:port]`, lower-case, or `*`) whose
     /// requests get `Access-Control-Allow-Origin` on a redirect.
     pub cors_origins: Vec<String>,
+    /// Redirect only: key endings (lower-case) served through Envoy, so a
+    /// player resolves a playlist's relative segment URIs against Envoy.
+    pub proxied_suffixes: Vec<String>,
+    /// The proxy-mode twin of a redirect origin with `proxied_suffixes`: the
+    /// same origin signed for `endpoint`, for the keys Envoy serves itself.
+    pub proxied: Option<Box<Origin>>,
+    /// `response-content-type` values a request may have signed (lower-case).
+    pub response_content_types: Vec<String>,
+}
+
+impl Origin {
+    /// The origin that serves `key`: the proxy-mode twin for a manifest of a
+    /// redirect origin, else this one.
+    pub fn serving(&self, key: &str) -> &Origin {
+        match &self.proxied {
+            Some(twin) if has_suffix(key, &self.proxied_suffixes) => twin,
+            _ => self,
+        }
+    }
+}
+
+/// Whether `key` ends with one of the lower-case `suffixes`, ignoring ASCII case.
+fn has_suffix(key: &str, suffixes: &[String]) -> bool {
+    suffixes.iter().any(|s| {
+        key.len()
+            .checked_sub(s.len())
+            .and_then(|at| key.as_bytes().get(at..))
+            .is_some_and(|end| end.eq_ignore_ascii_case(s.as_bytes()))
+    })
 }
 
 /// The whole compiled configuration.
@@ -551,6 +585,7 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
             ("public_endpoint", o.public_endpoint.is_some()),
             ("public_addressing", o.public_addressing.is_some()),
             ("cors_origins", !o.cors_origins.is_empty()),
+            ("proxied_suffixes", o.proxied_suffixes.is_some()),
         ] {
             if set {
                 return Err(ConfigError::new(
@@ -562,6 +597,11 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         None
     };
     let cors_origins = compile_cors_origins(&o.cors_origins, &field("cors_origins"))?;
+    let proxied_suffixes = match (&public, o.proxied_suffixes) {
+        (None, _) => Vec::new(),
+        (Some(_), None) => DEFAULT_PROXIED_SUFFIXES.map(String::from).to_vec(),
+        (Some(_), Some(list)) => compile_suffixes(&list, &field("proxied_suffixes"))?,
+    };
 
     validate_label(&o.region).map_err(|r| ConfigError::new(field("region"), r))?;
     let service = o.service.unwrap_or_else(|| "s3".to_string());
@@ -679,44 +719,34 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         }
     }
 
+    let response_content_types = compile_content_types(
+        o.response_content_types,
+        o.allow_query.iter().any(|n| n == overrides::CONTENT_TYPE),
+        &field("response_content_types"),
+    )?;
+
     // URLs are signed for the host that will receive them: the endpoint when
     // Envoy forwards, the public endpoint when the client follows a redirect.
     let (signed_endpoint, signed_addressing) = match &public {
         Some((e, a)) => (e, *a),
         None => (&endpoint, addressing),
     };
-    let (authority, url_path_prefix) = match signed_addressing {
-        Addressing::Path => (
-            signed_endpoint.authority_for(&signed_endpoint.host),
-            format!("/{}", o.bucket),
-        ),
-        Addressing::Virtual => (
-            signed_endpoint.authority_for(&format!("{}.{}", o.bucket, signed_endpoint.host)),
-            String::new(),
-        ),
-    };
+    let (authority, url_path_prefix) = signed_host(signed_endpoint, signed_addressing, &o.bucket);
     let location_base = match delivery {
         Delivery::Redirect => format!("{}://{}", signed_endpoint.scheme, authority),
         Delivery::Proxy => String::new(),
     };
-
-    // Everything about the origin that changes a URL, in one string; the
-    // request adds credentials, method, key and query (see `cache_identity`).
-    let identity_prefix = format!(
-        "v1\n{}\n{}://{}{}\n{}\n{}\n{}/{}/{}/{}",
-        o.name,
+    let identity_prefix = identity_prefix(
+        &o.name,
         signed_endpoint.scheme,
-        authority,
-        url_path_prefix,
-        o.region,
-        service,
-        policy.expires_in_ms,
-        policy.refresh_before_ms,
-        policy.min_remaining_ms,
-        policy.align,
+        &authority,
+        &url_path_prefix,
+        &o.region,
+        &service,
+        &policy,
     );
 
-    Ok(Origin {
+    let origin = Origin {
         name: o.name,
         match_prefix: prefix,
         match_host,
@@ -738,7 +768,141 @@ fn compile_origin(o: RawOrigin, at: &str, cache: &CacheSettings) -> Result<Origi
         delivery,
         location_base,
         cors_origins,
-    })
+        proxied_suffixes,
+        proxied: None,
+        response_content_types,
+    };
+    let proxied = (!origin.proxied_suffixes.is_empty()).then(|| Box::new(proxy_twin(&origin)));
+    Ok(Origin { proxied, ..origin })
+}
+
+/// `Host` and path prefix of URLs signed for `endpoint` with `addressing`.
+fn signed_host(endpoint: &Endpoint, addressing: Addressing, bucket: &str) -> (String, String) {
+    match addressing {
+        Addressing::Path => (endpoint.authority_for(&endpoint.host), format!("/{bucket}")),
+        Addressing::Virtual => (
+            endpoint.authority_for(&format!("{bucket}.{}", endpoint.host)),
+            String::new(),
+        ),
+    }
+}
+
+/// Everything about an origin that changes a URL, in one string; the request
+/// adds credentials, method, key and query (see `cache_identity`).
+fn identity_prefix(
+    name: &str,
+    scheme: &str,
+    authority: &str,
+    url_path_prefix: &str,
+    region: &str,
+    service: &str,
+    policy: &Policy,
+) -> String {
+    format!(
+        "v1\n{name}\n{scheme}://{authority}{url_path_prefix}\n{region}\n{service}\n{}/{}/{}/{}",
+        policy.expires_in_ms, policy.refresh_before_ms, policy.min_remaining_ms, policy.align,
+    )
+}
+
+/// The proxy-mode twin of a redirect origin: signed for `endpoint` (where
+/// Envoy sends it) under its own cache identity, with the same name, so it
+/// shares the origin's route, cluster and metrics.
+fn proxy_twin(origin: &Origin) -> Origin {
+    let (authority, url_path_prefix) =
+        signed_host(&origin.endpoint, origin.addressing, &origin.bucket);
+    Origin {
+        identity_prefix: identity_prefix(
+            &origin.name,
+            origin.endpoint.scheme,
+            &authority,
+            &url_path_prefix,
+            &origin.region,
+            &origin.service,
+            &origin.policy,
+        ),
+        authority,
+        url_path_prefix,
+        delivery: Delivery::Proxy,
+        location_base: String::new(),
+        cors_origins: Vec::new(),
+        proxied_suffixes: Vec::new(),
+        proxied: None,
+        ..origin.clone()
+    }
+}
+
+/// Default `proxied_suffixes` of a redirect origin: HLS and DASH manifests.
+pub const DEFAULT_PROXIED_SUFFIXES: [&str; 2] = [".m3u8", ".mpd"];
+/// Most `proxied_suffixes` entries per origin (each is compared per request).
+pub const MAX_PROXIED_SUFFIXES: usize = 8;
+/// Longest `proxied_suffixes` entry.
+pub const MAX_SUFFIX_BYTES: usize = 32;
+
+/// `proxied_suffixes`: each a `.` and 1 to 31 characters `A-Z a-z 0-9 . _ -`,
+/// stored lower-case (keys are compared case-insensitively).
+fn compile_suffixes(raw: &[String], at: &str) -> Result<Vec<String>, ConfigError> {
+    if raw.len() > MAX_PROXIED_SUFFIXES {
+        return Err(ConfigError::new(
+            at,
+            format!("at most {MAX_PROXIED_SUFFIXES} suffixes, got {}", raw.len()),
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let ok = s.len() > 1
+                && s.len() <= MAX_SUFFIX_BYTES
+                && s.starts_with('.')
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if ok {
+                Ok(s.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::new(
+                    format!("{at}[{j}]"),
+                    format!("must be '.' and 1 to {} characters A-Z a-z 0-9 . _ - (e.g. \".m3u8\"), got {s:?}", MAX_SUFFIX_BYTES - 1),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// `response_content_types`: the allow-list of `response-content-type`
+/// values, the defaults when not given. It only means something when
+/// `allow_query` names `response-content-type`, so it is refused otherwise.
+fn compile_content_types(
+    raw: Option<Vec<String>>,
+    type_override_allowed: bool,
+    at: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = raw else {
+        return Ok(overrides::DEFAULT_CONTENT_TYPES.map(String::from).to_vec());
+    };
+    if !type_override_allowed {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "applies only when allow_query names {:?}",
+                overrides::CONTENT_TYPE
+            ),
+        ));
+    }
+    if list.is_empty() || list.len() > overrides::MAX_CONTENT_TYPES {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "must list 1 to {} media types, got {}",
+                overrides::MAX_CONTENT_TYPES,
+                list.len()
+            ),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(j, v)| {
+            overrides::compile_content_type(v)
+                .map_err(|r| ConfigError::new(format!("{at}[{j}]"), format!("{r}, got {v:?}")))
+        })
+        .collect()
 }
 
 /// Refuses an addressing the endpoint cannot serve (shared by `addressing`
@@ -1307,6 +1471,139 @@ mod tests {
     }
 
     /// `delivery` defaults to proxy; a redirect origin signs for
+    /// A redirect origin serves `.m3u8` and `.mpd` keys through Envoy by
+    /// default: its proxy twin signs for `endpoint`, under its own cache
+    /// identity, with the same name (route, cluster, metrics).
+    #[test]
+    fn redirect_origins_proxy_manifests_through_a_twin() {
+        let mut raw = origin();
+        set_path(&mut raw, "delivery", json!("redirect"));
+        set_path(
+            &mut raw,
+            "public_endpoint",
+            json!("https://cdn.example.com"),
+        );
+        let c = parse(&json!({ "origins": [raw.clone()] })).unwrap();
+        let o = &c.origins[0];
+        assert_eq!(o.proxied_suffixes, vec![".m3u8", ".mpd"]);
+        let twin = o.proxied.as_deref().unwrap();
+        assert_eq!(twin.delivery, Delivery::Proxy);
+        assert_eq!(
+            (twin.authority.as_str(), twin.url_path_prefix.as_str()),
+            ("127.0.0.1:8333", "/media")
+        );
+        assert_eq!(o.authority, "cdn.example.com");
+        assert_eq!(twin.name, o.name);
+        assert!(
+            twin.location_base.is_empty() && twin.cors_origins.is_empty() && twin.proxied.is_none()
+        );
+        assert!(
+            twin.identity_prefix.contains("http://127.0.0.1:8333/media"),
+            "{}",
+            twin.identity_prefix
+        );
+        assert_ne!(twin.identity_prefix, o.identity_prefix);
+        // serving(): the twin for a manifest key (any case), the origin itself otherwise.
+        for key in ["v/index.m3u8", "v/INDEX.M3U8", "v/manifest.mpd", ".mpd"] {
+            assert!(std::ptr::eq(o.serving(key), twin), "{key}");
+        }
+        for key in ["v/seg0.ts", "v/index.m3u8x", "m3u8", "v/a.mp4", "v/mpd"] {
+            assert!(std::ptr::eq(o.serving(key), o), "{key}");
+        }
+        // Configured: lower-cased; [] redirects every key (no twin).
+        set_path(&mut raw, "proxied_suffixes", json!([".JSON", ".m3u8"]));
+        let c = parse(&json!({ "origins": [raw.clone()] })).unwrap();
+        assert_eq!(c.origins[0].proxied_suffixes, vec![".json", ".m3u8"]);
+        assert!(std::ptr::eq(c.origins[0].serving("a.mpd"), &c.origins[0]));
+        set_path(&mut raw, "proxied_suffixes", json!([]));
+        let c = parse(&json!({ "origins": [raw.clone()] })).unwrap();
+        assert!(c.origins[0].proxied.is_none());
+        assert!(std::ptr::eq(c.origins[0].serving("a.m3u8"), &c.origins[0]));
+        // A proxy origin has neither.
+        let c = parse(&json!({ "origins": [origin()] })).unwrap();
+        assert!(c.origins[0].proxied_suffixes.is_empty() && c.origins[0].proxied.is_none());
+    }
+
+    /// `proxied_suffixes` errors name the field (and the entry).
+    #[test]
+    fn proxied_suffixes_errors_name_the_field() {
+        let redirect = |list: Value| {
+            let mut raw = origin();
+            set_path(&mut raw, "delivery", json!("redirect"));
+            set_path(&mut raw, "proxied_suffixes", list);
+            parse(&json!({ "origins": [raw] }))
+        };
+        let long = format!(".{}", "a".repeat(31));
+        assert!(redirect(json!([long])).is_ok());
+        assert!(redirect(json!([".a", ".b", ".c", ".d", ".e", ".f", ".g", ".h"])).is_ok());
+        for (list, field) in [
+            (json!([".m3u8", "m3u8"]), "origins[0].proxied_suffixes[1]"),
+            (json!(["."]), "origins[0].proxied_suffixes[0]"),
+            (json!([".a b"]), "origins[0].proxied_suffixes[0]"),
+            (json!([".a/b"]), "origins[0].proxied_suffixes[0]"),
+            (
+                json!([format!(".{}", "a".repeat(32))]),
+                "origins[0].proxied_suffixes[0]",
+            ),
+            (
+                json!([".a", ".b", ".c", ".d", ".e", ".f", ".g", ".h", ".i"]),
+                "origins[0].proxied_suffixes",
+            ),
+        ] {
+            let e = redirect(list.clone()).unwrap_err();
+            assert_eq!(e.field, field, "{list}: {e}");
+        }
+        let e = parse(&doc_with("proxied_suffixes", json!([".m3u8"]))).unwrap_err();
+        assert_eq!(e.field, "origins[0].proxied_suffixes");
+        assert!(e.reason.contains("only with delivery \"redirect\""), "{e}");
+    }
+
+    /// `response_content_types`: the safe defaults when absent; a list only
+    /// beside `allow_query: ["response-content-type"]`; entries named in errors.
+    #[test]
+    fn response_content_types_are_an_allow_list() {
+        let c = parse(&json!({ "origins": [origin()] })).unwrap();
+        assert_eq!(
+            c.origins[0].response_content_types,
+            overrides::DEFAULT_CONTENT_TYPES.to_vec()
+        );
+        let mut raw = origin();
+        set_path(&mut raw, "allow_query", json!(["response-content-type"]));
+        set_path(
+            &mut raw,
+            "response_content_types",
+            json!(["Video/MP4", "text/html"]),
+        );
+        let c = parse(&json!({ "origins": [raw.clone()] })).unwrap();
+        assert_eq!(
+            c.origins[0].response_content_types,
+            vec!["video/mp4", "text/html"]
+        );
+        let types: Vec<String> = (0..32).map(|i| format!("video/x{i}")).collect();
+        set_path(&mut raw, "response_content_types", json!(types));
+        assert!(parse(&json!({ "origins": [raw.clone()] })).is_ok());
+        let too_many: Vec<String> = (0..33).map(|i| format!("video/x{i}")).collect();
+        for (list, field) in [
+            (json!(too_many), "origins[0].response_content_types"),
+            (json!([]), "origins[0].response_content_types"),
+            (
+                json!(["video/mp4", "video"]),
+                "origins[0].response_content_types[1]",
+            ),
+            (
+                json!(["video/mp4; codecs=avc1"]),
+                "origins[0].response_content_types[0]",
+            ),
+        ] {
+            set_path(&mut raw, "response_content_types", list.clone());
+            let e = parse(&json!({ "origins": [raw.clone()] })).unwrap_err();
+            assert_eq!(e.field, field, "{list}: {e}");
+        }
+        let e = parse(&doc_with("response_content_types", json!(["video/mp4"]))).unwrap_err();
+        assert_eq!(e.field, "origins[0].response_content_types");
+        assert!(e.reason.contains("allow_query"), "{e}");
+    }
+
     /// `public_endpoint` (default: the endpoint) with `public_addressing`
     /// (default: `addressing`), and its URL identity follows the public host.
     #[test]

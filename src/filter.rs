@@ -86,12 +86,25 @@ impl Rotation {
 }
 
 impl Shared {
-    /// Position of a matched origin (the decision borrows it from our config).
+    /// Position of a matched origin (the decision borrows it from our config);
+    /// a redirect origin's proxy twin counts as that origin.
     fn index_of(&self, origin: &Origin) -> Option<usize> {
+        self.config.origins.iter().position(|o| {
+            std::ptr::eq(o, origin)
+                || o.proxied
+                    .as_deref()
+                    .is_some_and(|t| std::ptr::eq(t, origin))
+        })
+    }
+
+    /// Whether `origin` is the configured origin at `index` itself, not its
+    /// proxy twin: only those rewrites go into the worker's local copies,
+    /// whose hits are served with the configured origin's delivery.
+    fn is_configured_at(&self, index: usize, origin: &Origin) -> bool {
         self.config
             .origins
-            .iter()
-            .position(|o| std::ptr::eq(o, origin))
+            .get(index)
+            .is_some_and(|o| std::ptr::eq(o, origin))
     }
 
     /// Whether this request's latencies are recorded (one in
@@ -570,6 +583,7 @@ impl PresignRequest {
                     head,
                 );
                 record.outcome = Some(RequestOutcome::Denied);
+                record.rejected = Some(reply.code);
                 (
                     shared.index_of(origin),
                     self.reply(head, reply, &mut record),
@@ -605,8 +619,9 @@ impl PresignRequest {
                 if action == Action::Pause {
                     record.outcome = Some(RequestOutcome::Denied);
                 }
+                let local = index.filter(|i| shared.is_configured_at(*i, origin));
                 if let (Some((_, new_path)), None, Some(i), Some(until), Action::Continue) =
-                    (rewrite, fallback, index, report.fresh_until_ms, action)
+                    (rewrite, fallback, local, report.fresh_until_ms, action)
                 {
                     shared.local.borrow_mut().put(
                         head.method,

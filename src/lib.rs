@@ -27,6 +27,7 @@ pub mod credentials;
 pub mod headers;
 pub mod local_cache;
 pub mod metrics;
+pub mod overrides;
 pub mod redirect;
 pub mod request;
 pub mod sign;

@@ -96,6 +96,14 @@ impl RequestOutcome {
 /// Signing error categories (the `category` label of `sign_errors`).
 pub const SIGN_ERROR_CATEGORIES: [&str; 3] = ["no_credentials", "signer", "invalid_uri"];
 
+/// Refused response overrides (the `category` label of `overrides_refused`):
+/// the codes of the 400s the filter sends for them.
+pub const OVERRIDE_CATEGORIES: [&str; 3] = [
+    "override_not_allowed",
+    "invalid_content_type",
+    "invalid_content_disposition",
+];
+
 /// Hostcalls Envoy can refuse on the request path (the `call` label of
 /// `hostcall_errors`).
 pub const HOSTCALLS: [&str; 2] = ["set_header", "local_reply"];
@@ -117,6 +125,7 @@ pub struct OriginMetrics {
     cache_evictions: Handle,
     urls_signed: Handle,
     sign_errors: [Handle; 3],
+    overrides_refused: [Handle; 3],
     store_get_ok: Handle,
     store_get_error: Handle,
     store_set_ok: Handle,
@@ -218,6 +227,7 @@ impl OriginMetrics {
             cache_evictions: d.counter("cache_evictions"),
             urls_signed: d.counter("urls_signed"),
             sign_errors: d.labelled("sign_errors", "category", SIGN_ERROR_CATEGORIES),
+            overrides_refused: d.labelled("overrides_refused", "category", OVERRIDE_CATEGORIES),
             store_get_ok: d.def(MetricKind::Counter, "store_ops", Some(("op", "get_ok"))),
             store_get_error: d.def(MetricKind::Counter, "store_ops", Some(("op", "get_error"))),
             store_set_ok: d.def(MetricKind::Counter, "store_ops", Some(("op", "set_ok"))),
@@ -265,6 +275,8 @@ pub struct RequestRecord {
     pub signed: u32,
     /// Signing error category, when signing failed.
     pub sign_error: Option<&'static str>,
+    /// The code of the local reply the request got, when it was refused.
+    pub rejected: Option<&'static str>,
     /// Client auth headers and query parameters removed.
     pub auth_stripped: u64,
     /// Hostcalls Envoy refused while acting on the request.
@@ -312,6 +324,15 @@ impl OriginMetrics {
         if let Some(cat) = r.sign_error {
             if let Some(i) = SIGN_ERROR_CATEGORIES.iter().position(|c| *c == cat) {
                 add(b, self.sign_errors.get(i).copied().unwrap_or_default(), 1);
+            }
+        }
+        if let Some(code) = r.rejected {
+            if let Some(i) = OVERRIDE_CATEGORIES.iter().position(|c| *c == code) {
+                add(
+                    b,
+                    self.overrides_refused.get(i).copied().unwrap_or_default(),
+                    1,
+                );
             }
         }
         add(b, self.auth_stripped, r.auth_stripped);
@@ -540,6 +561,33 @@ mod tests {
             1
         );
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 1);
+    }
+
+    /// Each refused response override counts in `overrides_refused` under
+    /// its reply's code; other refusals (a bad path, 405) do not.
+    #[test]
+    fn refused_overrides_count_by_category() {
+        let r = Recorder::default();
+        let m = OriginMetrics::define(&r, "o");
+        for code in OVERRIDE_CATEGORIES
+            .iter()
+            .chain(OVERRIDE_CATEGORIES.iter().skip(1))
+            .chain(["invalid_object_key", "method_not_allowed"].iter())
+        {
+            m.record_request(
+                &r,
+                &RequestRecord {
+                    outcome: Some(RequestOutcome::Denied),
+                    rejected: Some(code),
+                    ..RequestRecord::default()
+                },
+            );
+        }
+        let base = "envoy_presign.overrides_refused.origin.o.category.";
+        assert_eq!(r.get(&format!("{base}override_not_allowed")), 1);
+        assert_eq!(r.get(&format!("{base}invalid_content_type")), 2);
+        assert_eq!(r.get(&format!("{base}invalid_content_disposition")), 2);
+        assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 7);
     }
 
     /// README.md, metric table: the series no other test reaches.

@@ -5,6 +5,7 @@
 
 use crate::canonical::{allowed_query, object_key, split_path, PathError};
 use crate::config::{Config, Delivery, OnError, Origin, OtherMethods};
+use crate::overrides::{self, OverrideError};
 use crate::sign::{unsigned_path, Method, SignError};
 
 /// A local reply the filter sends instead of forwarding. The code is stable
@@ -36,6 +37,25 @@ impl LocalReply {
     pub const QUERY_TOO_LONG: Self = Self {
         status: 400,
         code: "query_too_long",
+        retry_after_secs: 0,
+    };
+    /// 400: a `response-*` override the origin's `allow_query` does not name.
+    pub const OVERRIDE_NOT_ALLOWED: Self = Self {
+        status: 400,
+        code: "override_not_allowed",
+        retry_after_secs: 0,
+    };
+    /// 400: a `response-content-type` outside the origin's allow-list.
+    pub const INVALID_CONTENT_TYPE: Self = Self {
+        status: 400,
+        code: "invalid_content_type",
+        retry_after_secs: 0,
+    };
+    /// 400: a `response-content-disposition` that is not a plain
+    /// `inline`/`attachment` with an optional well-formed file name.
+    pub const INVALID_CONTENT_DISPOSITION: Self = Self {
+        status: 400,
+        code: "invalid_content_disposition",
         retry_after_secs: 0,
     };
     /// 405: only GET and HEAD are signed.
@@ -81,6 +101,16 @@ impl From<PathError> for LocalReply {
             PathError::InvalidEncoding => LocalReply::INVALID_PATH_ENCODING,
             PathError::InvalidKey => LocalReply::INVALID_OBJECT_KEY,
             PathError::QueryTooLong => LocalReply::QUERY_TOO_LONG,
+        }
+    }
+}
+
+impl From<OverrideError> for LocalReply {
+    fn from(e: OverrideError) -> Self {
+        match e {
+            OverrideError::NotAllowed => LocalReply::OVERRIDE_NOT_ALLOWED,
+            OverrideError::ContentType => LocalReply::INVALID_CONTENT_TYPE,
+            OverrideError::ContentDisposition => LocalReply::INVALID_CONTENT_DISPOSITION,
         }
     }
 }
@@ -232,6 +262,20 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
             }
         }
     };
+    if let Err(e) = overrides::check(
+        raw_query,
+        &origin.allow_query,
+        &query,
+        &origin.response_content_types,
+    ) {
+        return Decision::Reject {
+            origin,
+            reply: e.into(),
+            failure: None,
+        };
+    }
+    // A redirect origin's manifests are served through Envoy (its proxy twin).
+    let origin = origin.serving(&key);
     let (path, fallback) = match sign(origin, method, &key, &query) {
         Ok(path) => (path, None),
         Err(reason) => match origin.on_error {
@@ -643,6 +687,132 @@ mod tests {
                 assert!(!query.contains("bucket="), "{path}: {query}");
             }
         }
+    }
+
+    /// A redirect origin's manifests (`.m3u8`, `.mpd` by default, any case,
+    /// also percent-encoded) are signed for `endpoint` and forwarded, so a
+    /// player resolves their segment URIs against Envoy; every other key of
+    /// the origin is redirected; an empty `proxied_suffixes` redirects all.
+    #[test]
+    fn redirect_origins_forward_their_manifests() {
+        let c =
+            config(json!({"delivery": "redirect", "public_endpoint": "https://cdn.example.com"}));
+        let origin = &c.origins[0];
+        let twin = origin.proxied.as_deref().unwrap();
+        let signed_for = |path: &str| {
+            let mut hosts = Vec::new();
+            let mut sign = |o: &Origin, _: Method, key: &str, _: &[(String, String)]| {
+                hosts.push((o.authority.clone(), key.to_string()));
+                Ok("/media/signed".to_string())
+            };
+            let head = RequestHead {
+                method: "GET",
+                authority: "envoy",
+                path: path.as_bytes(),
+            };
+            let d = decide(&c, head, &mut sign);
+            (d, hosts)
+        };
+        for path in [
+            "/media/v/index.m3u8",
+            "/media/v/INDEX.M3U8",
+            "/media/v/index%2Em3u8",
+            "/media/v/a.mpd?versionId=1",
+        ] {
+            let (d, hosts) = signed_for(path);
+            let Decision::Forward {
+                origin: got,
+                rewrite: Some((to, p)),
+                fallback: None,
+            } = d
+            else {
+                panic!("{path}: {d:?}");
+            };
+            assert!(std::ptr::eq(got, twin), "{path}");
+            assert_eq!(
+                (to, p.as_str()),
+                ("s3.local:9000", "/media/signed"),
+                "{path}"
+            );
+            assert_eq!(hosts.len(), 1, "{path}");
+            assert_eq!(hosts[0].0, "s3.local:9000", "{path}");
+        }
+        for path in [
+            "/media/v/seg0.ts",
+            "/media/v/a.mp4",
+            "/media/v/index.m3u8.bak",
+        ] {
+            let (d, hosts) = signed_for(path);
+            assert!(
+                matches!(d, Decision::Redirect { origin: o, .. } if std::ptr::eq(o, origin)),
+                "{path}: {d:?}"
+            );
+            assert_eq!(hosts[0].0, "cdn.example.com", "{path}");
+        }
+        // Refusals stay the origin's, manifests included.
+        let (d, _) = run(&c, "PUT", "/media/v/index.m3u8", Ok("/x"));
+        assert_eq!(reply_of(&d), Some(LocalReply::METHOD_NOT_ALLOWED));
+        let none = config(json!({"delivery": "redirect", "proxied_suffixes": []}));
+        let (d, _) = run(&none, "GET", "/media/v/index.m3u8", Ok("/x"));
+        assert!(matches!(d, Decision::Redirect { .. }), "{d:?}");
+    }
+
+    /// README.md, Response overrides: refused overrides answer 400 with
+    /// their own code before anything is signed; allowed ones are signed.
+    #[test]
+    fn response_overrides_are_checked_before_signing() {
+        let c = config(json!({
+            "allow_query": ["response-content-type", "response-content-disposition"]
+        }));
+        for (path, reply) in [
+            (
+                "/media/a.mp4?response-content-type=text%2Fhtml",
+                LocalReply::INVALID_CONTENT_TYPE,
+            ),
+            (
+                "/media/a.mp4?response-content-type=image%2Fsvg%2Bxml",
+                LocalReply::INVALID_CONTENT_TYPE,
+            ),
+            (
+                "/media/a.mp4?response-content-disposition=attachment%3B%20filename%3Da.html",
+                LocalReply::INVALID_CONTENT_DISPOSITION,
+            ),
+            (
+                "/media/a.mp4?response-expires=0",
+                LocalReply::OVERRIDE_NOT_ALLOWED,
+            ),
+            (
+                "/media/a.mp4?response-cache-control=max-age%3D1",
+                LocalReply::OVERRIDE_NOT_ALLOWED,
+            ),
+        ] {
+            let (d, calls) = run(&c, "GET", path, Ok("/signed"));
+            assert_eq!(reply_of(&d), Some(reply), "{path}");
+            assert!(calls.is_empty(), "{path}");
+        }
+        let (d, calls) = run(
+            &c,
+            "GET",
+            "/media/a.mp4?response-content-type=video%2Fmp4&response-content-disposition=attachment%3B%20filename%3D%22a.mp4%22",
+            Ok("/signed"),
+        );
+        assert_eq!(d, forward(&c, "/signed", None));
+        assert_eq!(
+            calls,
+            vec![
+                r#"GET a.mp4 [("response-content-type", "video/mp4"), ("response-content-disposition", "attachment; filename=\"a.mp4\"")]"#
+            ]
+        );
+        // An origin that allows no override refuses every one.
+        let plain = config(json!({}));
+        let (d, calls) = run(
+            &plain,
+            "GET",
+            "/media/a.mp4?response-content-type=video%2Fmp4",
+            Ok("/x"),
+        );
+        assert_eq!(reply_of(&d), Some(LocalReply::OVERRIDE_NOT_ALLOWED));
+        assert!(calls.is_empty());
     }
 
     /// A redirect origin decides exactly as a proxy origin does (same

@@ -7,6 +7,7 @@
 use crate::config::Config;
 use crate::cred_config::{BaseCredentials, Source};
 use crate::credentials::CredentialsSource;
+use crate::overrides::renders_as_document;
 
 /// One line the filter logs at startup, with its level.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,24 @@ pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         ));
     }
     notices.push(summary);
+    for o in &config.origins {
+        let documents: Vec<&str> = o
+            .response_content_types
+            .iter()
+            .map(String::as_str)
+            .filter(|t| renders_as_document(t))
+            .collect();
+        // Listed only beside allow_query's response-content-type (config.rs).
+        if !documents.is_empty() {
+            notices.push(Notice::new(
+                log::Level::Warn,
+                format!(
+                    "envoy-presign: origin {} signs response-content-type {documents:?} (response_content_types): a client can make the store serve any object of the bucket as a document a browser renders",
+                    o.name
+                ),
+            ));
+        }
+    }
     Ok(Configured { config, notices })
 }
 
@@ -203,6 +222,38 @@ mod tests {
             ]
         );
         assert!(!format!("{:?}", c.notices).contains("sk-inline"));
+    }
+
+    /// A document type an operator lists in `response_content_types` is
+    /// allowed, with a startup warning naming the origin and the types.
+    #[test]
+    fn document_content_types_are_warned_about() {
+        let doc = |types: &str| {
+            format!(
+                r#"{{"origins":[{{"name":"media","match":{{"prefix":"/m/"}},"endpoint":"http://s3:9000",
+                "bucket":"media","region":"us-east-1","allow_query":["response-content-type"],
+                "response_content_types":{types}}}]}}"#
+            )
+        };
+        let c = configure(
+            doc(r#"["video/mp4","text/html","image/svg+xml"]"#).as_bytes(),
+            &|_| None,
+        )
+        .unwrap();
+        let warning = lines(&c)
+            .into_iter()
+            .find(|(_, l)| l.contains("response-content-type"));
+        assert_eq!(
+            warning,
+            Some((
+                Level::Warn,
+                "envoy-presign: origin media signs response-content-type [\"text/html\", \"image/svg+xml\"] (response_content_types): a client can make the store serve any object of the bucket as a document a browser renders"
+            ))
+        );
+        let c = configure(doc(r#"["video/mp4"]"#).as_bytes(), &|_| None).unwrap();
+        assert!(!lines(&c)
+            .iter()
+            .any(|(_, l)| l.contains("response-content-type")));
     }
 
     #[test]
