@@ -235,6 +235,7 @@ def traffic(signing_envoy, unsigned_envoy, slow_envoy, slow_origin, prometheus):
             get(signing_envoy, f"/media/{key}", 200)
     get(signing_envoy, f"/media/{KEYS[0]}", 405, method="POST")
     get(signing_envoy, "/media/a%zz", 400)
+    get(signing_envoy, f"/media/{KEYS[0]}?response-content-type=text%2Fhtml", 400)  # not allowed
     get(signing_envoy, f"/media/{MISSING_KEY}", 404)
     resp = get(signing_envoy, "/elsewhere/x", None)  # no origin: bypass, unsigned
     assert "x-presign-error" not in resp.headers
@@ -251,7 +252,7 @@ def traffic(signing_envoy, unsigned_envoy, slow_envoy, slow_origin, prometheus):
 # Requests of the signing Envoy's pattern, per outcome.
 HITS = K * (M - 1) + 1  # + the request whose forged signature and Authorization were stripped
 MISSES = K + 1  # + the missing key (signed, then 404 at the origin)
-DENIED = 2  # POST (405), bad escape (400)
+DENIED = 3  # POST (405), bad escape (400), a response override the origin does not allow (400)
 FORWARDED = HITS + MISSES
 # The slow Envoy's: once before the scrapes, then in the traffic, fast GETs of one key and
 # the two held keys; the first round's three requests signed (misses), the rest hit.
@@ -275,15 +276,16 @@ def signing_expected() -> dict[Series, float]:
         series("envoy_presign_store_ops", op="get_ok", **media): HITS + MISSES,
         series("envoy_presign_store_ops", op="set_ok", **media): MISSES,
         series("envoy_presign_auth_stripped", **media): 2,
+        series("envoy_presign_overrides_refused", category="override_not_allowed", **media): 1,
         # Envoy's own, per origin cluster: the origin's answers (the missing key's 404
         # included: its body is replaced, its status and first byte are the origin's) ...
         series("envoy_presign_origin_requests", code="200", flags="-", **media): K * M + 1,
         series("envoy_presign_origin_requests", code="404", flags="-", **media): 1,
         series("envoy_presign_origin_ttfb_ms_count", **media): FORWARDED,
         # ... and, with no origin (origin=""), the replies no origin sent: the filter's 405
-        # and 400, the 404 of the request no origin matched.
+        # and 400s, the 404 of the request no origin matched.
         series("envoy_presign_origin_requests", origin="", code="405", flags="-"): 1,
-        series("envoy_presign_origin_requests", origin="", code="400", flags="-"): 1,
+        series("envoy_presign_origin_requests", origin="", code="400", flags="-"): 2,
         series("envoy_presign_origin_requests", origin="", code="404", flags="-"): 1,
         # Every request reaching the filter's request-headers callback, matched or not.
         series("envoy_presign_filter_duration_us_count", **media): HITS + MISSES + DENIED,
@@ -361,6 +363,8 @@ def test_counters_and_histogram_counts_are_exact(signing_envoy, unsigned_envoy, 
     # Counters nothing in the pattern increments still exist, at 0, with the labels the
     # stats_tags of envoy/envoy.yaml give them (the dashboard and the rules query them).
     for key in (series("envoy_presign_cache_evictions", origin="media"),
+                series("envoy_presign_overrides_refused", origin="media", category="invalid_content_type"),
+                series("envoy_presign_overrides_refused", origin="media", category="invalid_content_disposition"),
                 series("envoy_presign_hostcall_errors", origin="media", call="set_header"),
                 series("envoy_presign_hostcall_errors", origin="media", call="local_reply")):
         assert samples.get(key) == 0, f"{key} not in /stats/prometheus at 0: {samples.get(key)}"
