@@ -806,7 +806,8 @@ fn identity_prefix(
 
 /// The proxy-mode twin of a redirect origin: signed for `endpoint` (where
 /// Envoy sends it) under its own cache identity, with the same name, so it
-/// shares the origin's route, cluster and metrics.
+/// shares the origin's route, cluster and metrics. Called before the origin
+/// has a twin, so the clone has none either.
 fn proxy_twin(origin: &Origin) -> Origin {
     let (authority, url_path_prefix) =
         signed_host(&origin.endpoint, origin.addressing, &origin.bucket);
@@ -826,7 +827,6 @@ fn proxy_twin(origin: &Origin) -> Origin {
         location_base: String::new(),
         cors_origins: Vec::new(),
         proxied_suffixes: Vec::new(),
-        proxied: None,
         ..origin.clone()
     }
 }
@@ -1483,6 +1483,8 @@ mod tests {
             "public_endpoint",
             json!("https://cdn.example.com"),
         );
+        set_path(&mut raw, "public_addressing", json!("virtual"));
+        set_path(&mut raw, "cors_origins", json!(["https://app.example.com"]));
         let c = parse(&json!({ "origins": [raw.clone()] })).unwrap();
         let o = &c.origins[0];
         assert_eq!(o.proxied_suffixes, vec![".m3u8", ".mpd"]);
@@ -1492,11 +1494,13 @@ mod tests {
             (twin.authority.as_str(), twin.url_path_prefix.as_str()),
             ("127.0.0.1:8333", "/media")
         );
-        assert_eq!(o.authority, "cdn.example.com");
-        assert_eq!(twin.name, o.name);
-        assert!(
-            twin.location_base.is_empty() && twin.cors_origins.is_empty() && twin.proxied.is_none()
+        assert_eq!(
+            (o.authority.as_str(), o.url_path_prefix.as_str()),
+            ("media.cdn.example.com", "")
         );
+        assert_eq!(twin.name, o.name);
+        assert!(twin.location_base.is_empty() && twin.cors_origins.is_empty());
+        assert!(twin.proxied_suffixes.is_empty() && twin.proxied.is_none());
         assert!(
             twin.identity_prefix.contains("http://127.0.0.1:8333/media"),
             "{}",

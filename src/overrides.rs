@@ -352,6 +352,7 @@ mod tests {
             "attachment; filename=\"é.mp4\"",
             "attachment; filename=\"a\"; filename=\"b\"",
             "attachment; filename*=UTF-8''a; filename=\"b\"",
+            "attachment; filename*=UTF-8''a; filename*=UTF-8''b",
             "attachment; filename*=ISO-8859-1''a",
             "attachment; filename*=UTF-8''a%0Ab",
             "attachment; filename*=UTF-8''a%E2%80%A8b",
