@@ -355,6 +355,8 @@ pub struct Config {
     pub rotating: Option<Rotating>,
     /// Chain entries left out at startup, and why (logged).
     pub credentials_skipped: Vec<String>,
+    /// Configured chain entries an earlier one shadows (warned at startup).
+    pub credentials_dropped: Vec<String>,
     /// Global cache settings.
     pub cache: CacheSettings,
     /// Record the time-in-filter and signing histograms for one request in
@@ -415,6 +417,7 @@ impl Config {
             credentials_source: credentials.source,
             rotating: credentials.rotating,
             credentials_skipped: credentials.skipped,
+            credentials_dropped: credentials.dropped,
             cache,
             latency_sample_every,
         })

@@ -200,14 +200,14 @@ pub enum Event {
         /// The source's label.
         source: &'static str,
     },
-    /// A source failed (the chain then tries the next one).
+    /// The source failed (the refresh then gives up until its back-off ends).
     Failed {
         /// The source's label.
         source: &'static str,
         /// Why.
         failure: Failure,
     },
-    /// Every source of the chain failed; the next attempt is `retry_in_ms` away.
+    /// The refresh failed; the next attempt is `retry_in_ms` away.
     GaveUp {
         /// The shared back-off delay.
         retry_in_ms: u64,
@@ -220,8 +220,6 @@ pub enum Event {
 #[derive(Debug)]
 struct InFlight {
     fetch: Fetch,
-    /// Position in the chain.
-    position: usize,
     /// The answer expected.
     token: u32,
     /// Past this, the answer is no longer awaited (the lease has lapsed).
@@ -365,7 +363,14 @@ impl Refresher {
             return events;
         }
         let deadline_ms = now_ms.saturating_add(self.setup.refresh.lease_ms);
-        self.start_after(0, None, deadline_ms, store, host, now, &mut events);
+        let mut fetch = Fetch::new(&self.setup.source);
+        let step = fetch.begin(now);
+        let f = InFlight {
+            fetch,
+            token: 0,
+            deadline_ms,
+        };
+        self.advance(f, step, store, host, now, &mut events);
         events
     }
 
@@ -503,35 +508,6 @@ impl Refresher {
         }
     }
 
-    /// Starts the chain's source at `position` (or gives up past its end,
-    /// reporting `last`).
-    #[allow(clippy::too_many_arguments)]
-    fn start_after<S: Store + ?Sized>(
-        &mut self,
-        position: usize,
-        last: Option<Failure>,
-        deadline_ms: u64,
-        store: &S,
-        host: &dyn Dispatcher,
-        now: SystemTime,
-        events: &mut Vec<Event>,
-    ) {
-        let Some(source) = self.setup.chain.get(position) else {
-            let failure = last.unwrap_or(Failure::Dispatch);
-            self.give_up(store, unix_ms(now), failure, events);
-            return;
-        };
-        let mut fetch = Fetch::new(source);
-        let step = fetch.begin(now);
-        let f = InFlight {
-            fetch,
-            position,
-            token: 0,
-            deadline_ms,
-        };
-        self.advance(f, step, store, host, now, events);
-    }
-
     fn advance<S: Store + ?Sized>(
         &mut self,
         mut f: InFlight,
@@ -552,7 +528,7 @@ impl Refresher {
                 None => Failure::Dispatch,
             },
             // Credentials that would not even sign are no success: the
-            // last good ones stay, and the chain goes on.
+            // last good ones stay.
             Step::Done(credentials)
                 if credentials.expires_at_ms().is_some_and(|e| {
                     e <= unix_ms(now).saturating_add(self.setup.refresh.stops_signing_ms)
@@ -567,9 +543,7 @@ impl Refresher {
             Step::Failed(failure) => failure,
         };
         events.push(Event::Failed { source, failure });
-        let deadline_ms = f.deadline_ms;
-        let next = f.position + 1;
-        self.start_after(next, Some(failure), deadline_ms, store, host, now, events);
+        self.give_up(store, unix_ms(now), failure, events);
     }
 
     fn succeed<S: Store + ?Sized>(
@@ -1129,14 +1103,18 @@ mod tests {
         assert_ne!(delays[0], delays[1]);
     }
 
-    /// README.md, chain: a failing source hands over to the next one in the
-    /// same refresh, every failure reported; the first that answers wins and
-    /// is named in the record; when all fail, the last failure is kept.
+    /// README.md, chain: the chain's first configured entry is the only
+    /// source asked. When it fails, the refresh gives up with the shared
+    /// back-off (the last good credentials, if any, keep signing) and the
+    /// same source is asked again once the back-off ends; the next entry is
+    /// never tried (the review's finding: one STS timeout used to switch the
+    /// filter to the node's role for hours).
     #[test]
-    fn the_chain_moves_on_and_reports_every_event() {
+    fn a_failing_source_is_retried_never_replaced() {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
         let mut r = Refresher::new(chain_setup(), 1);
+        r.mark_serving(&store);
         assert_eq!(r.tick(&store, &host, at(T0)), []);
         let events = r.on_reply(
             100,
@@ -1148,69 +1126,51 @@ mod tests {
             &host,
             at(T0),
         );
-        assert_eq!(
-            events,
-            [Event::Failed {
-                source: "container",
-                failure: Failure::Status5xx
-            }]
-        );
-        assert_eq!(
-            host.paths(),
-            ["presign_container /creds", "presign_imds /latest/api/token"]
-        );
-        assert!(r
-            .on_reply(200, reply("tok"), &store, &host, at(T0))
-            .is_empty());
-        assert!(r
-            .on_reply(300, reply("role"), &store, &host, at(T0))
-            .is_empty());
-        let body = format!(
-            r#"{{"Code":"Success","AccessKeyId":"ASIAIMDS","SecretAccessKey":"s","Token":"t","Expiration":{}}}"#,
-            T0 / 1000 + 3600
-        );
-        let events = r.on_reply(400, reply(&body), &store, &host, at(T0));
-        assert_eq!(
-            events,
-            [Event::Refreshed { source: "imds" }, Event::Adopted]
-        );
-        assert_eq!(r.current().unwrap().source, "imds");
-        assert_eq!(r.current().unwrap().credentials.access_key_id(), "ASIAIMDS");
-        // Every source failing: both failures, then the shared back-off
-        // with the last one's code.
-        let store = FakeStore::default();
-        let host = FakeDispatcher::default();
-        let mut r = Refresher::new(chain_setup(), 1);
-        r.tick(&store, &host, at(T0));
-        r.on_reply(100, reply("not json"), &store, &host, at(T0));
-        let events = r.on_reply(
-            200,
-            Reply {
-                status: 504,
-                body: b"",
-            },
-            &store,
-            &host,
-            at(T0),
-        );
         let retry_in_ms = backoff_ms(1, 1000, 30_000, 1 ^ T0);
         assert_eq!(
             events,
             [
                 Event::Failed {
-                    source: "imds",
-                    failure: Failure::Timeout
+                    source: "container",
+                    failure: Failure::Status5xx
                 },
                 Event::GaveUp { retry_in_ms }
             ]
         );
-        assert_eq!(r.status().last_failure, 3);
-        assert!(r.current().is_none());
-        assert!(stored_record(&store, &r).is_none(), "nothing stored");
+        assert_eq!(host.paths(), ["presign_container /creds"]);
+        assert_eq!(r.status().last_failure, Failure::Status5xx.code());
+        assert!(r.current().is_none() && stored_record(&store, &r).is_none());
+        // Nothing before the back-off ends; then the same source again.
+        assert_eq!(r.tick(&store, &host, at(T0 + retry_in_ms - 1)), []);
+        assert_eq!(host.paths().len(), 1);
+        assert_eq!(r.tick(&store, &host, at(T0 + retry_in_ms)), []);
+        assert_eq!(
+            host.paths(),
+            ["presign_container /creds", "presign_container /creds"]
+        );
+        let later = T0 + retry_in_ms;
+        let events = r.on_reply(
+            200,
+            reply(&answer("ASIACONT", later + 3_600_000)),
+            &store,
+            &host,
+            at(later),
+        );
+        assert_eq!(
+            events,
+            [
+                Event::Refreshed {
+                    source: "container"
+                },
+                Event::Adopted
+            ]
+        );
+        assert_eq!(r.current().unwrap().source, "container");
+        assert_eq!(r.status().failures, 0);
     }
 
     /// README.md, refresh metrics: a call Envoy refuses to dispatch (unknown
-    /// cluster) counts as `dispatch_error`, and the chain moves on.
+    /// cluster) counts as `dispatch_error`, and the refresh gives up.
     #[test]
     fn a_refused_dispatch_is_a_dispatch_failure() {
         let store = FakeStore::default();
@@ -1224,10 +1184,6 @@ mod tests {
             [
                 Event::Failed {
                     source: "container",
-                    failure: Failure::Dispatch
-                },
-                Event::Failed {
-                    source: "imds",
                     failure: Failure::Dispatch
                 },
                 Event::GaveUp { retry_in_ms }
@@ -1525,7 +1481,7 @@ mod tests {
 
     /// README.md, Rotating credentials: credentials that would not even sign
     /// (less than `expiry_margin` + `min_remaining` + 1 s left) are no
-    /// success: counted `expired`, the chain goes on, the last good stay.
+    /// success: counted `expired`, the refresh gives up, the last good stay.
     #[test]
     fn credentials_too_short_to_sign_are_a_failure() {
         let store = FakeStore::default();
@@ -1538,16 +1494,20 @@ mod tests {
         // 61 s is when signing stops with the 60 s margin: 61 s of life is too short.
         let body = answer("ASIA2", due + 61_000);
         let events = r.on_reply(host.last_token.get(), reply(&body), &store, &host, at(due));
+        let retry_in_ms = backoff_ms(1, 1000, 30_000, 1 ^ due);
         assert_eq!(
             events,
-            [Event::Failed {
-                source: "container",
-                failure: Failure::Expired
-            }]
+            [
+                Event::Failed {
+                    source: "container",
+                    failure: Failure::Expired
+                },
+                Event::GaveUp { retry_in_ms }
+            ]
         );
         assert_eq!(
             host.paths().last().map(String::as_str),
-            Some("presign_imds /latest/api/token")
+            Some("presign_container /creds")
         );
         assert_eq!(r.current().cloned(), good);
         assert_eq!(stored_record(&store, &r), good);

@@ -285,10 +285,7 @@ impl RootContext for PresignRoot {
             retry_after_secs: std::cell::Cell::new(1),
         });
         self.credential_metrics = match &config.rotating {
-            Some(r) => {
-                let labels: Vec<&'static str> = r.chain.iter().map(|s| s.label()).collect();
-                CredentialMetrics::define(&WasmMetrics, &labels)
-            }
+            Some(r) => CredentialMetrics::define(&WasmMetrics, &[r.source.label()]),
             None => CredentialMetrics::default(),
         };
         self.shared = Some(Rc::new(Shared {

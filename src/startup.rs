@@ -49,7 +49,7 @@ pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             log::Level::Info,
             format!(
                 "envoy-presign: rotating credentials from {}; matched requests get 503 credentials_unavailable until the first fetch succeeds",
-                describe_chain(&r.chain)
+                describe_source(&r.source)
             ),
         ),
         (Err(reason), _, None) => Notice::new(
@@ -85,8 +85,17 @@ pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         notices.push(Notice::new(
             log::Level::Info,
             format!(
-                "envoy-presign: credential chain skips {}",
+                "envoy-presign: credential chain, not used: {}",
                 config.credentials_skipped.join(", ")
+            ),
+        ));
+    }
+    if !config.credentials_dropped.is_empty() {
+        notices.push(Notice::new(
+            log::Level::Warn,
+            format!(
+                "envoy-presign: credential chain shadows configured sources {}: only the first configured entry is used (as the AWS SDKs do), and a failing one is retried, never replaced by the next; reorder or remove them",
+                config.credentials_dropped.join(", ")
             ),
         ));
     }
@@ -112,33 +121,30 @@ pub fn configure(raw: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Con
     Ok(Configured { config, notices })
 }
 
-/// `imds (cluster presign_imds) then container (...)`: sources in order,
-/// each with the cluster it calls; never a secret (the role ARN is not one).
-pub fn describe_chain(chain: &[Source]) -> String {
-    let one = |s: &Source| -> String {
-        match s {
-            Source::Imds(i) => format!("imds (cluster {})", i.endpoint.cluster),
-            Source::Container(c) => format!(
-                "container (cluster {}, {}{})",
-                c.endpoint.cluster, c.endpoint.authority, c.path
-            ),
-            Source::WebIdentity(w) => format!(
-                "web_identity (cluster {}, role {})",
-                w.endpoint.cluster, w.role_arn
-            ),
-            Source::AssumeRole(a, base) => {
-                let base = match base {
-                    BaseCredentials::Static(c) => format!("access key {}", c.access_key_id()),
-                    BaseCredentials::Fetched(b) => describe_chain(std::slice::from_ref(b)),
-                };
-                format!(
-                    "assume_role (cluster {}, role {}, signed with {base})",
-                    a.endpoint.cluster, a.role_arn
-                )
-            }
+/// `imds (cluster presign_imds)`: the source with the cluster it calls (and,
+/// for `assume_role`, what signs it); never a secret (the role ARN is not one).
+pub fn describe_source(source: &Source) -> String {
+    match source {
+        Source::Imds(i) => format!("imds (cluster {})", i.endpoint.cluster),
+        Source::Container(c) => format!(
+            "container (cluster {}, {}{})",
+            c.endpoint.cluster, c.endpoint.authority, c.path
+        ),
+        Source::WebIdentity(w) => format!(
+            "web_identity (cluster {}, role {})",
+            w.endpoint.cluster, w.role_arn
+        ),
+        Source::AssumeRole(a, base) => {
+            let base = match base {
+                BaseCredentials::Static(c) => format!("access key {}", c.access_key_id()),
+                BaseCredentials::Fetched(b) => describe_source(b),
+            };
+            format!(
+                "assume_role (cluster {}, role {}, signed with {base})",
+                a.endpoint.cluster, a.role_arn
+            )
         }
-    };
-    chain.iter().map(one).collect::<Vec<_>>().join(" then ")
+    }
 }
 
 #[cfg(test)]
@@ -270,12 +276,13 @@ mod tests {
     }
 
     /// README.md, startup log: a rotating setup is announced with its
-    /// sources in order (clusters, roles, and what signs an AssumeRole: an
-    /// access key id or the fetched source, never a secret), the 503 until
-    /// the first fetch, and the chain entries skipped with the reason.
+    /// source (cluster, role, and what signs an AssumeRole: an access key id
+    /// or the fetched source, never a secret), the 503 until the first
+    /// fetch, every other chain entry with why it is not used, and a warning
+    /// naming the configured entries the chosen one shadows.
     #[test]
     fn rotating_credentials_are_described() {
-        let creds = r#"{"source":"chain","chain":["web_identity","assume_role","container","imds"],
+        let creds = r#"{"source":"chain","chain":["assume_role","web_identity","container","imds"],
             "web_identity":{"region":"eu-west-1","role_arn":"arn:aws:iam::1:role/web"},
             "assume_role":{"region":"eu-west-1","role_arn":"arn:aws:iam::1:role/ar","base":"imds"}}"#;
         let c = configure(doc(creds, "{}").as_bytes(), &|_| None).unwrap();
@@ -284,11 +291,15 @@ mod tests {
             [
                 (
                     Level::Info,
-                    "envoy-presign: rotating credentials from web_identity (cluster presign_web_identity, role arn:aws:iam::1:role/web) then assume_role (cluster presign_sts, role arn:aws:iam::1:role/ar, signed with imds (cluster presign_imds)) then imds (cluster presign_imds); matched requests get 503 credentials_unavailable until the first fetch succeeds"
+                    "envoy-presign: rotating credentials from assume_role (cluster presign_sts, role arn:aws:iam::1:role/ar, signed with imds (cluster presign_imds)); matched requests get 503 credentials_unavailable until the first fetch succeeds"
                 ),
                 (
                     Level::Info,
-                    "envoy-presign: credential chain skips container (no container block and no AWS_CONTAINER_CREDENTIALS_*_URI)"
+                    "envoy-presign: credential chain, not used: web_identity (configured, but assume_role comes first), container (no container block and no AWS_CONTAINER_CREDENTIALS_*_URI), imds (configured, but assume_role comes first)"
+                ),
+                (
+                    Level::Warn,
+                    "envoy-presign: credential chain shadows configured sources web_identity: only the first configured entry is used (as the AWS SDKs do), and a failing one is retried, never replaced by the next; reorder or remove them"
                 ),
                 (
                     Level::Info,
