@@ -58,34 +58,52 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// The bytes of `raw` with its `%XX` escapes decoded once (`+` a space when
+/// `plus_is_space`), one at a time; an `Err` for a `%` not followed by two hex
+/// digits, and nothing after it.
+struct Decoded<'a> {
+    rest: &'a [u8],
+    plus_is_space: bool,
+}
+
+impl<'a> Decoded<'a> {
+    fn new(raw: &'a str, plus_is_space: bool) -> Self {
+        Self {
+            rest: raw.as_bytes(),
+            plus_is_space,
+        }
+    }
+}
+
+impl Iterator for Decoded<'_> {
+    type Item = Result<u8, PathError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Walks the bytes by slicing, not by index arithmetic: each step
+        // consumes exactly what it read, so no step can revisit or skip input.
+        let (&b, tail) = self.rest.split_first()?;
+        let (decoded, rest) = match b {
+            b'%' => match tail {
+                [hi, lo, after @ ..] => match (hex_val(*hi), hex_val(*lo)) {
+                    (Some(h), Some(l)) => (Ok(h << 4 | l), after),
+                    _ => (Err(PathError::InvalidEncoding), &[][..]),
+                },
+                _ => (Err(PathError::InvalidEncoding), &[][..]),
+            },
+            b'+' if self.plus_is_space => (Ok(b' '), tail),
+            _ => (Ok(b), tail),
+        };
+        self.rest = rest;
+        Some(decoded)
+    }
+}
+
 /// Decodes `%XX` escapes once. `plus_is_space` selects form decoding (query
 /// strings) over path decoding (where `+` is a literal plus).
 pub fn percent_decode(raw: &str, plus_is_space: bool) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(raw.len());
-    // Walks the bytes by slicing, not by index arithmetic: each step consumes
-    // exactly what it read, so no step can revisit or skip input.
-    let mut rest = raw.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        rest = match b {
-            b'%' => match tail {
-                [hi, lo, after @ ..] => match (hex_val(*hi), hex_val(*lo)) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        after
-                    }
-                    _ => return Err(PathError::InvalidEncoding),
-                },
-                _ => return Err(PathError::InvalidEncoding),
-            },
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                tail
-            }
-            _ => {
-                out.push(b);
-                tail
-            }
-        };
+    for b in Decoded::new(raw, plus_is_space) {
+        out.push(b?);
     }
     Ok(out)
 }
@@ -231,22 +249,50 @@ pub fn format_query_into(out: &mut String, params: &[(String, String)]) {
     }
 }
 
-/// Whether a raw query parameter carries SigV4 auth (`X-Amz-*`, any case).
+/// The prefix of every SigV4 query parameter, compared case-insensitively.
+const AUTH_PREFIX: &[u8; 6] = b"x-amz-";
+
+/// Whether a raw query parameter (`name` or `name=value`) carries SigV4 auth:
+/// its name, percent-decoded once with `+` as a space (S3 decodes query names
+/// before it reads them, as forms do), starts with `x-amz-` in any case, so
+/// `X%2DAmz-Signature` and `%58-amz-date` are as much SigV4 material as
+/// `X-Amz-Signature`. A name that is not valid percent-encoding (a `%` not
+/// followed by two hex digits) counts too: what an origin would make of it
+/// cannot be known, and a well-formed query never has one. The value is
+/// never read. No allocation: the name is decoded a byte at a time.
 fn is_auth_param(pair: &str) -> bool {
-    pair.get(..6)
-        .is_some_and(|h| h.eq_ignore_ascii_case("x-amz-"))
+    let raw_name = pair.split_once('=').map_or(pair, |(name, _)| name);
+    let mut decoded = Decoded::new(raw_name, true);
+    let mut prefixed = true;
+    for want in AUTH_PREFIX {
+        match decoded.next() {
+            Some(Ok(b)) => prefixed &= b.eq_ignore_ascii_case(want),
+            Some(Err(_)) => return true,
+            None => {
+                prefixed = false;
+                break;
+            }
+        }
+    }
+    // Past the prefix, only a bad escape can still make it one.
+    prefixed || decoded.any(|b| b.is_err())
 }
 
-/// How many client query parameters carry SigV4 auth (`X-Amz-*`, any case);
-/// they are dropped, and counted for the `auth_stripped` metric.
+/// How many client query parameters carry SigV4 auth (`X-Amz-*` in any case
+/// and any percent-encoding, or a name that does not decode: see
+/// `is_auth_param`); they are dropped, and counted for the `auth_stripped`
+/// metric. Exactly the parameters `without_auth_params` removes.
 pub fn count_auth_params(raw_query: &str) -> u64 {
     let n = raw_query.split('&').filter(|p| is_auth_param(p)).count();
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// The `:path` without its client `X-Amz-*` query parameters, when it has
-/// any (for methods passed through unsigned: client SigV4 material never
-/// reaches the origin); `None` when there is nothing to remove.
+/// The `:path` without its client `X-Amz-*` query parameters (however their
+/// names are percent-encoded, and names that do not decode: see
+/// `is_auth_param`), when it has any (for methods passed through unsigned:
+/// client SigV4 material never reaches the origin); `None` when there is
+/// nothing to remove. Every other parameter is kept byte for byte as the
+/// client sent it, in its order.
 pub fn without_auth_params(path: &str) -> Option<String> {
     let (p, q) = split_path(path);
     if count_auth_params(q) == 0 {
@@ -546,6 +592,136 @@ mod tests {
         );
         assert_eq!(
             without_auth_params("/m/a?X-Amz-Date=d").as_deref(),
+            Some("/m/a")
+        );
+    }
+
+    /// S3 percent-decodes query names (`+` as a space) before it reads them,
+    /// so a client `X-Amz-*` parameter in any encoding is SigV4 material: it
+    /// is removed and counted like a raw one, and every other parameter is
+    /// kept byte for byte, in order. (raw query, query kept, how many removed)
+    const AUTH_TABLE: &[(&str, &str, u64)] = &[
+        // Raw, any case (as before).
+        ("X-Amz-Signature=s&x=1", "x=1", 1),
+        ("x-AmZ-dAtE=d&x=1", "x=1", 1),
+        // The security review's cases.
+        (
+            "X%2DAmz-Signature=forged&x%2damz-credential=a&keep=1",
+            "keep=1",
+            2,
+        ),
+        ("%58-Amz-Date=d&keep=1", "keep=1", 1),
+        ("X-Amz%2DSecurity-Token=t&keep=1", "keep=1", 1),
+        // Every prefix byte encoded, upper- and lower-case hex and letters.
+        ("%58%2D%41%4D%5A%2DAlgorithm=a&k", "k", 1),
+        ("%78%2d%61%6d%7a%2dalgorithm=a&k", "k", 1),
+        ("%78%2D%61%6d%7A%2dCredential=c&k", "k", 1),
+        ("X%2dAMZ%2Dsignature=s&k", "k", 1),
+        ("%58-aMz%2DExpires=60&k", "k", 1),
+        // The rest of the name encoded too, or an `=` hidden in it.
+        ("X-Amz-%53ignature=s&k", "k", 1),
+        ("X%2DAmz%2DSignature%3Dforged&k", "k", 1),
+        // The bare prefix, and `+` read as a space after it.
+        ("x-amz-&k", "k", 1),
+        ("x-amz-+y=1&k", "k", 1),
+        ("X-Amz-%20=1&k", "k", 1),
+        // Not SigV4 names once decoded: kept as sent.
+        ("+x-amz-a=1&k", "+x-amz-a=1&k", 0),
+        ("x+amz-a=1&k", "x+amz-a=1&k", 0),
+        ("%20X-Amz-Date=1", "%20X-Amz-Date=1", 0),
+        ("X-Am=2&X-Amz=3&Xamz-=4", "X-Am=2&X-Amz=3&Xamz-=4", 0),
+        ("x%2Damz=1&x-amzz-=2", "x%2Damz=1&x-amzz-=2", 0),
+        // Decoded once, as S3 does: a double-encoded name is not one.
+        ("%2558-Amz-Date=d", "%2558-Amz-Date=d", 0),
+        // Values are never read: an `X-Amz-` value or a bad escape in one stays.
+        (
+            "keep=X-Amz-Signature&k=X%2DAmz-Date&v=100%&w=%zz",
+            "keep=X-Amz-Signature&k=X%2DAmz-Date&v=100%&w=%zz",
+            0,
+        ),
+        // Names that decode to bytes that are not UTF-8 are not refused for it.
+        ("%FF%FE=1&k", "%FF%FE=1&k", 0),
+        // A name that is not valid percent-encoding is removed (what an origin
+        // makes of it cannot be known; it may read it as X-Amz-*).
+        ("X-Amz%=1&k", "k", 1),
+        ("X%2DAmz%zz=1&k", "k", 1),
+        ("%58-Amz-Date%2=1&k", "k", 1),
+        ("keep%=1&k", "k", 1),
+        ("a%G0=1&k", "k", 1),
+        ("%=1&k", "k", 1),
+        // Everything else byte for byte, empty parameters and order included.
+        (
+            "a=%41&&b=c+d&X%2dAmz-Date=1&c&x-amz-date=2&%7e=~",
+            "a=%41&&b=c+d&c&%7e=~",
+            2,
+        ),
+    ];
+
+    #[test]
+    fn encoded_auth_params_are_removed_and_counted() {
+        for (query, kept, removed) in AUTH_TABLE {
+            assert_eq!(count_auth_params(query), *removed, "count of {query}");
+            let path = format!("/m/a?{query}");
+            let want = match (*removed, *kept) {
+                (0, _) => None,
+                (_, "") => Some("/m/a".to_string()),
+                (_, kept) => Some(format!("/m/a?{kept}")),
+            };
+            assert_eq!(without_auth_params(&path), want, "{query}");
+            if *removed == 0 {
+                assert_eq!(query, kept, "a query with nothing removed is kept whole");
+            }
+        }
+    }
+
+    /// Every way to spell the `X-Amz-` prefix with each of its six bytes raw
+    /// or `%XX` (upper- or lower-case hex), letters in either case: each is
+    /// removed, and the parameters around it are kept.
+    #[test]
+    fn every_spelling_of_the_prefix_is_removed() {
+        let prefix = b"x-amz-";
+        for encoded in 0u32..64 {
+            for upper in 0u32..64 {
+                for lower_hex in [false, true] {
+                    let mut name = String::new();
+                    for (i, &b) in prefix.iter().enumerate() {
+                        let b = if upper & (1 << i) != 0 {
+                            b.to_ascii_uppercase()
+                        } else {
+                            b
+                        };
+                        if encoded & (1 << i) != 0 {
+                            name.push_str(&if lower_hex {
+                                format!("%{b:02x}")
+                            } else {
+                                format!("%{b:02X}")
+                            });
+                        } else {
+                            name.push(char::from(b));
+                        }
+                    }
+                    let path = format!("/m/a?a=1&{name}Signature=s&b=2");
+                    assert_eq!(
+                        without_auth_params(&path).as_deref(),
+                        Some("/m/a?a=1&b=2"),
+                        "{name}"
+                    );
+                    assert_eq!(count_auth_params(&path), 1, "{name}");
+                }
+            }
+        }
+    }
+
+    /// An auth parameter that is the only one leaves no `?`; a fragment is
+    /// dropped as `split_path` drops it.
+    #[test]
+    fn a_path_left_without_parameters_has_no_question_mark() {
+        assert_eq!(
+            without_auth_params("/m/a?X%2DAmz-Date=d&x%2damz-credential=c").as_deref(),
+            Some("/m/a")
+        );
+        assert_eq!(
+            without_auth_params("/m/a?%58-Amz-Date=d#frag").as_deref(),
             Some("/m/a")
         );
     }

@@ -11,6 +11,7 @@
 //! (`X-Amz-Security-Token`): a printed URL is a bearer credential until it
 //! expires.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -54,6 +55,8 @@ those variables as if the filter had just fetched them (URLs not cut to an expir
 without them prints the filter's reply before its first fetch.
 A printed URL is a bearer credential until it expires (it carries the session token, if
 any): do not log or share it.
+Every argument must be UTF-8, the configuration's path included: one that is not is a
+usage error (exit 2) naming it; for a file whose path is not UTF-8, pass a link to it.
 Exit status: 0 valid / signed, 1 refused / not signed, 2 usage error or unreadable file.
 ";
 
@@ -96,9 +99,14 @@ impl Output {
     }
 }
 
-/// Runs the command for `args` (without the program name).
-pub fn run(args: &[String], io: &Io<'_>) -> Output {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+/// Runs the command for `args` (without the program name), as the process
+/// gets them (`std::env::args_os`): an argument that is not UTF-8 is a usage
+/// error naming the first such one, never a panic (`std::env::args` panics).
+pub fn run(args: &[OsString], io: &Io<'_>) -> Output {
+    let args = match utf8_args(args) {
+        Ok(args) => args,
+        Err(problem) => return Output::usage(&problem),
+    };
     match args.as_slice() {
         ["check", file] => check(file, io),
         ["sign", rest @ ..] => match SignArgs::parse(rest, io.now) {
@@ -112,6 +120,27 @@ pub fn run(args: &[String], io: &Io<'_>) -> Output {
         }
         [cmd, ..] => Output::usage(&format!("unknown command {cmd:?}")),
     }
+}
+
+/// The arguments as UTF-8, or the problem with the first one that is not:
+/// its position (from 1, after the program name) and a lossy rendering of it
+/// (U+FFFD for the bytes that are not UTF-8, control characters escaped).
+/// A path is no exception: every output names the configuration by its path,
+/// and `Io::read` takes UTF-8.
+fn utf8_args(args: &[OsString]) -> Result<Vec<&str>, String> {
+    args.iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            arg.to_str().ok_or_else(|| {
+                format!(
+                    "argument {} is not UTF-8: {:?} (every argument must be UTF-8, \
+                     the configuration's path included)",
+                    i + 1,
+                    arg.to_string_lossy()
+                )
+            })
+        })
+        .collect()
 }
 
 /// The configuration of `file`, as the filter would have it, or the output
@@ -433,6 +462,12 @@ mod tests {
 
     /// Runs the command on in-memory files and environment, at `AT`.
     fn run_with(files: &[(&str, &str)], env: &[(&str, &str)], args: &[&str]) -> Output {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        run_os_with(files, env, &args)
+    }
+
+    /// `run_with` for arguments that need not be UTF-8.
+    fn run_os_with(files: &[(&str, &str)], env: &[(&str, &str)], args: &[OsString]) -> Output {
         let files: HashMap<String, Vec<u8>> = files
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -453,8 +488,7 @@ mod tests {
             env: &env,
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(AT),
         };
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        run(&args, &io)
+        run(args, &io)
     }
 
     const CREDS: [(&str, &str); 3] = [
@@ -606,6 +640,61 @@ mod tests {
             .starts_with("envoy-presign-config: cannot read missing.json: "));
         let out = run_with(&[], &[], &["--help"]);
         assert_eq!((out.code, out.stdout.as_str()), (EXIT_OK, USAGE));
+    }
+
+    /// An argument that is not UTF-8 (`std::env::args` would panic on it) is
+    /// a usage error naming its position (from 1, after the program name) and
+    /// showing it lossily, escaped; nothing is read or signed, and the
+    /// configuration's path is no exception.
+    #[cfg(unix)]
+    #[test]
+    fn a_non_utf8_argument_is_a_usage_error_naming_it() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let ok = |s: &str| OsString::from(s);
+        for (args, problem) in [
+            (vec![bad(b"\xff")], "argument 1 is not UTF-8: \"\u{fffd}\""),
+            (
+                vec![ok("check"), bad(b"conf\xe9.json")],
+                "argument 2 is not UTF-8: \"conf\u{fffd}.json\"",
+            ),
+            (
+                vec![ok("sign"), ok("c.json"), ok("GET"), bad(b"/media/\x80a")],
+                "argument 4 is not UTF-8: \"/media/\u{fffd}a\"",
+            ),
+            (
+                vec![
+                    ok("sign"),
+                    ok("c.json"),
+                    ok("GET"),
+                    ok("/media/a"),
+                    ok("--host"),
+                    bad(b"\x1b[31mh\xc3"),
+                ],
+                "argument 6 is not UTF-8: \"\\u{1b}[31mh\u{fffd}\"",
+            ),
+            // The first bad one is named; --help does not get past it.
+            (
+                vec![ok("--help"), bad(b"\xfe"), bad(b"\xff")],
+                "argument 2 is not UTF-8: \"\u{fffd}\"",
+            ),
+        ] {
+            let out = run_os_with(&[("c.json", CONFIG)], &CREDS, &args);
+            assert_eq!(out.code, EXIT_USAGE, "{args:?}");
+            assert_eq!(out.stdout, "", "{args:?}");
+            let first = out.stderr.lines().next().unwrap_or_default();
+            assert_eq!(
+                first,
+                format!(
+                    "envoy-presign-config: {problem} (every argument must be UTF-8, \
+                     the configuration's path included)"
+                ),
+                "{args:?}"
+            );
+            assert!(out.stderr.ends_with(USAGE), "{args:?}");
+        }
+        // The usage text says so.
+        assert!(USAGE.contains("must be UTF-8"), "{USAGE}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 fn main() -> std::process::ExitCode {
     use std::io::Write as _;
 
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `args_os`, not `args` (which panics on an argument that is not UTF-8):
+    // `run` answers such an argument with a usage error (exit 2) naming it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let read = |path: &str| std::fs::read(path);
     // As the filter reads the Wasm VM's environment (`std::env::var`).
     let env = |k: &str| std::env::var(k).ok();

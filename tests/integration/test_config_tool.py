@@ -11,6 +11,8 @@ one signing window.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -141,3 +143,27 @@ def test_sign_prints_the_local_reply_envoy_sends(envoy, tmp_path):
         assert result.returncode == 1, result
         code = resp.headers["x-presign-error"]
         assert result.stdout.startswith(f"{resp.status} {code} (origin media, category {code})"), result
+
+
+@pytest.mark.parametrize("argv,position", [
+    ([b"\xff"], 1),
+    ([b"check", b"conf\xe9.json"], 2),
+    ([b"sign", b"filter.json", b"GET", b"/media/\x80a.bin"], 4),
+    ([b"sign", b"filter.json", b"GET", b"/media/a", b"--host", b"h\xc3"], 6),
+], ids=["command", "check-path", "sign-path", "host"])
+def test_a_non_utf8_argument_exits_2_naming_it_without_a_panic(tmp_path, argv: list[bytes], position: int):
+    """The built binary given an argument that is not UTF-8 (Rust's ``std::env::args`` would
+    panic, exit 101): exit 2 with a usage error naming the argument's position and showing it
+    lossily, and the usage text; never a panic. The configuration's path is no exception."""
+    write_config(tmp_path, filter_config(9))
+    tool = config_tool.build()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    result = subprocess.run([bytes(tool), *argv], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    stderr = result.stderr.decode("utf-8")  # the tool's own output is UTF-8 whatever it was given
+    assert result.returncode == 2, (result.returncode, stderr)
+    assert result.stdout == b"", result
+    assert "panicked" not in stderr and "RUST_BACKTRACE" not in stderr, stderr
+    first = stderr.splitlines()[0]
+    shown = argv[position - 1].decode("utf-8", errors="replace")
+    assert first.startswith(f'envoy-presign-config: argument {position} is not UTF-8: "{shown}"'), first
+    assert "usage: envoy-presign-config check <config.json>" in stderr, stderr
