@@ -15,6 +15,9 @@ use crate::credentials::{Credentials, CredentialsSource};
 pub const DEFAULT_IMDS_CLUSTER: &str = "presign_imds";
 /// See `DEFAULT_IMDS_CLUSTER`.
 pub const DEFAULT_CONTAINER_CLUSTER: &str = "presign_container";
+/// See `DEFAULT_IMDS_CLUSTER`: EKS Pod Identity, the internal listener that
+/// adds the pod's token (envoy/credentials.yaml).
+pub const DEFAULT_POD_IDENTITY_CLUSTER: &str = "presign_pod_identity";
 /// See `DEFAULT_IMDS_CLUSTER`.
 pub const DEFAULT_STS_CLUSTER: &str = "presign_sts";
 /// See `DEFAULT_IMDS_CLUSTER`: the internal listener that adds the token.
@@ -772,11 +775,6 @@ fn imds(raw: Option<&RawImds>) -> Result<ImdsSource, ConfigError> {
 fn container(raw: Option<&RawContainer>, env: Env<'_>) -> Result<ContainerSource, ConfigError> {
     let d = RawContainer::default();
     let raw = raw.unwrap_or(&d);
-    let cluster = name_field(
-        raw.cluster.as_ref(),
-        "container.cluster",
-        DEFAULT_CONTAINER_CLUSTER,
-    )?;
     let timeout_ms = timeout(raw.timeout_ms, "container.timeout_ms")?;
     if raw.relative_uri.is_some() && raw.full_uri.is_some() {
         return Err(err(
@@ -795,11 +793,11 @@ fn container(raw: Option<&RawContainer>, env: Env<'_>) -> Result<ContainerSource
                 .flatten()
                 .map(|v| (v, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"))
         });
-    let (authority, path) = if let Some((rel, field)) = relative {
+    let (authority, path, https) = if let Some((rel, field)) = relative {
         if !rel.starts_with('/') || !valid_path(&rel) {
             return Err(err_named(field, "must be a path starting with '/'"));
         }
-        (ECS_CONTAINER_AUTHORITY.to_string(), rel)
+        (ECS_CONTAINER_AUTHORITY.to_string(), rel, false)
     } else {
         let (full, field) = match &raw.full_uri {
             Some(v) => (v.clone(), "container.full_uri"),
@@ -813,7 +811,23 @@ fn container(raw: Option<&RawContainer>, env: Env<'_>) -> Result<ContainerSource
                 }
             },
         };
-        full_uri(&full).map_err(|reason| err_named(field, reason))?
+        let (authority, path) = full_uri(&full).map_err(|reason| err_named(field, reason))?;
+        (authority, path, full.starts_with("https://"))
+    };
+    let cluster = match &raw.cluster {
+        Some(c) => name_field(Some(c), "container.cluster", "")?,
+        None => container_cluster(&authority, https)
+            .ok_or_else(|| {
+                err(
+                    "container.cluster",
+                    format!(
+                        "the container endpoint {}://{authority} is neither ECS's (169.254.170.2) nor EKS Pod Identity's (169.254.170.23, fd00:ec2::23) over http, so no shipped cluster reaches it: name a cluster whose endpoint is {authority}{}",
+                        if https { "https" } else { "http" },
+                        if https { " and that originates TLS verifying its certificate (the call carries the authorization token)" } else { "" }
+                    ),
+                )
+            })?
+            .to_string(),
     };
     Ok(ContainerSource {
         endpoint: Endpoint {
@@ -824,6 +838,20 @@ fn container(raw: Option<&RawContainer>, env: Env<'_>) -> Result<ContainerSource
         path,
         authorization: env_var(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN"),
     })
+}
+
+/// The shipped cluster that reaches a container endpoint, by its address:
+/// ECS's agent, or EKS Pod Identity's agent through the listener that adds
+/// the pod's token. Only over plain http, where these agents listen, and on
+/// their port 80; any other endpoint needs a cluster named for it.
+fn container_cluster(authority: &str, https: bool) -> Option<&'static str> {
+    let host = authority.strip_suffix(":80").unwrap_or(authority);
+    match host {
+        _ if https => None,
+        ECS_CONTAINER_AUTHORITY => Some(DEFAULT_CONTAINER_CLUSTER),
+        "169.254.170.23" | "[fd00:ec2::23]" => Some(DEFAULT_POD_IDENTITY_CLUSTER),
+        _ => None,
+    }
 }
 
 /// A field under `credentials`, or an environment variable named as itself.
@@ -1537,12 +1565,16 @@ mod tests {
             ("169.254.170.23", "/v1/credentials", Some(AUTH))
         );
         let c = container_of(
-            json!({"source": "container", "container": {"full_uri": "https://creds.example/x"}}),
+            json!({"source": "container", "container": {"full_uri": "https://creds.example/x", "cluster": "creds_tls"}}),
             &[env_rel],
         );
         assert_eq!(
-            (c.endpoint.authority.as_str(), c.path.as_str()),
-            ("creds.example", "/x")
+            (
+                c.endpoint.cluster.as_str(),
+                c.endpoint.authority.as_str(),
+                c.path.as_str()
+            ),
+            ("creds_tls", "creds.example", "/x")
         );
         let c = container_of(
             json!({"source": "container", "container": {"relative_uri": "/mine"}}),
@@ -1604,6 +1636,70 @@ mod tests {
             ),
             "credentials.container.relative_uri"
         );
+    }
+
+    /// README.md, container source: the endpoint decides the cluster. ECS's
+    /// relative URI (or a full URI to 169.254.170.2) goes to
+    /// `presign_container`; EKS Pod Identity's full URI (169.254.170.23 or
+    /// fd00:ec2::23, as the default chain finds it on EKS) to
+    /// `presign_pod_identity`, whose listener adds the pod's token; any
+    /// other endpoint (https, loopback) needs `container.cluster`, refused
+    /// without it: the review found Pod Identity's calls sent to ECS's
+    /// address, and an https URI's token sent to whatever the cluster was.
+    #[test]
+    fn the_endpoint_decides_the_container_cluster() {
+        let cluster_of = |env: &[(&str, &str)]| {
+            container_of(json!({"source": "chain"}), env)
+                .endpoint
+                .cluster
+        };
+        let full = |uri: &'static str| ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri);
+        for (env, want) in [
+            (
+                vec![("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")],
+                "presign_container",
+            ),
+            (vec![full("http://169.254.170.2/v2/c")], "presign_container"),
+            (
+                vec![full("http://169.254.170.2:80/v2/c")],
+                "presign_container",
+            ),
+            (
+                vec![full("http://169.254.170.23/v1/credentials")],
+                "presign_pod_identity",
+            ),
+            (
+                vec![full("http://[fd00:ec2::23]/v1/credentials")],
+                "presign_pod_identity",
+            ),
+            (
+                vec![full("http://[FD00:EC2::23]:80/v1/credentials")],
+                "presign_pod_identity",
+            ),
+        ] {
+            assert_eq!(cluster_of(&env), want, "{env:?}");
+        }
+        for uri in [
+            "https://169.254.170.23/v1/credentials",
+            "https://creds.example/c",
+            "http://127.0.0.1:9000/c",
+            "http://localhost/c",
+            "http://169.254.170.23:8080/v1/credentials",
+        ] {
+            let e = refusal(json!({"source": "container"}), &[full(uri)]);
+            assert_eq!(e.field, "credentials.container.cluster", "{uri}");
+            assert_eq!(
+                e.reason.contains("TLS"),
+                uri.starts_with("https"),
+                "{uri}: {e}"
+            );
+        }
+        // A named cluster is used as it is.
+        let c = container_of(
+            json!({"source": "container", "container": {"cluster": "mine"}}),
+            &[full("http://169.254.170.23/v1/credentials")],
+        );
+        assert_eq!(c.endpoint.cluster, "mine");
     }
 
     /// README.md, container source: a full URI is allowed as the AWS SDKs
@@ -2101,7 +2197,7 @@ mod tests {
             "{shown}"
         );
         assert!(
-            shown.contains("169.254.170.23@presign_container (2000 ms)"),
+            shown.contains("169.254.170.23@presign_pod_identity (2000 ms)"),
             "endpoints show where calls go: {shown}"
         );
         let errors = [
