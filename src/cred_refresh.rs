@@ -26,6 +26,10 @@ const TICK_MS: u64 = 1000;
 
 /// Shared-data key prefix of the credential records.
 pub const KEY_PREFIX: &str = "envoy_presign.cred.";
+/// How long a serving VM's heartbeat lasts; renewed every tick past half of
+/// it. Once serving VMs are gone (a configuration reload replaced them) the
+/// others refresh within this long.
+pub const SERVING_HEARTBEAT_MS: u64 = 5 * TICK_MS;
 
 /// The credentials every worker signs with, as stored in shared data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,8 +245,11 @@ pub struct Refresher {
     /// This VM handles requests (Envoy also runs one on its main thread,
     /// which never does: see `mark_serving`).
     serving: bool,
-    /// Whether this VM has said so in shared data.
-    announced: bool,
+    /// Until when (Unix ms) this VM's last heartbeat says it serves.
+    heartbeat_until_ms: u64,
+    /// Whether this VM has seen the lease key exist at an earlier look: only
+    /// then may it claim it (see `take_lease`).
+    lease_seen: bool,
     /// The shared-data keys, built once.
     keys: Keys,
 }
@@ -266,7 +273,8 @@ impl Refresher {
             status: Status::default(),
             in_flight: None,
             serving: false,
-            announced: false,
+            heartbeat_until_ms: 0,
+            lease_seen: false,
             keys: {
                 let key = |what: &str| format!("{KEY_PREFIX}{}.{what}", setup.fingerprint);
                 Keys {
@@ -280,26 +288,53 @@ impl Refresher {
         }
     }
 
-    /// Records that this VM handles requests, and says so in shared data
-    /// once. Envoy runs the filter's VM on each worker and one more on its
-    /// main thread, which handles no request and cannot reach an internal
-    /// listener (no connection handler is there): its calls to the
-    /// token-adding clusters fail. So once any VM has served a request,
-    /// only serving VMs refresh; before that (an idle Envoy) every VM may,
-    /// but not twice in a row after failing itself, so the others get turns.
-    pub fn mark_serving<S: Store + ?Sized>(&mut self, store: &S) {
+    /// Looks at the lease key once at startup (creating it free when it
+    /// does not exist), so the first tick may already claim it.
+    pub fn prepared<S: Store + ?Sized>(mut self, store: &S) -> Self {
+        self.look_at_lease(store);
+        self
+    }
+
+    /// Records that this VM handles requests. Envoy runs the filter's VM on
+    /// each worker and one more on its main thread, which handles no request
+    /// and cannot reach an internal listener (no connection handler is
+    /// there): its calls to the token-adding clusters fail. So while any VM
+    /// serves (its heartbeat in shared data, renewed every tick, is
+    /// current), only serving VMs refresh; when none does (an idle Envoy, or
+    /// one whose serving VMs were replaced by a configuration reload) every
+    /// VM may, but not twice in a row after failing itself, so the others
+    /// get turns.
+    pub fn mark_serving(&mut self) {
         self.serving = true;
-        if !self.announced {
-            self.announced = store.set(&self.keys.serving, b"1", None).is_ok();
+    }
+
+    /// Renews this serving VM's heartbeat when half of it has passed.
+    fn beat<S: Store + ?Sized>(&mut self, store: &S, now_ms: u64) {
+        let renew_at = self
+            .heartbeat_until_ms
+            .saturating_sub(SERVING_HEARTBEAT_MS / 2);
+        if self.serving && now_ms >= renew_at {
+            let until = now_ms.saturating_add(SERVING_HEARTBEAT_MS);
+            if store
+                .set(&self.keys.serving, &until.to_be_bytes(), None)
+                .is_ok()
+            {
+                self.heartbeat_until_ms = until;
+            }
         }
     }
 
     /// Whether this VM may take the lease now (see `mark_serving`).
-    fn may_refresh<S: Store + ?Sized>(&self, store: &S) -> bool {
+    fn may_refresh<S: Store + ?Sized>(&self, store: &S, now_ms: u64) -> bool {
         if self.serving {
             return true;
         }
-        let workers_serve = matches!(store.get(&self.keys.serving), Ok((Some(_), _)));
+        let workers_serve = match store.get(&self.keys.serving) {
+            Ok((Some(bytes), _)) => {
+                <[u8; 8]>::try_from(bytes.as_slice()).is_ok_and(|b| u64::from_be_bytes(b) > now_ms)
+            }
+            _ => false,
+        };
         let failed_last = self.status.failures > 0 && self.status.last_owner == self.owner;
         !workers_serve && !failed_last
     }
@@ -315,6 +350,20 @@ impl Refresher {
     /// The credentials this worker signs with, if any.
     pub fn current(&self) -> Option<&Record> {
         self.current.as_ref()
+    }
+
+    /// What the credentials held allow at `now_ms`, for the log line of a
+    /// failed refresh: each message says what is true at that moment.
+    pub fn state_at(&self, now_ms: u64) -> String {
+        let stops = self.setup.refresh.stops_signing_ms;
+        match &self.current {
+            Some(r) if now_ms < r.stops_at_ms(stops) => format!(
+                "signing with the last good credentials for {} s more",
+                (r.stops_at_ms(stops) - now_ms) / 1000
+            ),
+            Some(_) => "the last credentials no longer sign: matched requests get 503 credentials_unavailable".into(),
+            None => "no credentials yet: matched requests get 503 credentials_unavailable".into(),
+        }
     }
 
     /// The shared status as last read.
@@ -355,9 +404,10 @@ impl Refresher {
             events.extend(self.tick_abandon(store, now_ms));
             return events;
         }
+        self.beat(store, now_ms);
         if !self.due(now_ms)
             || now_ms < self.status.next_attempt_ms
-            || !self.may_refresh(store)
+            || !self.may_refresh(store, now_ms)
             || !self.take_lease(store, now_ms)
         {
             return events;
@@ -457,27 +507,43 @@ impl Refresher {
         }
     }
 
-    /// Claims the lease when it is free or lapsed (CAS: one winner).
-    fn take_lease<S: Store + ?Sized>(&self, store: &S, now_ms: u64) -> bool {
+    /// Reads the lease key, creating it free when it does not exist; returns
+    /// what was read, and whether this VM had seen (or created) the key at an
+    /// earlier look.
+    fn look_at_lease<S: Store + ?Sized>(&mut self, store: &S) -> Option<(Vec<u8>, u32, bool)> {
         let key = &self.keys.lease;
-        let Ok((mut bytes, mut cas)) = store.get(key) else {
+        match store.get(key) {
+            Ok((Some(bytes), Some(cas))) => {
+                let seen_before = std::mem::replace(&mut self.lease_seen, true);
+                Some((bytes, cas, seen_before))
+            }
+            Ok((None, _)) => {
+                let free = Lease {
+                    owner: 0,
+                    until_ms: 0,
+                };
+                self.lease_seen = store.set(key, &free.encode(), None).is_ok();
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Claims the lease when it is free or lapsed (CAS: one winner). A write
+    /// creates a missing key whatever the CAS, so a VM that read "no key"
+    /// just before another created and claimed it would wipe that claim when
+    /// it creates the key in turn, and both would refresh. So the key is
+    /// created free, and a VM claims it only from its second look on
+    /// (`prepared` at startup is the first): by then, a tick later, every
+    /// creation from a stale read has landed, and claims are true CASes.
+    fn take_lease<S: Store + ?Sized>(&mut self, store: &S, now_ms: u64) -> bool {
+        let Some((bytes, cas, seen_before)) = self.look_at_lease(store) else {
             return false;
         };
-        if bytes.is_none() {
-            // A write creates a missing key whatever the CAS, so two workers
-            // could both "win" it: create it free first, then claim it with
-            // a real compare-and-swap.
-            let free = Lease {
-                owner: 0,
-                until_ms: 0,
-            };
-            let _ = store.set(key, &free.encode(), None);
-            let Ok(read) = store.get(key) else {
-                return false;
-            };
-            (bytes, cas) = read;
+        if !seen_before {
+            return false;
         }
-        if let Some(l) = bytes.as_deref().and_then(Lease::decode) {
+        if let Some(l) = Lease::decode(&bytes) {
             if l.until_ms > now_ms && l.owner != self.owner {
                 return false;
             }
@@ -486,7 +552,9 @@ impl Refresher {
             owner: self.owner,
             until_ms: now_ms.saturating_add(self.setup.refresh.lease_ms),
         };
-        cas.is_some() && store.set(key, &lease.encode(), cas).is_ok()
+        store
+            .set(&self.keys.lease, &lease.encode(), Some(cas))
+            .is_ok()
     }
 
     /// Whether the lease is still recorded as this worker's (lapsed or not).
@@ -876,7 +944,7 @@ mod tests {
     fn a_refresh_stores_the_credentials_and_frees_the_lease() {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
-        let mut r = Refresher::new(container_setup(), 1);
+        let mut r = Refresher::new(container_setup(), 1).prepared(&store);
         assert!(r.current().is_none());
         assert_eq!(r.tick(&store, &host, at(T0)), []);
         assert_eq!(host.paths(), ["presign_container /creds"]);
@@ -949,8 +1017,8 @@ mod tests {
     fn two_workers_one_refresh() {
         let store = FakeStore::default();
         let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
-        let mut a = Refresher::new(container_setup(), 1);
-        let mut b = Refresher::new(container_setup(), 2);
+        let mut a = Refresher::new(container_setup(), 1).prepared(&store);
+        let mut b = Refresher::new(container_setup(), 2).prepared(&store);
         assert_eq!(a.tick(&store, &ha, at(T0)), []);
         assert_eq!(b.tick(&store, &hb, at(T0)), []);
         assert_eq!(b.tick(&store, &hb, at(T0 + 1000)), []);
@@ -985,8 +1053,8 @@ mod tests {
     fn failures_keep_the_credentials_and_share_the_back_off() {
         let store = FakeStore::default();
         let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
-        let mut a = Refresher::new(container_setup(), 1);
-        let mut b = Refresher::new(container_setup(), 2);
+        let mut a = Refresher::new(container_setup(), 1).prepared(&store);
+        let mut b = Refresher::new(container_setup(), 2).prepared(&store);
         refresh_once(&mut a, &store, &ha, T0, "ASIA1");
         b.tick(&store, &hb, at(T0));
         let good = a.current().cloned().unwrap();
@@ -1092,7 +1160,7 @@ mod tests {
             let store = FakeStore::default();
             let host = FakeDispatcher::default();
             host.refuse.set(true);
-            let mut r = Refresher::new(container_setup(), owner);
+            let mut r = Refresher::new(container_setup(), owner).prepared(&store);
             let events = r.tick(&store, &host, at(now));
             let Some(Event::GaveUp { retry_in_ms }) = events.last() else {
                 panic!("{events:?}")
@@ -1113,8 +1181,8 @@ mod tests {
     fn a_failing_source_is_retried_never_replaced() {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
-        let mut r = Refresher::new(chain_setup(), 1);
-        r.mark_serving(&store);
+        let mut r = Refresher::new(chain_setup(), 1).prepared(&store);
+        r.mark_serving();
         assert_eq!(r.tick(&store, &host, at(T0)), []);
         let events = r.on_reply(
             100,
@@ -1176,7 +1244,7 @@ mod tests {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
         host.refuse.set(true);
-        let mut r = Refresher::new(chain_setup(), 1);
+        let mut r = Refresher::new(chain_setup(), 1).prepared(&store);
         let events = r.tick(&store, &host, at(T0));
         let retry_in_ms = backoff_ms(1, 1000, 30_000, 1 ^ T0);
         assert_eq!(
@@ -1209,7 +1277,7 @@ mod tests {
     fn unanswered_calls_are_abandoned_and_stray_answers_ignored() {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
-        let mut r = Refresher::new(container_setup(), 1);
+        let mut r = Refresher::new(container_setup(), 1).prepared(&store);
         r.tick(&store, &host, at(T0));
         let body = answer("ASIA1", T0 + 3_600_000);
         assert_eq!(r.on_reply(999, reply(&body), &store, &host, at(T0)), []);
@@ -1237,7 +1305,7 @@ mod tests {
         assert!(r.current().is_none());
         // The right token, in time, is taken.
         let store = FakeStore::default();
-        let mut r = Refresher::new(container_setup(), 1);
+        let mut r = Refresher::new(container_setup(), 1).prepared(&store);
         r.tick(&store, &host, at(T0));
         let token = host.last_token.get();
         assert_eq!(
@@ -1247,6 +1315,33 @@ mod tests {
         assert_eq!(
             r.on_reply(token, reply(&body), &store, &host, at(T0)).len(),
             2
+        );
+    }
+
+    /// The failed-refresh line says what is true then: signing with the
+    /// last good credentials (and for how long), or no longer (the review
+    /// saw "while they last" after they had stopped), or none yet.
+    #[test]
+    fn the_state_line_says_what_is_true_now() {
+        let store = FakeStore::default();
+        let host = FakeDispatcher::default();
+        let mut r = Refresher::new(container_setup(), 1).prepared(&store);
+        assert_eq!(
+            r.state_at(T0),
+            "no credentials yet: matched requests get 503 credentials_unavailable"
+        );
+        refresh_once(&mut r, &store, &host, T0, "ASIA1");
+        let stops = r
+            .current()
+            .unwrap()
+            .stops_at_ms(container_setup().refresh.stops_signing_ms);
+        assert_eq!(
+            r.state_at(stops - 1_000),
+            "signing with the last good credentials for 1 s more"
+        );
+        assert_eq!(
+            r.state_at(stops),
+            "the last credentials no longer sign: matched requests get 503 credentials_unavailable"
         );
     }
 
@@ -1272,8 +1367,8 @@ mod tests {
     fn a_lapsed_lease_is_taken_over() {
         let store = FakeStore::default();
         let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
-        let mut a = Refresher::new(container_setup(), 1);
-        let mut b = Refresher::new(container_setup(), 2);
+        let mut a = Refresher::new(container_setup(), 1).prepared(&store);
+        let mut b = Refresher::new(container_setup(), 2).prepared(&store);
         a.tick(&store, &ha, at(T0)); // and never hears back
         assert_eq!(b.tick(&store, &hb, at(T0 + 2_699)), []);
         assert!(hb.calls.borrow().is_empty());
@@ -1326,8 +1421,8 @@ mod tests {
         // The same when B's refresh failed: its back-off is not doubled.
         let store = FakeStore::default();
         let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
-        let mut a = Refresher::new(container_setup(), 1);
-        let mut b = Refresher::new(container_setup(), 2);
+        let mut a = Refresher::new(container_setup(), 1).prepared(&store);
+        let mut b = Refresher::new(container_setup(), 2).prepared(&store);
         a.tick(&store, &ha, at(T0));
         b.tick(&store, &hb, at(T0 + 2_700));
         let events = b.on_reply(hb.last_token.get(), FAILED_500, &store, &hb, at(T0 + 2_800));
@@ -1340,7 +1435,7 @@ mod tests {
         // may take it again.
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
-        let mut c = Refresher::new(container_setup(), 3);
+        let mut c = Refresher::new(container_setup(), 3).prepared(&store);
         let own = Lease {
             owner: 3,
             until_ms: T0 + 60_000,
@@ -1353,7 +1448,9 @@ mod tests {
         store.fail_gets.set(true);
         let host = FakeDispatcher::default();
         assert_eq!(
-            Refresher::new(container_setup(), 4).tick(&store, &host, at(T0)),
+            Refresher::new(container_setup(), 4)
+                .prepared(&store)
+                .tick(&store, &host, at(T0)),
             []
         );
         assert!(host.calls.borrow().is_empty());
@@ -1370,7 +1467,7 @@ mod tests {
                                     "container": {"relative_uri": "/other", "timeout_ms": 700}}));
         let mine = container_setup();
         assert_ne!(other.fingerprint, mine.fingerprint);
-        let theirs = Refresher::new(other, 9);
+        let theirs = Refresher::new(other, 9).prepared(&store);
         let rec = record("ASIAOTHER", Some("t"), T0, T0 + 3_600_000);
         store.put(&key(&theirs, "current"), &rec.encode());
         let busy = Lease {
@@ -1385,7 +1482,7 @@ mod tests {
             last_owner: 2,
         };
         store.put(&key(&theirs, "status"), &waiting.encode());
-        let mut r = Refresher::new(mine, 1);
+        let mut r = Refresher::new(mine, 1).prepared(&store);
         assert_eq!(r.tick(&store, &host, at(T0)), []);
         assert!(r.current().is_none());
         assert_eq!(r.status(), Status::default());
@@ -1400,8 +1497,8 @@ mod tests {
     fn once_workers_serve_only_they_refresh_and_idle_vms_take_turns() {
         let store = FakeStore::default();
         let (h1, h2) = (FakeDispatcher::default(), FakeDispatcher::default());
-        let mut main = Refresher::new(container_setup(), 1);
-        let mut worker = Refresher::new(container_setup(), 2);
+        let mut main = Refresher::new(container_setup(), 1).prepared(&store);
+        let mut worker = Refresher::new(container_setup(), 2).prepared(&store);
         // Idle: the main VM may try first; it fails.
         assert_eq!(main.tick(&store, &h1, at(T0)), []);
         let events = main.on_reply(h1.last_token.get(), FAILED_500, &store, &h1, at(T0));
@@ -1427,10 +1524,11 @@ mod tests {
         main.on_reply(h1.last_token.get(), FAILED_500, &store, &h1, at(next));
         // Once a worker has served a request, the main VM never refreshes again,
         // while the serving worker may whoever failed last.
-        worker.mark_serving(&store);
-        assert!(store.data.borrow().contains_key(&key(&worker, "serving")));
+        worker.mark_serving();
         let next = main.status().next_attempt_ms + 60_000;
-        let mut main2 = Refresher::new(container_setup(), 3);
+        worker.tick(&store, &h2, at(next - 1));
+        assert!(store.data.borrow().contains_key(&key(&worker, "serving")));
+        let mut main2 = Refresher::new(container_setup(), 3).prepared(&store);
         assert_eq!(main2.tick(&store, &h1, at(next)), []);
         assert_eq!(main.tick(&store, &h1, at(next)), []);
         assert_eq!(h1.calls.borrow().len(), 2, "{:?}", h1.paths());
@@ -1451,8 +1549,8 @@ mod tests {
     fn catch_up_reads_shared_data_only_while_nothing_signs() {
         let store = FakeStore::default();
         let ha = FakeDispatcher::default();
-        let mut a = Refresher::new(container_setup(), 1);
-        let mut b = Refresher::new(container_setup(), 2);
+        let mut a = Refresher::new(container_setup(), 1).prepared(&store);
+        let mut b = Refresher::new(container_setup(), 2).prepared(&store);
         assert!(!b.catch_up(&store, at(T0)), "nothing stored yet");
         refresh_once(&mut a, &store, &ha, T0, "ASIA1");
         assert!(b.catch_up(&store, at(T0 + 1)), "missing: adopts at once");
@@ -1486,7 +1584,7 @@ mod tests {
     fn credentials_too_short_to_sign_are_a_failure() {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
-        let mut r = Refresher::new(chain_setup(), 1);
+        let mut r = Refresher::new(chain_setup(), 1).prepared(&store);
         refresh_once_chain_first(&mut r, &store, &host, T0, "ASIA1", 3_600_000);
         let good = r.current().cloned();
         let due = T0 + 2_700_000;
@@ -1529,29 +1627,83 @@ mod tests {
     }
 
     /// The lease key does not exist before the first refresh, and a write
-    /// creates a missing key whatever the CAS: it is created free first and
-    /// then claimed with a compare-and-swap (two workers that both created
-    /// it then race on the same CAS value: one wins). A worker that finds it
-    /// claimed does not refresh; with the re-read refused nothing is claimed.
+    /// creates a missing key whatever the CAS: a VM that read "no key" just
+    /// before another created and claimed it would wipe that claim when it
+    /// creates the key in turn, and both would refresh (the review's finding).
+    /// So a VM that creates the key, or first finds it, claims nothing on
+    /// that look: it claims from its next one, with a true CAS, and a stale
+    /// creation that lands in between wipes no claim.
     #[test]
     fn the_first_lease_has_one_winner() {
         let store = FakeStore::default();
         let (ha, hb) = (FakeDispatcher::default(), FakeDispatcher::default());
         let mut a = Refresher::new(container_setup(), 1);
         let mut b = Refresher::new(container_setup(), 2);
-        // A creates the key free and claims it; B then finds A's claim.
-        a.tick(&store, &ha, at(T0));
-        b.tick(&store, &hb, at(T0));
+        // Both start with no key: A creates it, B finds it; neither claims.
+        assert_eq!(a.tick(&store, &ha, at(T0)), []);
+        assert_eq!(b.tick(&store, &hb, at(T0)), []);
+        assert!(ha.calls.borrow().is_empty() && hb.calls.borrow().is_empty());
+        // A third VM read "no key" before A created it: its creation lands now.
+        let free = Lease {
+            owner: 0,
+            until_ms: 0,
+        };
+        store.put(&key(&a, "lease"), &free.encode());
+        // A tick later they race: one claims, the other finds the claim.
+        a.tick(&store, &ha, at(T0 + 1_000));
+        b.tick(&store, &hb, at(T0 + 1_000));
         assert_eq!((ha.calls.borrow().len(), hb.calls.borrow().len()), (1, 0));
         assert_eq!(stored_lease(&store, &b).map(|l| l.owner), Some(1));
-        // A missing key is never claimed by an unconditional write: with the
-        // store refusing the re-read, no lease is taken at all.
+        // Interleaved at the very claim: B claims between A's read and A's
+        // compare-and-swap, so A's CAS fails. Still one winner.
         let store = FakeStore::default();
-        let mut c = Refresher::new(container_setup(), 3);
-        *store.interleave.borrow_mut() = Some(Box::new(|s: &FakeStore| s.fail_gets.set(true)));
+        let ha = FakeDispatcher::default();
+        let hb = std::rc::Rc::new(FakeDispatcher::default());
+        let mut a = Refresher::new(container_setup(), 1).prepared(&store);
+        let b = std::rc::Rc::new(RefCell::new(
+            Refresher::new(container_setup(), 2).prepared(&store),
+        ));
+        let (b2, hb2) = (std::rc::Rc::clone(&b), std::rc::Rc::clone(&hb));
+        *store.interleave.borrow_mut() = Some(Box::new(move |s: &FakeStore| {
+            b2.borrow_mut().tick(s, &*hb2, at(T0));
+        }));
+        a.tick(&store, &ha, at(T0));
+        assert_eq!((ha.calls.borrow().len(), hb.calls.borrow().len()), (0, 1));
+        // With the store refusing reads nothing is claimed at all.
+        let store = FakeStore::default();
+        let mut c = Refresher::new(container_setup(), 3).prepared(&store);
+        store.fail_gets.set(true);
         let hc = FakeDispatcher::default();
         c.tick(&store, &hc, at(T0));
         assert!(hc.calls.borrow().is_empty());
+    }
+
+    /// After a configuration reload the serving VMs are replaced by new ones
+    /// that have served nothing yet: once the old ones' heartbeat lapses,
+    /// the new VMs refresh without waiting for a request (the review's
+    /// finding: an idle Envoy answered its first requests 503 once the
+    /// credentials ran out). While a serving VM's heartbeat is current, a
+    /// VM that serves nothing stands aside.
+    #[test]
+    fn refreshes_go_on_after_a_reload_without_traffic() {
+        let store = FakeStore::default();
+        let (h_old, h_new) = (FakeDispatcher::default(), FakeDispatcher::default());
+        let mut old = Refresher::new(container_setup(), 1).prepared(&store);
+        old.mark_serving();
+        refresh_once(&mut old, &store, &h_old, T0, "ASIA1");
+        // The reload: a new VM of the same setup, serving nothing yet.
+        let mut new = Refresher::new(container_setup(), 2).prepared(&store);
+        let due = T0 + 2_700_000;
+        old.tick(&store, &h_old, at(due - 1_000)); // the old VM's last heartbeat
+        assert_eq!(new.tick(&store, &h_new, at(due)), [Event::Adopted]);
+        assert!(
+            h_new.calls.borrow().is_empty(),
+            "a serving VM's heartbeat is current"
+        );
+        // The old VM is gone: past its heartbeat, the new VM refreshes.
+        let lapsed = due - 1_000 + SERVING_HEARTBEAT_MS;
+        new.tick(&store, &h_new, at(lapsed));
+        assert_eq!(h_new.paths(), ["presign_container /creds"]);
     }
 
     /// An answer that comes after the lease lapsed is the abandoned call's:
@@ -1560,7 +1712,7 @@ mod tests {
     fn an_answer_after_the_lease_is_abandoned() {
         let store = FakeStore::default();
         let host = FakeDispatcher::default();
-        let mut r = Refresher::new(container_setup(), 1);
+        let mut r = Refresher::new(container_setup(), 1).prepared(&store);
         r.tick(&store, &host, at(T0));
         let late = T0 + container_setup().refresh.lease_ms + 1;
         let body = answer("ASIA1", late + 3_600_000);
@@ -1576,8 +1728,8 @@ mod tests {
         assert_eq!(stored_record(&store, &r), None);
         // Up to the lease's last millisecond the answer counts, as `tick`
         // still waits for it then.
-        let mut r = Refresher::new(container_setup(), 2);
         let store = FakeStore::default();
+        let mut r = Refresher::new(container_setup(), 2).prepared(&store);
         r.tick(&store, &host, at(T0));
         let last = T0 + container_setup().refresh.lease_ms;
         assert_eq!(r.tick(&store, &host, at(last)), []);

@@ -24,6 +24,7 @@ use crate::host::{
     WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
+use crate::log_limit::{Kind, LogLimiter, Verdict};
 use crate::metrics::CredentialMetrics;
 use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
 use crate::redirect::{max_age_secs, redirect};
@@ -57,6 +58,8 @@ struct Shared {
     rotating: Option<Rotation>,
     /// Whether this VM has handled a request (see `Refresher::mark_serving`).
     served: std::cell::Cell<bool>,
+    /// Holds back repeated failure lines (see `log_limit`).
+    log_limit: RefCell<LogLimiter>,
 }
 
 /// This worker's side of the rotating credentials: its refresher and a
@@ -207,12 +210,8 @@ impl PresignRoot {
                         );
                     }
                     Event::GaveUp { retry_in_ms } => log::warn!(
-                        "envoy-presign: every credential source failed; next attempt in {} ms, {}",
-                        retry_in_ms,
-                        match refresher.current() {
-                            Some(_) => "signing with the last good credentials while they last",
-                            None => "matched requests get 503 credentials_unavailable",
-                        }
+                        "envoy-presign: credential refresh failed; next attempt in {retry_in_ms} ms; {}",
+                        refresher.state_at(now_ms)
                     ),
                     Event::Adopted => adopted = true,
                 }
@@ -279,7 +278,9 @@ impl RootContext for PresignRoot {
             0
         };
         let rotating = config.rotating.as_ref().map(|r| Rotation {
-            refresher: RefCell::new(Refresher::new(r.clone(), self.worker_id)),
+            refresher: RefCell::new(
+                Refresher::new(r.clone(), self.worker_id).prepared(&SharedData),
+            ),
             signer: RefCell::new(None),
             margin_ms: r.refresh.expiry_margin_ms,
             retry_after_secs: std::cell::Cell::new(1),
@@ -295,6 +296,7 @@ impl RootContext for PresignRoot {
             local: RefCell::new(LocalCache::new(local_size)),
             seen: std::cell::Cell::new(0),
             rotating,
+            log_limit: RefCell::new(LogLimiter::default()),
             served: std::cell::Cell::new(false),
         }));
         true
@@ -306,11 +308,20 @@ impl RootContext for PresignRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        for s in shared.log_limit.borrow_mut().due(unix_ms(now())) {
+            let line = serde_json::json!({
+                "event": s.event,
+                "category": s.category,
+                "origin": s.origin,
+                "held_back": s.held_back,
+            });
+            log::warn!("{line}");
+        }
         if let Some(rotation) = shared.rotating.as_ref() {
             let events = {
                 let mut refresher = rotation.refresher.borrow_mut();
                 if shared.served.get() {
-                    refresher.mark_serving(&SharedData);
+                    refresher.mark_serving();
                 }
                 refresher.tick(&SharedData, &WasmDispatcher, now())
             };
@@ -376,29 +387,48 @@ impl Context for PresignRequest {}
 
 /// One JSON line per failure: the event, a stable category, the status sent
 /// (0 when forwarded), the origin, the method and the request id as correlation
-/// id; never a key, signature or URL. Signing failures are warnings; client
-/// mistakes (400, 405) are only logged at debug level, so bad traffic cannot
-/// flood the log.
-fn log_failure(
-    level: log::Level,
-    event: &str,
-    category: &str,
-    status: u32,
-    origin: &str,
-    head: &HeaderView<'_>,
-) {
+/// id; never a key, signature or URL. Signing failures are warnings, held back
+/// to one line per kind and interval (`log_limit`: an outage under load would
+/// otherwise write a line per request), the next one saying how many were
+/// held back; client mistakes (400, 405) are only logged at debug level.
+fn log_failure(shared: &Shared, level: log::Level, f: Failed<'_>, head: &HeaderView<'_>) {
     if !log::log_enabled!(level) {
         return;
     }
-    let line = serde_json::json!({
-        "event": event,
-        "category": category,
-        "status": status,
-        "origin": origin,
+    let held_back = if level == log::Level::Debug {
+        0
+    } else {
+        let kind = Kind {
+            event: f.event,
+            category: f.category,
+            origin: f.origin,
+        };
+        match shared.log_limit.borrow_mut().check(kind, f.now_ms) {
+            Verdict::Write { held_back } => held_back,
+            Verdict::HoldBack => return,
+        }
+    };
+    let mut line = serde_json::json!({
+        "event": f.event,
+        "category": f.category,
+        "status": f.status,
+        "origin": f.origin,
         "method": head.method,
         "request_id": head.request_id,
     });
+    if held_back > 0 {
+        line["held_back"] = held_back.into();
+    }
     log::log!(level, "{line}");
+}
+
+/// What a failure line says (see `log_failure`).
+struct Failed<'a> {
+    event: &'static str,
+    category: &'static str,
+    status: u32,
+    origin: &'a str,
+    now_ms: u64,
 }
 
 impl PresignRequest {
@@ -572,11 +602,15 @@ impl PresignRequest {
                 };
                 let category = refusal_category(reply, failure);
                 log_failure(
+                    &shared,
                     level,
-                    "presign_rejected",
-                    category,
-                    reply.status,
-                    &origin.name,
+                    Failed {
+                        event: "presign_rejected",
+                        category,
+                        status: reply.status,
+                        origin: &origin.name,
+                        now_ms: unix_ms(started),
+                    },
                     head,
                 );
                 record.outcome = Some(RequestOutcome::Denied);
@@ -596,11 +630,15 @@ impl PresignRequest {
                     (_, Some(reason)) => {
                         let category = reason.category();
                         log_failure(
+                            &shared,
                             log::Level::Warn,
-                            "presign_fallback",
-                            category,
-                            0,
-                            &origin.name,
+                            Failed {
+                                event: "presign_fallback",
+                                category: category,
+                                status: 0,
+                                origin: &origin.name,
+                                now_ms: unix_ms(started),
+                            },
                             head,
                         );
                         RequestOutcome::Fallback
@@ -640,11 +678,15 @@ impl PresignRequest {
                 let max_age = match fallback {
                     Some(reason) => {
                         log_failure(
+                            &shared,
                             log::Level::Warn,
-                            "presign_fallback",
-                            reason.category(),
-                            0,
-                            &origin.name,
+                            Failed {
+                                event: "presign_fallback",
+                                category: reason.category(),
+                                status: 0,
+                                origin: &origin.name,
+                                now_ms: unix_ms(started),
+                            },
                             head,
                         );
                         record.outcome = Some(RequestOutcome::Fallback);

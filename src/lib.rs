@@ -26,6 +26,7 @@ pub mod cred_refresh;
 pub mod credentials;
 pub mod headers;
 pub mod local_cache;
+pub mod log_limit;
 pub mod metrics;
 pub mod overrides;
 pub mod redirect;
