@@ -19,17 +19,9 @@ from __future__ import annotations
 
 import base64
 import calendar
-import json
-import os
-import shutil
-import socket
-import subprocess
-import threading
 import time
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -47,6 +39,7 @@ from conftest import (
     poll,
 )
 
+from browser import Chromium, RecordingRelay, page_server
 from stack import BUCKET, REPO_ROOT, Envoy, Response, env_credentials, filter_config, raw_request
 
 OVERRIDES = ["response-content-disposition", "response-content-type"]
@@ -308,126 +301,9 @@ def test_no_redirect_for_an_unmatched_request(redirect_envoy: Envoy):
 # ---------------------------------------------------------------------------
 
 
-class RecordingRelay:
-    """A TCP relay on a loopback port standing for the public endpoint (a CDN, a load
-    balancer): bytes pass unchanged both ways (the Host the URL was signed for included),
-    and what the client sent is kept, to read the requests that reached the origin."""
-
-    def __init__(self, upstream_port: int):
-        self.upstream_port = upstream_port
-        self.sent: list[bytearray] = []
-        self.received: list[bytearray] = []
-        self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            sent, received = bytearray(), bytearray()
-            with self._lock:
-                self.sent.append(sent)
-                self.received.append(received)
-            for src, dst, log in ((client, upstream, sent), (upstream, client, received)):
-                threading.Thread(target=self._pump, args=(src, dst, log), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, log: bytearray) -> None:
-        try:
-            while chunk := src.recv(65536):
-                with self._lock:
-                    log.extend(chunk)
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def requests(self) -> list[tuple[str, dict[str, str]]]:
-        """(request line, lower-case headers) of every request head the clients sent."""
-        with self._lock:
-            streams = [bytes(s) for s in self.sent]
-        found = []
-        for stream in streams:
-            for head in stream.split(b"\r\n\r\n"):
-                lines = head.decode("latin-1").split("\r\n")
-                if not lines[0].startswith(("GET ", "HEAD ")):
-                    continue
-                headers = dict((n.strip().lower(), v.strip()) for n, _, v in (l.partition(":") for l in lines[1:]))
-                found.append((lines[0], headers))
-        return found
-
-    def statuses(self) -> list[int]:
-        with self._lock:
-            streams = [bytes(s) for s in self.received]
-        return [int(line.split(b" ")[1]) for s in streams for line in s.split(b"\r\n")
-                if line.startswith(b"HTTP/1.1 ")]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._server.close()
-
-
-class DevTools:
-    """The DevTools protocol of one page over its websocket."""
-
-    def __init__(self, url: str):
-        import websocket  # websocket-client, pinned in requirements-dev.txt
-
-        self.ws = websocket.create_connection(url, timeout=30, suppress_origin=True)
-        self.next_id = 0
-
-    def call(self, method: str, **params) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv())
-            if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message.get("result", {})
-
-    def evaluate(self, expression: str):
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
-
-
-def chromium_binary() -> str:
-    found = shutil.which("chromium")
-    if not found:
-        pytest.fail("chromium is missing: `make setup` installs Debian's package (make browser-tools)",
-                    pytrace=False)
-    return found
-
-
 PAGE = """<!doctype html><html><head><title>redirect</title></head><body>
 <video id="v" src="{src}" muted autoplay playsinline width="320" height="240"></video>
 </body></html>"""
-
-
-def page_server(html: str) -> ThreadingHTTPServer:
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def test_a_browser_plays_a_video_through_the_redirect(start_envoy, seaweedfs, tmp_path: Path):
@@ -437,22 +313,9 @@ def test_a_browser_plays_a_video_through_the_redirect(start_envoy, seaweedfs, tm
                         env_credentials(ACCESS_KEY, SECRET_KEY))
     stats = Stats(envoy)
     page = page_server(PAGE.format(src=f"http://127.0.0.1:{envoy.port}{media_path(CLIP_KEY)}"))
-    profile = tmp_path / "chromium-profile"
-    browser = subprocess.Popen(
-        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
-         "--no-default-browser-check", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
-         f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=400,300", "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "chromium.log", "wb"),
-        start_new_session=True)
+    browser = Chromium(tmp_path).start()
     try:
-        port_file = profile / "DevToolsActivePort"
-        poll(port_file.exists, bool, timeout=30)
-        debug_port = int(port_file.read_text().split()[0])
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        targets = json.loads(opener.open(f"http://127.0.0.1:{debug_port}/json/list", timeout=10).read())
-        page_target = next(t for t in targets if t["type"] == "page")
-        tools = DevTools(page_target["webSocketDebuggerUrl"])
+        tools = browser.first_page()
         tools.call("Page.enable")
         tools.call("Page.navigate", url=f"http://127.0.0.1:{page.server_address[1]}/")
         state_js = ("(() => { const v = document.getElementById('v'); return v && {t: v.currentTime, "
@@ -463,11 +326,7 @@ def test_a_browser_plays_a_video_through_the_redirect(start_envoy, seaweedfs, tm
         (tmp_path / "redirect-video.png").write_bytes(base64.b64decode(shot["data"]))
         assert not state.get("error") and state.get("t", 0) > 1.5, f"video did not play: {state}"
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
+        browser.stop()
         page.shutdown()
         relay.close()
     # The browser's requests for the clip went to the public endpoint, with Range, presigned.
