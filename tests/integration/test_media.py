@@ -581,3 +581,50 @@ def test_a_plain_video_element_plays_hls_when_segments_are_proxied_too(stacks, m
     assert all(l.status in (200, 206) and l.from_origin for l in lines), lines
     assert [e.key for e in exchanges_of(stack.relay, tag)] == [], "a segment was redirected"
     assert raw_request(stack.envoy.port, "GET", url_path(FASTSTART_KEY)).status == 307
+
+
+# What hls.js and other MSE players do: fetch() the playlist, resolve each segment URI against
+# response.url (the URL after any redirect), fetch() each segment in turn.
+FETCH_PLAYER_JS = """
+(async () => {
+  const started = await fetch(%(src)s);
+  const text = await started.text();
+  const base = started.url;
+  const lines = text.split("\\n");
+  let seconds = 0, bytes = 0;
+  const statuses = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = lines[i].match(/^#EXTINF:([0-9.]+)/);
+    if (!m) continue;
+    const resp = await fetch(new URL(lines[i + 1].trim(), base));
+    statuses.push(resp.status);
+    bytes += (await resp.arrayBuffer()).byteLength;
+    seconds += parseFloat(m[1]);
+  }
+  window.fetched = {base, statuses, bytes, seconds};
+})().catch(e => { window.fetched = {error: String(e)}; });
+"""
+
+
+@pytest.mark.parametrize("rendition", ["relative", "root-relative"])
+def test_an_mse_style_player_fetches_every_segment_through_redirects(stacks, media: Media, pages, tab: Tab,
+                                                                     tag: str, rendition: str):
+    """hls.js-style players fetch() the playlist and resolve segment URIs against its
+    response.url: from a redirect origin (with cors_origins) the playlist comes through Envoy,
+    so response.url is Envoy's and every segment, relative or root-relative, resolves to
+    Envoy, gets its 307 and comes from the store: the whole 60 s rendition downloads."""
+    stack = stacks(REDIRECT_CORS)
+    directory = HLS_DIR if rendition == "relative" else HLS_ROOT_DIR
+    src = stack.url(directory + PLAYLIST)
+    tab.open(pages, f"/mse-{rendition}", "<!doctype html><title>mse</title>")
+    poll(lambda: tab.tools.evaluate("document.readyState"), lambda s: s == "complete")
+    tab.tools.evaluate(FETCH_PLAYER_JS % {"src": repr(src)})
+    fetched = poll(lambda: tab.tools.evaluate("window.fetched || null"), bool, timeout=30)
+    assert fetched and "error" not in fetched, f"{fetched} {tab.messages()}"
+    assert fetched["base"] == src, fetched["base"]
+    segments = media.segments(directory)
+    assert fetched["statuses"] == [200] * len(segments), fetched["statuses"]
+    assert abs(fetched["seconds"] - 60) < SEGMENT_SECONDS, fetched["seconds"]
+    redirected = {e.key for e in exchanges_of(stack.relay, tag)
+                  if e.status == 200 and "X-Amz-Signature=" in e.target}
+    assert set(segments) <= redirected, sorted(set(segments) - redirected)
