@@ -391,6 +391,7 @@ impl Refresher {
     ) -> Vec<Event> {
         let now_ms = unix_ms(now);
         let mut events = Vec::new();
+        self.beat(store, now_ms);
         self.adopt(store, &mut events);
         if let Ok((Some(bytes), _)) = store.get(&self.keys.status) {
             if let Some(s) = Status::decode(&bytes) {
@@ -404,7 +405,6 @@ impl Refresher {
             events.extend(self.tick_abandon(store, now_ms));
             return events;
         }
-        self.beat(store, now_ms);
         if !self.due(now_ms)
             || now_ms < self.status.next_attempt_ms
             || !self.may_refresh(store, now_ms)
@@ -1316,6 +1316,42 @@ mod tests {
             r.on_reply(token, reply(&body), &store, &host, at(T0)).len(),
             2
         );
+    }
+
+    /// A serving VM's heartbeat lasts SERVING_HEARTBEAT_MS (5 s) and is
+    /// renewed once half of it has passed, so ticking every second it never
+    /// lapses, and is written every few ticks rather than on each.
+    #[test]
+    fn a_serving_vms_heartbeat_never_lapses_and_is_renewed_past_half_life() {
+        assert_eq!(SERVING_HEARTBEAT_MS, 5_000);
+        let store = FakeStore::default();
+        let host = FakeDispatcher::default();
+        let mut r = Refresher::new(container_setup(), 1).prepared(&store);
+        r.mark_serving();
+        let serving = key(&r, "serving");
+        let stored = |s: &FakeStore| {
+            s.data
+                .borrow()
+                .get(&serving)
+                .map(|(v, _)| u64::from_be_bytes(v.as_slice().try_into().unwrap()))
+        };
+        r.tick(&store, &host, at(T0));
+        assert_eq!(stored(&store), Some(T0 + 5_000));
+        for s in 1..=2 {
+            r.tick(&store, &host, at(T0 + s * 1_000));
+            assert_eq!(stored(&store), Some(T0 + 5_000), "renewed at +{s} s");
+        }
+        r.tick(&store, &host, at(T0 + 3_000));
+        assert_eq!(
+            stored(&store),
+            Some(T0 + 8_000),
+            "not renewed past half its life"
+        );
+        // A VM that serves nothing is never written down as serving.
+        let store = FakeStore::default();
+        let mut idle = Refresher::new(container_setup(), 2).prepared(&store);
+        idle.tick(&store, &host, at(T0));
+        assert_eq!(stored(&store), None);
     }
 
     /// The failed-refresh line says what is true then: signing with the
