@@ -12,6 +12,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::cache::unix_ms;
 use crate::canonical::format_query_into;
 use crate::cred_config::{BaseCredentials, Endpoint, ImdsSource, Source, StsSource};
 use crate::cred_parse::{
@@ -313,10 +314,14 @@ impl Fetch {
                     Err(e) => Step::Failed(Failure::Parse(e)),
                 };
             }
-            (Stage::ImdsCredentials, Source::Imds(_)) => parse_imds_credentials(reply.body),
-            (Stage::Container, Source::Container(_)) => parse_container_credentials(reply.body),
+            (Stage::ImdsCredentials, Source::Imds(_)) => {
+                parse_imds_credentials(reply.body, unix_ms(now))
+            }
+            (Stage::Container, Source::Container(_)) => {
+                parse_container_credentials(reply.body, unix_ms(now))
+            }
             (Stage::Sts(action), Source::WebIdentity(_) | Source::AssumeRole(..)) => {
-                parse_sts_credentials(reply.body, action)
+                parse_sts_credentials(reply.body, action, unix_ms(now))
             }
             // An answer with no call outstanding: nothing to make of it.
             _ => return Step::Failed(Failure::Abandoned),

@@ -3,10 +3,16 @@
 //! container endpoint, and STS `AssumeRole` / `AssumeRoleWithWebIdentity` in
 //! JSON or XML.
 //!
-//! Pure functions from bytes to [`Credentials`]: no hostcall, no clock, no
-//! panic on any input. An error is a [`ParseError`], a stable category that
-//! never carries a value from the body, so a secret key or session token can
-//! never reach a log line through it.
+//! Functions from bytes to [`Credentials`], with no panic on any input. An
+//! error is a [`ParseError`], a stable category that never carries a value
+//! from the body, so a secret key or session token can never reach a log line
+//! through it.
+//!
+//! Every field of an answer is bounded and checked (see the `MAX_*` consts,
+//! which README.md's memory bounds cite): the key id, secret and token are
+//! visible ASCII of a bounded length, and the expiry is at most
+//! [`MAX_CREDENTIAL_LIFETIME_MS`] ahead of the time the answer is read at,
+//! an argument: the parsers are pure (no hostcall, no clock).
 
 use std::fmt;
 
@@ -14,8 +20,57 @@ use serde_json::{Map, Value};
 
 use crate::credentials::Credentials;
 
-/// Largest provider body accepted; anything larger is refused before parsing.
+/// Largest provider body accepted; anything larger is refused before parsing
+/// (`too_large`). The filter reads at most this + 1 bytes of an answer, and
+/// envoy/credentials.yaml has Envoy itself give up on a larger one (its
+/// `http.async_response_buffer_limit` runtime key): without that, Envoy buffers
+/// up to 32 MiB of an answer before the filter sees a byte. An honest answer
+/// with every field at its bound below is about 9 KB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest access key id accepted, in bytes (= characters: visible ASCII).
+/// AWS documents 16 to 128 characters (IAM `AccessKey`, STS `Credentials`).
+/// No lower bound and no alphabet beyond visible ASCII: S3-compatible stores
+/// issue short, lower-case and other styles of ids. The id is copied into every
+/// cache entry (its `X-Amz-Credential`, percent-encoded: up to 3 × this) and
+/// into log lines.
+pub const MAX_ACCESS_KEY_ID_LEN: usize = 128;
+
+/// Longest secret access key accepted, in bytes. AWS's are 40 characters, and
+/// S3-compatible stores' 40 to 64 (Cloudflare R2: 64); this is twice the
+/// longest known. A secret is kept once per worker and in shared data, never in
+/// a cache entry (entries hold a fingerprint).
+pub const MAX_SECRET_ACCESS_KEY_LEN: usize = 128;
+
+/// Longest session token accepted, in bytes. AWS does not fix its size (STS:
+/// "make no assumptions about the maximum size"): IMDS, ECS and STS tokens are
+/// about 1-2 KB and grow with session policies and tags (EKS Pod Identity adds
+/// six tags) to about 3 KB; MinIO's and SeaweedFS's STS tokens are JWTs that
+/// carry the session policy, a few KB. 8 KiB is over twice the largest of
+/// those. The token is in every presigned URL (`X-Amz-Security-Token`), so a
+/// shared cache entry holds it percent-encoded: up to 3 × this (24 KiB).
+pub const MAX_SESSION_TOKEN_LEN: usize = 8192;
+
+/// Longest life accepted for credentials, from the moment their answer is read
+/// to their `Expiration`: 36 h, the longest AWS issues any temporary
+/// credentials for (`GetSessionToken`, `GetFederationToken`). Nothing the
+/// filter asks lasts as long: instance and container credentials live about
+/// 6 h, and an STS `duration` is at most 12 h, so 24 h are left for a provider
+/// whose clock runs ahead.
+///
+/// An answer claiming more (a year-9999 `Expiration` pinned a key until
+/// restart) is refused, `expiration_too_far`, a `parse` failure: refused rather
+/// than cut to now + 36 h, because an answer that breaks the providers'
+/// contract says nothing trustworthy about the key's real life (cutting would
+/// sign URLs until a time the provider never gave), because the refusal is
+/// counted (`credential_refreshes{result="parse"}`, `credential_last_failure`)
+/// and alerted on (`EnvoyPresignCredentialRefreshFailing`) while a cut would
+/// hide the broken provider, and because the last good credentials keep
+/// signing meanwhile. Accepted credentials therefore always have a refresh due within
+/// this bound: `cred_refresh` starts one `refresh.before` ahead of expiry or at
+/// half-life, whichever is later, so at most 36 h - `refresh.before` after the
+/// answer was read.
+pub const MAX_CREDENTIAL_LIFETIME_MS: u64 = 36 * 3_600_000;
 
 /// The last millisecond of year 9999 (`9999-12-31T23:59:59.999Z`): no expiry is later.
 const MAX_EXPIRY_MS: u64 = 253_402_300_799_999;
@@ -39,6 +94,13 @@ pub enum ParseError {
     BadExpiration,
     /// (role name only) not a valid IAM role name.
     BadRoleName,
+    /// A credential field (named, e.g. "AccessKeyId") is longer than its bound
+    /// (`MAX_ACCESS_KEY_ID_LEN`, `MAX_SECRET_ACCESS_KEY_LEN`,
+    /// `MAX_SESSION_TOKEN_LEN`) or holds a character outside visible ASCII
+    /// (0x21-0x7E: no control, space, U+2028 or other non-ASCII character).
+    BadField(&'static str),
+    /// The credentials claim to last more than `MAX_CREDENTIAL_LIFETIME_MS`.
+    ExpirationTooFar,
 }
 
 impl ParseError {
@@ -51,6 +113,8 @@ impl ParseError {
             Self::ProviderError => "provider_error",
             Self::BadExpiration => "bad_expiration",
             Self::BadRoleName => "bad_role_name",
+            Self::BadField(_) => "bad_field",
+            Self::ExpirationTooFar => "expiration_too_far",
         }
     }
 }
@@ -64,6 +128,15 @@ impl fmt::Display for ParseError {
             Self::ProviderError => write!(f, "provider answered with an error document"),
             Self::BadExpiration => write!(f, "response has an unreadable Expiration"),
             Self::BadRoleName => write!(f, "response is not a valid IAM role name"),
+            Self::BadField(field) => write!(
+                f,
+                "response has a {field} that is too long or not visible ASCII"
+            ),
+            Self::ExpirationTooFar => write!(
+                f,
+                "response has credentials expiring more than {} h from now",
+                MAX_CREDENTIAL_LIFETIME_MS / 3_600_000
+            ),
         }
     }
 }
@@ -302,9 +375,10 @@ pub fn parse_imds_role(body: &[u8]) -> Result<String, ParseError> {
 /// "AccessKeyId","SecretAccessKey","Token","Expiration"}`. Keys are matched
 /// case-insensitively (as the AWS Rust SDK does). `Code`, if present, must be
 /// `Success`, else `ProviderError`. AccessKeyId, SecretAccessKey, Token and
-/// Expiration are required (Token becomes the session token).
-pub fn parse_imds_credentials(body: &[u8]) -> Result<Credentials, ParseError> {
-    json_credentials(body, true)
+/// Expiration are required (Token becomes the session token). `now_ms` (Unix
+/// ms) is the origin of the lifetime bound.
+pub fn parse_imds_credentials(body: &[u8], now_ms: u64) -> Result<Credentials, ParseError> {
+    json_credentials(body, true, now_ms)
 }
 
 /// ECS / EKS Pod Identity container endpoint JSON: `{"AccessKeyId",
@@ -312,13 +386,17 @@ pub fn parse_imds_credentials(body: &[u8]) -> Result<Credentials, ParseError> {
 /// case-insensitively. An error document (`{"code":..,"message":..}`, or
 /// `Code` / `Message` without AccessKeyId) is `ProviderError`. AccessKeyId,
 /// SecretAccessKey and Expiration are required; Token is optional (`None` if
-/// absent or empty).
-pub fn parse_container_credentials(body: &[u8]) -> Result<Credentials, ParseError> {
-    json_credentials(body, false)
+/// absent or empty). `now_ms` (Unix ms) is the origin of the lifetime bound.
+pub fn parse_container_credentials(body: &[u8], now_ms: u64) -> Result<Credentials, ParseError> {
+    json_credentials(body, false, now_ms)
 }
 
 /// The shared shape of the IMDS and container documents.
-fn json_credentials(body: &[u8], token_required: bool) -> Result<Credentials, ParseError> {
+fn json_credentials(
+    body: &[u8],
+    token_required: bool,
+    now_ms: u64,
+) -> Result<Credentials, ParseError> {
     check_size(body)?;
     let doc = json_object(body)?;
     // The AWS SDK's rule for both endpoints: a Code other than Success is an error.
@@ -331,14 +409,14 @@ fn json_credentials(body: &[u8], token_required: bool) -> Result<Credentials, Pa
     if field(&doc, "AccessKeyId").is_none() && field(&doc, "Message").is_some() {
         return Err(ParseError::ProviderError);
     }
-    let akid = required_str(&doc, "AccessKeyId")?;
-    let secret = required_str(&doc, "SecretAccessKey")?;
+    let akid = required_str(&doc, ACCESS_KEY_ID)?;
+    let secret = required_str(&doc, SECRET_ACCESS_KEY)?;
     let token = if token_required {
-        Some(required_str(&doc, "Token")?)
+        Some(required_str(&doc, TOKEN)?)
     } else {
-        optional_str(&doc, "Token")?
+        optional_str(&doc, TOKEN)?
     };
-    let expires = json_expiration(&doc)?;
+    let expires = within_lifetime(json_expiration(&doc)?, now_ms)?;
     Ok(Credentials::temporary(akid, secret, token, expires))
 }
 
@@ -360,20 +438,17 @@ fn field<'v>(obj: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
     })
 }
 
-fn optional_str(
-    obj: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, ParseError> {
-    match field(obj, name) {
+fn optional_str(obj: &Map<String, Value>, f: Field) -> Result<Option<String>, ParseError> {
+    match field(obj, f.name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => checked_value(s.clone()).map(Some),
+        Some(Value::String(s)) => checked(f, s).map(|s| Some(s.to_owned())),
         Some(_) => Err(ParseError::Malformed),
     }
 }
 
-fn required_str(obj: &Map<String, Value>, name: &'static str) -> Result<String, ParseError> {
-    optional_str(obj, name)?.ok_or(ParseError::Missing(name))
+fn required_str(obj: &Map<String, Value>, f: Field) -> Result<String, ParseError> {
+    optional_str(obj, f)?.ok_or(ParseError::Missing(f.name))
 }
 
 fn json_expiration(obj: &Map<String, Value>) -> Result<u64, ParseError> {
@@ -384,13 +459,52 @@ fn json_expiration(obj: &Map<String, Value>) -> Result<u64, ParseError> {
     }
 }
 
-/// A key or token with a control character (a newline, say) would break the
-/// header or log line it ends up in: refused, without saying what it was.
-fn checked_value(s: String) -> Result<String, ParseError> {
-    if s.chars().any(char::is_control) {
-        Err(ParseError::Malformed)
-    } else {
+/// A credential field of the answers: its name and its longest accepted length.
+#[derive(Clone, Copy)]
+struct Field {
+    name: &'static str,
+    max_len: usize,
+}
+
+const ACCESS_KEY_ID: Field = Field {
+    name: "AccessKeyId",
+    max_len: MAX_ACCESS_KEY_ID_LEN,
+};
+const SECRET_ACCESS_KEY: Field = Field {
+    name: "SecretAccessKey",
+    max_len: MAX_SECRET_ACCESS_KEY_LEN,
+};
+/// The session token as IMDS and container endpoints name it.
+const TOKEN: Field = Field {
+    name: "Token",
+    max_len: MAX_SESSION_TOKEN_LEN,
+};
+/// The session token as STS names it.
+const SESSION_TOKEN: Field = Field {
+    name: "SessionToken",
+    max_len: MAX_SESSION_TOKEN_LEN,
+};
+
+/// A field's value if it is at most `max_len` bytes of visible ASCII
+/// (0x21-0x7E). Anything else would break the header, URL or log line it ends
+/// up in (a newline, a space, U+2028 read as a line break by some log
+/// consumers, bidirectional controls) or cost memory in every cache entry:
+/// refused as `BadField`, which names the field, never the value.
+fn checked(f: Field, s: &str) -> Result<&str, ParseError> {
+    if s.len() <= f.max_len && s.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(s)
+    } else {
+        Err(ParseError::BadField(f.name))
+    }
+}
+
+/// `expires_ms` if the credentials last at most `MAX_CREDENTIAL_LIFETIME_MS`
+/// from `now_ms` (credentials already expired pass: the caller counts them).
+fn within_lifetime(expires_ms: u64, now_ms: u64) -> Result<u64, ParseError> {
+    if expires_ms.saturating_sub(now_ms) <= MAX_CREDENTIAL_LIFETIME_MS {
+        Ok(expires_ms)
+    } else {
+        Err(ParseError::ExpirationTooFar)
     }
 }
 
@@ -411,16 +525,23 @@ fn checked_value(s: String) -> Result<String, ParseError> {
 /// fields as child elements, Expiration RFC 3339; `<ErrorResponse>` is
 /// `ProviderError`. A response for the other action is `Malformed`.
 ///
-/// SessionToken and Expiration are required.
-pub fn parse_sts_credentials(body: &[u8], action: StsAction) -> Result<Credentials, ParseError> {
+/// SessionToken and Expiration are required. `now_ms` (Unix ms) is the
+/// origin of the lifetime bound.
+pub fn parse_sts_credentials(
+    body: &[u8],
+    action: StsAction,
+    now_ms: u64,
+) -> Result<Credentials, ParseError> {
     check_size(body)?;
     let text = std::str::from_utf8(body).map_err(|_| ParseError::Malformed)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    match text.trim_start().as_bytes().first() {
-        Some(b'{') => sts_json(text.as_bytes(), action),
-        Some(b'<') => sts_xml(text, action),
-        _ => Err(ParseError::Malformed),
-    }
+    let c = match text.trim_start().as_bytes().first() {
+        Some(b'{') => sts_json(text.as_bytes(), action)?,
+        Some(b'<') => sts_xml(text, action)?,
+        _ => return Err(ParseError::Malformed),
+    };
+    within_lifetime(c.expires_at_ms().unwrap_or(0), now_ms)?;
+    Ok(c)
 }
 
 fn sts_json(body: &[u8], action: StsAction) -> Result<Credentials, ParseError> {
@@ -438,9 +559,9 @@ fn sts_json(body: &[u8], action: StsAction) -> Result<Credentials, ParseError> {
         Some(Value::Object(c)) => c,
         Some(_) => return Err(ParseError::Malformed),
     };
-    let akid = required_str(creds, "AccessKeyId")?;
-    let secret = required_str(creds, "SecretAccessKey")?;
-    let token = required_str(creds, "SessionToken")?;
+    let akid = required_str(creds, ACCESS_KEY_ID)?;
+    let secret = required_str(creds, SECRET_ACCESS_KEY)?;
+    let token = required_str(creds, SESSION_TOKEN)?;
     let expires = json_expiration(creds)?;
     Ok(Credentials::temporary(akid, secret, Some(token), expires))
 }
@@ -556,21 +677,24 @@ fn sts_xml(text: &str, action: StsAction) -> Result<Credentials, ParseError> {
         return Err(ParseError::Missing("Credentials"));
     }
     let [akid, secret, token, expiration] = values;
-    let take = |v: Option<String>, name: &'static str| {
-        let v = v.map(|s| s.trim().to_owned()).unwrap_or_default();
+    // A value, trimmed (STS wraps none, but the samples indent them).
+    let text = |v: &Option<String>, name: &'static str| {
+        let v = v.as_deref().unwrap_or_default().trim();
         if v.is_empty() {
             Err(ParseError::Missing(name))
         } else {
-            checked_value(v)
+            Ok(v.to_owned())
         }
     };
-    let akid = take(akid, "AccessKeyId")?;
-    let secret = take(secret, "SecretAccessKey")?;
-    let token = take(token, "SessionToken")?;
-    let expiration = take(expiration, "Expiration").map_err(|e| match e {
-        ParseError::Missing(_) => e,
-        _ => ParseError::BadExpiration,
-    })?;
+    let take = |v: &Option<String>, f: Field| {
+        let v = text(v, f.name)?;
+        checked(f, &v)?;
+        Ok(v)
+    };
+    let akid = take(&akid, ACCESS_KEY_ID)?;
+    let secret = take(&secret, SECRET_ACCESS_KEY)?;
+    let token = take(&token, SESSION_TOKEN)?;
+    let expiration = text(&expiration, "Expiration")?;
     let expires = parse_rfc3339_ms(&expiration).ok_or(ParseError::BadExpiration)?;
     Ok(Credentials::temporary(akid, secret, Some(token), expires))
 }
@@ -716,6 +840,9 @@ fn decode_entity(entity: &str) -> Option<char> {
 
 #[cfg(test)]
 mod tests {
+    /// The time the tests read answers at (Nov 2023): the samples' expirations
+    /// are before it, well inside the lifetime bound.
+    const NOW_MS: u64 = 1_700_000_000_000;
     use super::*;
     use serde_json::json;
 
@@ -1046,7 +1173,7 @@ mod tests {
 
     #[test]
     fn imds_sample_of_the_sdk_parses() {
-        let c = parse_imds_credentials(IMDS_SAMPLE.as_bytes()).unwrap();
+        let c = parse_imds_credentials(IMDS_SAMPLE.as_bytes(), NOW_MS).unwrap();
         assert_eq!(
             parts(&c),
             (
@@ -1061,12 +1188,12 @@ mod tests {
     #[test]
     fn imds_keys_are_case_insensitive_and_code_is_optional() {
         let doc = r#"{"accesskeyid":"A","SECRETACCESSKEY":"s","token":"t","expiration":"2021-09-18T03:31:56Z"}"#;
-        let c = parse_imds_credentials(doc.as_bytes()).unwrap();
+        let c = parse_imds_credentials(doc.as_bytes(), NOW_MS).unwrap();
         assert_eq!(parts(&c), ("A", "s", Some("t"), Some(1_631_935_916_000)));
         // An exact key wins over one differing in case.
         let doc = r#"{"ACCESSKEYID":"upper","AccessKeyId":"exact","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#;
         assert_eq!(
-            parse_imds_credentials(doc.as_bytes())
+            parse_imds_credentials(doc.as_bytes(), NOW_MS)
                 .unwrap()
                 .access_key_id(),
             "exact"
@@ -1087,7 +1214,7 @@ mod tests {
                 }
                 let body = doc.to_string();
                 assert_eq!(
-                    parse_imds_credentials(body.as_bytes()),
+                    parse_imds_credentials(body.as_bytes(), NOW_MS),
                     Err(ParseError::Missing(name)),
                     "{body}"
                 );
@@ -1105,7 +1232,7 @@ mod tests {
             r#"{"message":"no role"}"#,
         ] {
             assert_eq!(
-                parse_imds_credentials(doc.as_bytes()),
+                parse_imds_credentials(doc.as_bytes(), NOW_MS),
                 Err(ParseError::ProviderError),
                 "{doc}"
             );
@@ -1118,17 +1245,21 @@ mod tests {
             "<html>404</html>",
             "{\"AccessKeyId\":\"A\"",
             r#"{"AccessKeyId":1,"SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#,
-            r#"{"AccessKeyId":"A\nB","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#,
         ] {
             assert_eq!(
-                parse_imds_credentials(doc.as_bytes()),
+                parse_imds_credentials(doc.as_bytes(), NOW_MS),
                 Err(ParseError::Malformed),
                 "{doc}"
             );
         }
+        let doc = r#"{"AccessKeyId":"A\nB","SecretAccessKey":"s","Token":"t","Expiration":"2021-09-18T03:31:56Z"}"#;
+        assert_eq!(
+            parse_imds_credentials(doc.as_bytes(), NOW_MS),
+            Err(ParseError::BadField("AccessKeyId"))
+        );
         let bad_exp = imds("A", "s", "t", "2023-02-29T00:00:00Z");
         assert_eq!(
-            parse_imds_credentials(bad_exp.as_bytes()),
+            parse_imds_credentials(bad_exp.as_bytes(), NOW_MS),
             Err(ParseError::BadExpiration)
         );
     }
@@ -1137,7 +1268,7 @@ mod tests {
 
     #[test]
     fn ecs_sample_parses() {
-        let c = parse_container_credentials(ECS_SAMPLE.as_bytes()).unwrap();
+        let c = parse_container_credentials(ECS_SAMPLE.as_bytes(), NOW_MS).unwrap();
         assert_eq!(
             parts(&c),
             (
@@ -1148,7 +1279,7 @@ mod tests {
             )
         );
         // The IMDS document (with Code) is accepted too.
-        assert!(parse_container_credentials(IMDS_SAMPLE.as_bytes()).is_ok());
+        assert!(parse_container_credentials(IMDS_SAMPLE.as_bytes(), NOW_MS).is_ok());
     }
 
     #[test]
@@ -1158,7 +1289,7 @@ mod tests {
             if let Some(t) = token {
                 doc["Token"] = t;
             }
-            let c = parse_container_credentials(doc.to_string().as_bytes()).unwrap();
+            let c = parse_container_credentials(doc.to_string().as_bytes(), NOW_MS).unwrap();
             assert_eq!(parts(&c), ("A", "s", None, Some(1_631_935_916_000)));
         }
     }
@@ -1170,7 +1301,7 @@ mod tests {
             let mut doc = full.clone();
             doc.as_object_mut().unwrap().remove(name);
             assert_eq!(
-                parse_container_credentials(doc.to_string().as_bytes()),
+                parse_container_credentials(doc.to_string().as_bytes(), NOW_MS),
                 Err(ParseError::Missing(name))
             );
         }
@@ -1180,7 +1311,7 @@ mod tests {
             r#"{"message":"not found"}"#,
         ] {
             assert_eq!(
-                parse_container_credentials(doc.as_bytes()),
+                parse_container_credentials(doc.as_bytes(), NOW_MS),
                 Err(ParseError::ProviderError),
                 "{doc}"
             );
@@ -1188,13 +1319,13 @@ mod tests {
         let mut doc = full.clone();
         doc["Token"] = json!(["t"]);
         assert_eq!(
-            parse_container_credentials(doc.to_string().as_bytes()),
+            parse_container_credentials(doc.to_string().as_bytes(), NOW_MS),
             Err(ParseError::Malformed)
         );
         let mut doc = full;
         doc["Expiration"] = json!("tomorrow");
         assert_eq!(
-            parse_container_credentials(doc.to_string().as_bytes()),
+            parse_container_credentials(doc.to_string().as_bytes(), NOW_MS),
             Err(ParseError::BadExpiration)
         );
     }
@@ -1203,7 +1334,7 @@ mod tests {
 
     #[test]
     fn sts_xml_samples_of_the_api_reference_parse() {
-        let c = parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRole).unwrap();
+        let c = parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRole, NOW_MS).unwrap();
         let (akid, secret, token, exp) = parts(&c);
         assert_eq!(
             (akid, secret, exp),
@@ -1220,7 +1351,7 @@ mod tests {
         );
 
         let c =
-            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRoleWithWebIdentity).unwrap();
+            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRoleWithWebIdentity, NOW_MS).unwrap();
         assert_eq!(
             parts(&c),
             (
@@ -1235,23 +1366,23 @@ mod tests {
     #[test]
     fn sts_xml_for_the_other_action_is_malformed() {
         assert_eq!(
-            parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRoleWithWebIdentity),
+            parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRoleWithWebIdentity, NOW_MS),
             Err(ParseError::Malformed)
         );
         assert_eq!(
-            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRole),
+            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRole, NOW_MS),
             Err(ParseError::Malformed)
         );
         // Credentials outside <Action>Result do not count.
         let doc = "<AssumeRoleResponse><Credentials><AccessKeyId>A</AccessKeyId></Credentials>\
                    <AssumeRoleResult></AssumeRoleResult></AssumeRoleResponse>";
         assert_eq!(
-            parse_sts_credentials(doc.as_bytes(), AssumeRole),
+            parse_sts_credentials(doc.as_bytes(), AssumeRole, NOW_MS),
             Err(ParseError::Missing("Credentials"))
         );
         let doc = "<AssumeRoleResponse><Other><AssumeRoleResult><Credentials/></AssumeRoleResult></Other></AssumeRoleResponse>";
         assert_eq!(
-            parse_sts_credentials(doc.as_bytes(), AssumeRole),
+            parse_sts_credentials(doc.as_bytes(), AssumeRole, NOW_MS),
             Err(ParseError::Malformed)
         );
     }
@@ -1260,16 +1391,16 @@ mod tests {
     fn sts_xml_declaration_attributes_comments_entities_and_cdata() {
         let fields = "<AccessKeyId a=\"x>y\" b='1'>ASIA</AccessKeyId>\
             <!-- a comment with <tags> -->\
-            <SecretAccessKey>a&amp;b&lt;c&gt;d&quot;e&apos;f&#65;&#x42;&#x1F600;</SecretAccessKey>\
+            <SecretAccessKey>a&amp;b&lt;c&gt;d&quot;e&apos;f&#65;&#x42;</SecretAccessKey>\
             <SessionToken><![CDATA[tok&amp;]]></SessionToken>\
             <Expiration>\n  2011-07-15T23:28:33.359Z\n</Expiration>";
         let doc = sts_xml_doc(AssumeRole, fields);
-        let c = parse_sts_credentials(doc.as_bytes(), AssumeRole).unwrap();
+        let c = parse_sts_credentials(doc.as_bytes(), AssumeRole, NOW_MS).unwrap();
         assert_eq!(
             parts(&c),
             (
                 "ASIA",
-                "a&b<c>d\"e'fAB\u{1F600}",
+                "a&b<c>d\"e'fAB",
                 Some("tok&amp;"),
                 Some(1_310_772_513_359)
             )
@@ -1280,7 +1411,7 @@ mod tests {
             <sts:SecretAccessKey>s</sts:SecretAccessKey><sts:SessionToken>t</sts:SessionToken>\
             <sts:Expiration>2011-07-15T23:28:33.359Z</sts:Expiration></sts:Credentials>\
             </sts:AssumeRoleResult></sts:AssumeRoleResponse>";
-        let c = parse_sts_credentials(doc.as_bytes(), AssumeRole).unwrap();
+        let c = parse_sts_credentials(doc.as_bytes(), AssumeRole, NOW_MS).unwrap();
         assert_eq!(parts(&c), ("A", "s", Some("t"), Some(1_310_772_513_359)));
     }
 
@@ -1307,7 +1438,7 @@ mod tests {
                         .collect();
                     let doc = sts_xml_doc(action, &fields);
                     assert_eq!(
-                        parse_sts_credentials(doc.as_bytes(), action),
+                        parse_sts_credentials(doc.as_bytes(), action, NOW_MS),
                         Err(ParseError::Missing(missing)),
                         "{doc}"
                     );
@@ -1317,7 +1448,7 @@ mod tests {
             let doc =
                 format!("<{a}Response><{a}Result><AssumedRoleUser/></{a}Result></{a}Response>");
             assert_eq!(
-                parse_sts_credentials(doc.as_bytes(), action),
+                parse_sts_credentials(doc.as_bytes(), action, NOW_MS),
                 Err(ParseError::Missing("Credentials"))
             );
         }
@@ -1327,12 +1458,12 @@ mod tests {
     fn sts_xml_error_document_is_a_provider_error() {
         for action in [AssumeRole, AssumeRoleWithWebIdentity] {
             assert_eq!(
-                parse_sts_credentials(STS_ERROR_XML.as_bytes(), action),
+                parse_sts_credentials(STS_ERROR_XML.as_bytes(), action, NOW_MS),
                 Err(ParseError::ProviderError)
             );
             let with_decl = format!("<?xml version=\"1.0\"?>\n{STS_ERROR_XML}");
             assert_eq!(
-                parse_sts_credentials(with_decl.as_bytes(), action),
+                parse_sts_credentials(with_decl.as_bytes(), action, NOW_MS),
                 Err(ParseError::ProviderError)
             );
         }
@@ -1345,10 +1476,10 @@ mod tests {
             "<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>\
              <SessionToken>t</SessionToken><Expiration>2011-07-15T23:28:33.359Z</Expiration>",
         );
-        assert!(parse_sts_credentials(good.as_bytes(), AssumeRole).is_ok());
+        assert!(parse_sts_credentials(good.as_bytes(), AssumeRole, NOW_MS).is_ok());
         // Every truncation of a good document is refused, never accepted, never a panic.
         for end in 0..good.len() {
-            assert!(parse_sts_credentials(&good.as_bytes()[..end], AssumeRole).is_err());
+            assert!(parse_sts_credentials(&good.as_bytes()[..end], AssumeRole, NOW_MS).is_err());
         }
         let with = |fields: &str| sts_xml_doc(AssumeRole, fields);
         let ok_rest = "<SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken>\
@@ -1377,7 +1508,6 @@ mod tests {
             )),
             with(&format!("<AccessKeyId>&#+65;</AccessKeyId>{ok_rest}")),
             with(&format!("<AccessKeyId>&#x;</AccessKeyId>{ok_rest}")),
-            with(&format!("<AccessKeyId>A&#10;B</AccessKeyId>{ok_rest}")),
             with(&format!("<AccessKeyId><b>A</b></AccessKeyId>{ok_rest}")),
             with(&format!(
                 "<AccessKeyId>A</AccessKeyId><AccessKeyId>B</AccessKeyId>{ok_rest}"
@@ -1397,21 +1527,27 @@ mod tests {
             good.replacen("<AssumeRoleResponse", "<AssumeRoleResponse a<b", 1),
         ] {
             assert_eq!(
-                parse_sts_credentials(doc.as_bytes(), AssumeRole),
+                parse_sts_credentials(doc.as_bytes(), AssumeRole, NOW_MS),
                 Err(ParseError::Malformed),
                 "{doc}"
             );
         }
+        // A character reference to a control character decodes, then is refused.
+        let ctl = with(&format!("<AccessKeyId>A&#10;B</AccessKeyId>{ok_rest}"));
+        assert_eq!(
+            parse_sts_credentials(ctl.as_bytes(), AssumeRole, NOW_MS),
+            Err(ParseError::BadField("AccessKeyId"))
+        );
         let bad_exp = with("<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>\
                             <SessionToken>t</SessionToken><Expiration>2023-02-29T00:00:00Z</Expiration>");
         assert_eq!(
-            parse_sts_credentials(bad_exp.as_bytes(), AssumeRole),
+            parse_sts_credentials(bad_exp.as_bytes(), AssumeRole, NOW_MS),
             Err(ParseError::BadExpiration)
         );
         let ctl_exp = with("<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>\
                             <SessionToken>t</SessionToken><Expiration>2011-07-15&#10;T23:28:33Z</Expiration>");
         assert_eq!(
-            parse_sts_credentials(ctl_exp.as_bytes(), AssumeRole),
+            parse_sts_credentials(ctl_exp.as_bytes(), AssumeRole, NOW_MS),
             Err(ParseError::BadExpiration)
         );
     }
@@ -1419,13 +1555,13 @@ mod tests {
     #[test]
     fn sts_json_as_envoy_reads_it() {
         let c =
-            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRoleWithWebIdentity).unwrap();
+            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRoleWithWebIdentity, NOW_MS).unwrap();
         assert_eq!(
             parts(&c),
             ("akid", "secret", Some("token"), Some(1_514_869_445_000))
         );
         assert_eq!(
-            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRole),
+            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRole, NOW_MS),
             Err(ParseError::Malformed)
         );
         // AssumeRole with an integer and with an RFC 3339 string, and the
@@ -1443,7 +1579,7 @@ mod tests {
                 },
                 "ResponseMetadata": {"RequestId": "r"}
             }});
-            let c = parse_sts_credentials(doc.to_string().as_bytes(), AssumeRole).unwrap();
+            let c = parse_sts_credentials(doc.to_string().as_bytes(), AssumeRole, NOW_MS).unwrap();
             assert_eq!(parts(&c), ("A", "s", Some("t"), Some(ms)));
         }
     }
@@ -1462,7 +1598,7 @@ mod tests {
                 creds.as_object_mut().unwrap().remove(name);
                 let doc = sts_json_doc(action, creds);
                 assert_eq!(
-                    parse_sts_credentials(doc.as_bytes(), action),
+                    parse_sts_credentials(doc.as_bytes(), action, NOW_MS),
                     Err(ParseError::Missing(name))
                 );
             }
@@ -1480,7 +1616,7 @@ mod tests {
             ] {
                 let doc = sts_json_doc(action, creds);
                 assert_eq!(
-                    parse_sts_credentials(doc.as_bytes(), action),
+                    parse_sts_credentials(doc.as_bytes(), action, NOW_MS),
                     Err(err),
                     "{doc}"
                 );
@@ -1491,13 +1627,13 @@ mod tests {
                 r#"  {"error":{"code":"Throttling"}}"#,
             ] {
                 assert_eq!(
-                    parse_sts_credentials(doc.as_bytes(), action),
+                    parse_sts_credentials(doc.as_bytes(), action, NOW_MS),
                     Err(ParseError::ProviderError)
                 );
             }
             for doc in ["{", "{}", r#"{"AssumeRoleResponse":[]}"#, "[1]", "\u{feff}"] {
                 assert_eq!(
-                    parse_sts_credentials(doc.as_bytes(), action),
+                    parse_sts_credentials(doc.as_bytes(), action, NOW_MS),
                     Err(ParseError::Malformed),
                     "{doc}"
                 );
@@ -1512,15 +1648,15 @@ mod tests {
         let mut big = IMDS_SAMPLE.as_bytes().to_vec();
         big.resize(MAX_BODY_BYTES + 1, b' ');
         assert_eq!(parse_imds_role(&big), Err(ParseError::TooLarge));
-        assert_eq!(parse_imds_credentials(&big), Err(ParseError::TooLarge));
-        assert_eq!(parse_container_credentials(&big), Err(ParseError::TooLarge));
+        assert_eq!(parse_imds_credentials(&big, NOW_MS), Err(ParseError::TooLarge));
+        assert_eq!(parse_container_credentials(&big, NOW_MS), Err(ParseError::TooLarge));
         assert_eq!(
-            parse_sts_credentials(&big, AssumeRole),
+            parse_sts_credentials(&big, AssumeRole, NOW_MS),
             Err(ParseError::TooLarge)
         );
         // Exactly the limit is still read.
         big.truncate(MAX_BODY_BYTES);
-        assert!(parse_imds_credentials(&big).is_ok());
+        assert!(parse_imds_credentials(&big, NOW_MS).is_ok());
     }
 
     #[test]
@@ -1556,25 +1692,274 @@ mod tests {
         ];
         for body in &bodies {
             let _ = parse_imds_role(body);
-            assert!(parse_imds_credentials(body).is_err());
-            assert!(parse_container_credentials(body).is_err());
+            assert!(parse_imds_credentials(body, NOW_MS).is_err());
+            assert!(parse_container_credentials(body, NOW_MS).is_err());
             for action in [AssumeRole, AssumeRoleWithWebIdentity] {
-                assert!(parse_sts_credentials(body, action).is_err());
+                assert!(parse_sts_credentials(body, action, NOW_MS).is_err());
             }
         }
         assert_eq!(
-            parse_sts_credentials(&bodies[2], AssumeRole),
+            parse_sts_credentials(&bodies[2], AssumeRole, NOW_MS),
             Err(ParseError::Malformed)
         );
         assert_eq!(
-            parse_sts_credentials(&bodies[3], AssumeRole),
+            parse_sts_credentials(&bodies[3], AssumeRole, NOW_MS),
             Err(ParseError::Malformed)
         );
         let huge = format!(
             r#"{{"AccessKeyId":"A","SecretAccessKey":"s","Expiration":1{}}}"#,
             "0".repeat(400)
         );
-        assert!(parse_container_credentials(huge.as_bytes()).is_err());
+        assert!(parse_container_credentials(huge.as_bytes(), NOW_MS).is_err());
+    }
+
+    // -- Field bounds (review findings 6 and 8) ------------------------------
+
+    /// The five answer forms, each holding the same fields: IMDS, container,
+    /// STS JSON (epoch seconds) and STS XML for both actions. `exp` is an
+    /// RFC 3339 `Expiration`.
+    fn every_form(akid: &str, secret: &str, token: &str, exp: &str) -> Vec<(&'static str, String)> {
+        let xml = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let exp_secs = parse_rfc3339_ms(exp).map_or(json!(exp), |ms| json!(ms / 1000));
+        let fields = format!(
+            "<AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
+             <SessionToken>{}</SessionToken><Expiration>{exp}</Expiration>",
+            xml(akid),
+            xml(secret),
+            xml(token)
+        );
+        vec![
+            (
+                "imds",
+                json!({"Code":"Success","AccessKeyId":akid,"SecretAccessKey":secret,"Token":token,"Expiration":exp})
+                    .to_string(),
+            ),
+            (
+                "container",
+                json!({"AccessKeyId":akid,"SecretAccessKey":secret,"Token":token,"Expiration":exp})
+                    .to_string(),
+            ),
+            (
+                "sts-json",
+                sts_json_doc(
+                    AssumeRole,
+                    json!({"AccessKeyId":akid,"SecretAccessKey":secret,"SessionToken":token,"Expiration":exp_secs}),
+                ),
+            ),
+            ("sts-xml", sts_xml_doc(AssumeRole, &fields)),
+            (
+                "sts-xml-web",
+                sts_xml_doc(AssumeRoleWithWebIdentity, &fields),
+            ),
+        ]
+    }
+
+    fn parse_form(form: &str, body: &str) -> Result<Credentials, ParseError> {
+        let body = body.as_bytes();
+        match form {
+            "imds" => parse_imds_credentials(body, NOW_MS),
+            "container" => parse_container_credentials(body, NOW_MS),
+            "sts-json" | "sts-xml" => parse_sts_credentials(body, AssumeRole, NOW_MS),
+            _ => parse_sts_credentials(body, AssumeRoleWithWebIdentity, NOW_MS),
+        }
+    }
+
+    /// Each form of the fields parsed; the error's Display and Debug are
+    /// checked to hold none of `hostile` (the value refused).
+    fn parse_every_form(
+        akid: &str,
+        secret: &str,
+        token: &str,
+        exp: &str,
+        hostile: &str,
+    ) -> Vec<Result<Credentials, ParseError>> {
+        every_form(akid, secret, token, exp)
+            .into_iter()
+            .map(|(form, body)| {
+                let r = parse_form(form, &body);
+                if let Err(e) = &r {
+                    for shown in [e.to_string(), format!("{e:?}"), e.category().to_string()] {
+                        assert!(!shown.contains(hostile), "{form}: {shown}");
+                    }
+                }
+                r
+            })
+            .collect()
+    }
+
+    const EXP: &str = "2021-09-18T03:31:56Z";
+
+    /// Finding 6: a 60,000-character key id was accepted (and copied into
+    /// every cache entry). AWS documents key ids of at most 128 characters.
+    #[test]
+    fn a_60_kb_key_id_is_refused_in_every_form() {
+        let id = format!("ASIA{}", "K".repeat(59_996));
+        for r in parse_every_form(&id, "s", "t", EXP, &id[..200]) {
+            assert_eq!(r, Err(ParseError::BadField("AccessKeyId")));
+        }
+    }
+
+    #[test]
+    fn key_ids_of_up_to_128_characters_of_any_style_are_accepted() {
+        let longest = "A".repeat(MAX_ACCESS_KEY_ID_LEN);
+        let too_long = "A".repeat(MAX_ACCESS_KEY_ID_LEN + 1);
+        assert_eq!(MAX_ACCESS_KEY_ID_LEN, 128);
+        // S3-compatible stores: lower case (MinIO, SeaweedFS), GCS HMAC ids,
+        // short ids, any visible ASCII punctuation.
+        for id in [
+            longest.as_str(),
+            "minioadmin",
+            "ak-7f3e_test.user",
+            "GOOG1EXAMPLE0123456789",
+            "A",
+            "a+b/c=d~!#$%&'()*,;:?@[]^`{|}\"<>\\",
+        ] {
+            for r in parse_every_form(id, "s", "t", EXP, "-") {
+                assert_eq!(r.map(|c| c.access_key_id().to_owned()), Ok(id.to_owned()));
+            }
+        }
+        for r in parse_every_form(&too_long, "s", "t", EXP, &too_long) {
+            assert_eq!(r, Err(ParseError::BadField("AccessKeyId")));
+        }
+    }
+
+    /// Finding 8: a key id with U+2028 passed (only Cc controls were refused)
+    /// and was logged raw: a log consumer splitting on it saw a forged line.
+    /// Every field is visible ASCII (0x21-0x7E) only.
+    #[test]
+    fn invisible_and_non_ascii_characters_are_refused_in_every_field() {
+        let forged = "FORGED-LINE";
+        for bad in [
+            '\u{2028}',
+            '\u{2029}',
+            '\u{85}',
+            ' ',
+            '\u{7f}',
+            '\n',
+            '\r',
+            '\t',
+            '\0',
+            '\u{1b}',
+            '\u{a0}',
+            '\u{200b}',
+            '\u{feff}',
+            '\u{202e}',
+            'é',
+            '\u{1F600}',
+        ] {
+            let v = format!("ASIAX{bad}{forged}");
+            let hostile = format!("{bad}{forged}");
+            for (field, r) in [
+                ("AccessKeyId", parse_every_form(&v, "s", "t", EXP, &hostile)),
+                (
+                    "SecretAccessKey",
+                    parse_every_form("A", &v, "t", EXP, &hostile),
+                ),
+                ("Token", parse_every_form("A", "s", &v, EXP, &hostile)),
+            ]
+            .into_iter()
+            .flat_map(|(f, rs)| rs.into_iter().map(move |r| (f, r)))
+            {
+                let want = [field, "SessionToken"];
+                match r {
+                    Err(ParseError::BadField(f)) if want.contains(&f) => {}
+                    other => panic!("{field} with {:?}: {other:?}", bad),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_secrets_and_tokens_are_refused() {
+        assert_eq!(MAX_SECRET_ACCESS_KEY_LEN, 128);
+        assert_eq!(MAX_SESSION_TOKEN_LEN, 8192);
+        let secret = "s".repeat(MAX_SECRET_ACCESS_KEY_LEN);
+        let token = "t".repeat(MAX_SESSION_TOKEN_LEN);
+        for r in parse_every_form("A", &secret, &token, EXP, "-") {
+            let c = r.unwrap();
+            assert_eq!(
+                (c.secret_access_key(), c.session_token()),
+                (secret.as_str(), Some(token.as_str()))
+            );
+        }
+        let long_secret = format!("{secret}s");
+        for r in parse_every_form("A", &long_secret, "t", EXP, &long_secret) {
+            assert_eq!(r, Err(ParseError::BadField("SecretAccessKey")));
+        }
+        let long_token = format!("{token}t");
+        for r in parse_every_form("A", "s", &long_token, EXP, &long_token) {
+            match r {
+                Err(ParseError::BadField("Token" | "SessionToken")) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// Finding 8: an Expiration in year 9999 pinned a key until restart.
+    #[test]
+    fn credentials_claiming_to_outlive_the_bound_are_refused() {
+        assert_eq!(MAX_CREDENTIAL_LIFETIME_MS, 36 * 3_600_000);
+        for exp in ["9999-12-31T23:59:59Z", "2999-01-01T00:00:00Z"] {
+            for r in parse_every_form("A", "s", "t", exp, exp) {
+                assert_eq!(r, Err(ParseError::ExpirationTooFar));
+            }
+        }
+        // At the bound (to the second: RFC 3339 and epoch seconds), and past it.
+        let now_ms = 1_700_000_000_000;
+        // Unix ms (whole seconds) -> RFC 3339 (Howard Hinnant's `civil_from_days`).
+        let at = |ms: u64| -> String {
+            let secs = i64::try_from(ms / 1000).unwrap();
+            let z = secs.div_euclid(86_400) + 719_468;
+            let doe = z.rem_euclid(146_097);
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let (d, m) = (doy - (153 * mp + 2) / 5 + 1, (mp + 2) % 12 + 1);
+            let y = yoe + z.div_euclid(146_097) * 400 + i64::from(m <= 2);
+            let t = secs.rem_euclid(86_400);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                t / 3600,
+                t % 3600 / 60,
+                t % 60
+            )
+        };
+        // An hour after the time the answer is read at is fine.
+        let in_an_hour = NOW_MS + 3_600_000;
+        for r in parse_every_form("A", "s", "t", &at(in_an_hour), "-") {
+            assert_eq!(r.map(|c| c.expires_at_ms()), Ok(Some(in_an_hour)));
+        }
+        for (exp_ms, ok) in [
+            (now_ms, true),
+            (now_ms - 3_600_000, true), // already expired: the caller's call
+            (now_ms + MAX_CREDENTIAL_LIFETIME_MS, true),
+            (now_ms + MAX_CREDENTIAL_LIFETIME_MS + 1000, false),
+        ] {
+            let exp = at(exp_ms);
+            assert_eq!(parse_rfc3339_ms(&exp), Some(exp_ms), "{exp}");
+            for (form, body) in every_form("A", "s", "t", &exp) {
+                let body = body.as_bytes();
+                let r = match form {
+                    "imds" => parse_imds_credentials(body, now_ms),
+                    "container" => parse_container_credentials(body, now_ms),
+                    "sts-json" | "sts-xml" => parse_sts_credentials(body, AssumeRole, now_ms),
+                    _ => parse_sts_credentials(body, AssumeRoleWithWebIdentity, now_ms),
+                };
+                if ok {
+                    assert_eq!(
+                        r.map(|c| c.expires_at_ms()),
+                        Ok(Some(exp_ms)),
+                        "{form} {exp}"
+                    );
+                } else {
+                    assert_eq!(r, Err(ParseError::ExpirationTooFar), "{form} {exp}");
+                }
+            }
+        }
     }
 
     // -- Secrets ------------------------------------------------------------
@@ -1589,6 +1974,10 @@ mod tests {
             imds("A\\n", SECRET, TOKEN, good_exp),
             imds("A", SECRET, TOKEN, SECRET),
             imds("A", SECRET, &format!("{TOKEN}\\u0000"), good_exp),
+            imds("A", SECRET, &format!("{TOKEN}\\u2028"), good_exp),
+            imds("A", &format!("{SECRET} "), TOKEN, good_exp),
+            imds("A", &SECRET.repeat(5), &TOKEN.repeat(300), good_exp),
+            imds("A", SECRET, TOKEN, "9999-12-31T23:59:59Z"),
             format!(r#"{{"Code":"{SECRET}","Message":"{TOKEN}"}}"#),
             format!(r#"{{"code":"x","message":"{SECRET} {TOKEN}"}}"#),
             format!(r#"{{"SecretAccessKey":"{SECRET}","Token":"{TOKEN}"}}"#),
@@ -1627,10 +2016,10 @@ mod tests {
         for body in json_bodies.iter().chain(&xml_bodies) {
             let body = body.as_bytes();
             let results = [
-                parse_imds_credentials(body),
-                parse_container_credentials(body),
-                parse_sts_credentials(body, AssumeRole),
-                parse_sts_credentials(body, AssumeRoleWithWebIdentity),
+                parse_imds_credentials(body, NOW_MS),
+                parse_container_credentials(body, NOW_MS),
+                parse_sts_credentials(body, AssumeRole, NOW_MS),
+                parse_sts_credentials(body, AssumeRoleWithWebIdentity, NOW_MS),
             ];
             for r in results {
                 outputs.push(format!("{r:?}"));
@@ -1659,12 +2048,18 @@ mod tests {
             (ParseError::ProviderError, "provider_error"),
             (ParseError::BadExpiration, "bad_expiration"),
             (ParseError::BadRoleName, "bad_role_name"),
+            (ParseError::BadField("AccessKeyId"), "bad_field"),
+            (ParseError::ExpirationTooFar, "expiration_too_far"),
         ];
         for (e, cat) in all {
             assert_eq!(e.category(), cat);
             assert!(!e.to_string().is_empty());
         }
         assert!(ParseError::Missing("Token").to_string().contains("Token"));
+        assert!(ParseError::BadField("SessionToken")
+            .to_string()
+            .contains("SessionToken"));
+        assert!(ParseError::ExpirationTooFar.to_string().contains("36 h"));
         assert_eq!(AssumeRole.as_str(), "AssumeRole");
         assert_eq!(
             AssumeRoleWithWebIdentity.as_str(),

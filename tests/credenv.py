@@ -42,8 +42,8 @@ def point_at(cluster: dict, port: int) -> None:
 
 
 def credential_parts(stub: CredStub, sds_path: Path) -> dict:
-    """envoy/credentials.yaml's node, bootstrap extensions, listeners and clusters, its
-    upstreams pointed at ``stub`` and its SDS file at ``sds_path``."""
+    """envoy/credentials.yaml's node, runtime (its answer-size limit), bootstrap extensions,
+    listeners and clusters, its upstreams pointed at ``stub`` and its SDS file at ``sds_path``."""
     config = copy.deepcopy(yaml.safe_load(CREDENTIALS_EXAMPLE.read_text()))
     resources = config["static_resources"]
     clusters = resources["clusters"]
@@ -55,7 +55,8 @@ def credential_parts(stub: CredStub, sds_path: Path) -> dict:
     injector = pod["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
     injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"][
         "path_config_source"]["path"] = str(sds_path)
-    return {"node": config["node"], "bootstrap_extensions": config["bootstrap_extensions"],
+    return {"node": config["node"], "layered_runtime": config["layered_runtime"],
+            "bootstrap_extensions": config["bootstrap_extensions"],
             "listeners": resources["listeners"], "clusters": clusters}
 
 
@@ -78,6 +79,8 @@ class RotatingEnvoy(Envoy):
         config = yaml.safe_load(super().render())
         parts = credential_parts(self.stub, self.sds_path)
         config["node"] = parts["node"]
+        assert "layered_runtime" not in config, "the template has its own layered_runtime now"
+        config["layered_runtime"] = parts["layered_runtime"]
         config.setdefault("bootstrap_extensions", []).extend(parts["bootstrap_extensions"])
         resources = config["static_resources"]
         resources["listeners"].extend(parts["listeners"])

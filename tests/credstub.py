@@ -45,6 +45,14 @@ listener is really closed, and live connections cut: connections are refused; ``
 binds the same port again), ``slow`` (answers after ``slow_s``), ``garbage`` (200
 with a body that is neither JSON nor XML) and ``500``.
 
+Hostile modes (``HOSTILE_MODES``): the endpoint answers as usual (the IMDS token and
+role name too), but its credentials answer (IMDS role credentials, container, STS JSON
+or XML) is made hostile: ``long_key_id`` (an ``AccessKeyId`` of ``HOSTILE_KEY_ID_LEN``
+characters), ``huge_answer`` (the answer padded to ``HUGE_ANSWER_BYTES``),
+``line_separator_key_id`` (the issued key id + U+2028 + ``FORGED_LINE``: a log consumer
+that splits lines on U+2028 would see a forged line) and ``far_expiration`` (an
+``Expiration`` in year 9999).  The credentials are still issued (``issued()``).
+
     with CredStub(SeaweedFSSessions(kek), lifetime_s=30,
                   web_identity_token_file=token_path) as stub:
         stub.endpoint("sts")           # http://127.0.0.1:<port>
@@ -77,7 +85,8 @@ from typing import Callable, Iterable, Mapping, Protocol
 from xml.sax.saxutils import escape
 
 KINDS = ("imds", "container", "sts")
-MODES = ("ok", "down", "slow", "garbage", "500")
+HOSTILE_MODES = ("long_key_id", "huge_answer", "line_separator_key_id", "far_expiration")
+MODES = ("ok", "down", "slow", "garbage", "500") + HOSTILE_MODES
 
 IMDS_TOKEN_PATH = "/latest/api/token"
 IMDS_CREDENTIALS_PATH = "/latest/meta-data/iam/security-credentials/"
@@ -96,6 +105,13 @@ ACCOUNT = "123456789012"
 # A body that no JSON or XML parser accepts (the "garbage" fault).
 GARBAGE = b"\x00<<garbage>> {not json, not xml \xff\xfe"
 
+# The hostile modes' values (see the module docstring).
+HOSTILE_KEY_ID_LEN = 60_000
+HOSTILE_KEY_ID = "ASIAHOSTILE" + "K" * (HOSTILE_KEY_ID_LEN - len("ASIAHOSTILE"))
+HUGE_ANSWER_BYTES = 50 * 1024 * 1024
+FORGED_LINE = "FORGED-LOG-LINE level=info credentials=ok"
+FAR_EXPIRATION_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+
 
 # ---------------------------------------------------------------------------
 # Time formats
@@ -108,6 +124,52 @@ def rfc3339(epoch: float, millis: bool = False) -> str:
     if millis:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hostile_answer(mode: str, payload: bytes) -> bytes:
+    """A credentials answer (JSON of IMDS, container or STS; STS XML) made hostile by
+    ``mode``, one of HOSTILE_MODES."""
+    if mode == "huge_answer":
+        pad = max(0, HUGE_ANSWER_BYTES - len(payload))
+        if payload.lstrip().startswith(b"{"):
+            # The same document with one more member: a "Padding" string.
+            end = payload.rindex(b"}")
+            extra = b',"Padding":"' + b"x" * max(0, pad - 14) + b'"'
+            return payload[:end] + extra + payload[end:]
+        return b"<!--" + b"x" * max(0, pad - 7) + b"-->" + payload
+    if payload.lstrip().startswith(b"{"):
+        doc = json.loads(payload)
+        creds = doc
+        for name, value in doc.items():
+            if name.endswith("Response") and isinstance(value, dict):
+                creds = value[name.removesuffix("Response") + "Result"]["Credentials"]
+        if mode == "long_key_id":
+            creds["AccessKeyId"] = HOSTILE_KEY_ID
+        elif mode == "line_separator_key_id":
+            creds["AccessKeyId"] += "\u2028" + FORGED_LINE
+        elif mode == "far_expiration":
+            numeric = isinstance(creds["Expiration"], (int, float))
+            creds["Expiration"] = FAR_EXPIRATION_EPOCH if numeric else rfc3339(FAR_EXPIRATION_EPOCH)
+        else:
+            raise ValueError(f"not a hostile mode: {mode!r}")
+        # Raw UTF-8 (a U+2028 unescaped, as JSON allows).
+        return json.dumps(doc, ensure_ascii=False).encode()
+    text = payload.decode()
+    if mode == "long_key_id":
+        value = HOSTILE_KEY_ID
+    elif mode == "line_separator_key_id":
+        start = text.index("<AccessKeyId>") + len("<AccessKeyId>")
+        value = text[start:text.index("</AccessKeyId>")] + "\u2028" + FORGED_LINE
+    elif mode == "far_expiration":
+        start = text.index("<Expiration>")
+        end = text.index("</Expiration>") + len("</Expiration>")
+        return (text[:start] + f"<Expiration>{rfc3339(FAR_EXPIRATION_EPOCH, millis=True)}</Expiration>"
+                + text[end:]).encode()
+    else:
+        raise ValueError(f"not a hostile mode: {mode!r}")
+    start = text.index("<AccessKeyId>")
+    end = text.index("</AccessKeyId>") + len("</AccessKeyId>")
+    return (text[:start] + f"<AccessKeyId>{escape(value)}</AccessKeyId>" + text[end:]).encode()
 
 
 # ---------------------------------------------------------------------------
@@ -566,7 +628,8 @@ class CredStub:
 
     def set_mode(self, kind: str, mode: str, slow_s: float | None = None) -> None:
         """Switch ``kind`` ("imds", "container", "sts" or "all") to ``mode``: "ok", "down",
-        "slow" (``slow_s``, else the stub's), "garbage" or "500".  "down" closes the
+        "slow" (``slow_s``, else the stub's), "garbage", "500" or one of HOSTILE_MODES
+        (only the credentials answer is hostile; see the module docstring).  "down" closes the
         listener and cuts its connections; leaving "down" binds the same port again
         (OSError if something took it meanwhile)."""
         if mode not in MODES:
@@ -640,6 +703,9 @@ class CredStub:
             except Exception as error:  # noqa: BLE001 - a stub bug must show, not hang the client
                 status, headers, payload = 500, {"Content-Type": "text/plain"}, f"stub error: {error!r}\n".encode()
                 record["error"] = repr(error)
+        hostile = mode in HOSTILE_MODES and status == 200 and record["issued"] is not None
+        if hostile:
+            payload = hostile_answer(mode, payload)
         with self._lock:
             self._requests.append(RequestRecord(self.clock(), kind, h.command, redact(h.path), status, mode,
                                                 **record))
@@ -649,7 +715,15 @@ class CredStub:
         h.send_header("Content-Length", str(len(payload)))
         h.end_headers()
         if h.command != "HEAD":
-            h.wfile.write(payload)
+            if not hostile:
+                h.wfile.write(payload)
+                return
+            try:
+                h.wfile.write(payload)
+            except OSError:
+                # The client may well hang up on a hostile answer (Envoy resets a call
+                # whose answer passes its buffer limit): expected, not a stub error.
+                h.close_connection = True
 
     @staticmethod
     def _text(status: int, text: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
