@@ -145,7 +145,8 @@ FORGED_HEADERS = {
         "X-Amz-Signature=deadbeef&X-Amz-Credential=x",
         "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20000101T000000Z&X-Amz-Expires=1"
         "&X-Amz-SignedHeaders=host&X-Amz-Security-Token=bogus&X-Amz-Signature=deadbeef",
-        "response-content-type=text%2Fevil&foo=bar",
+        # Unlisted names are dropped (a response-* override is refused instead: test_overrides.py).
+        "foo=bar&partNumber=1&VersionId=x",
     ],
 )
 @pytest.mark.parametrize("key", ["my file(1).mp4", "all !$&'()*+,;=:@~ subdelims.bin", "emoji/😀🎬.mp4"])
@@ -154,7 +155,6 @@ def test_client_auth_and_unlisted_query_are_dropped(envoy, corpus: Corpus, key: 
     resp = raw_request(envoy.port, "GET", path, headers=FORGED_HEADERS)
     assert resp.status == 200, describe("GET", path, resp)
     assert resp.body == corpus.objects[key]
-    assert resp.headers.get("content-type") != "text/evil"
 
 
 @pytest.fixture(scope="session")
