@@ -1350,8 +1350,12 @@ mod tests {
             "{token}"
         );
 
-        let c =
-            parse_sts_credentials(WEB_IDENTITY_XML.as_bytes(), AssumeRoleWithWebIdentity, NOW_MS).unwrap();
+        let c = parse_sts_credentials(
+            WEB_IDENTITY_XML.as_bytes(),
+            AssumeRoleWithWebIdentity,
+            NOW_MS,
+        )
+        .unwrap();
         assert_eq!(
             parts(&c),
             (
@@ -1366,7 +1370,11 @@ mod tests {
     #[test]
     fn sts_xml_for_the_other_action_is_malformed() {
         assert_eq!(
-            parse_sts_credentials(ASSUME_ROLE_XML.as_bytes(), AssumeRoleWithWebIdentity, NOW_MS),
+            parse_sts_credentials(
+                ASSUME_ROLE_XML.as_bytes(),
+                AssumeRoleWithWebIdentity,
+                NOW_MS
+            ),
             Err(ParseError::Malformed)
         );
         assert_eq!(
@@ -1554,8 +1562,12 @@ mod tests {
 
     #[test]
     fn sts_json_as_envoy_reads_it() {
-        let c =
-            parse_sts_credentials(WEB_IDENTITY_JSON.as_bytes(), AssumeRoleWithWebIdentity, NOW_MS).unwrap();
+        let c = parse_sts_credentials(
+            WEB_IDENTITY_JSON.as_bytes(),
+            AssumeRoleWithWebIdentity,
+            NOW_MS,
+        )
+        .unwrap();
         assert_eq!(
             parts(&c),
             ("akid", "secret", Some("token"), Some(1_514_869_445_000))
@@ -1648,8 +1660,14 @@ mod tests {
         let mut big = IMDS_SAMPLE.as_bytes().to_vec();
         big.resize(MAX_BODY_BYTES + 1, b' ');
         assert_eq!(parse_imds_role(&big), Err(ParseError::TooLarge));
-        assert_eq!(parse_imds_credentials(&big, NOW_MS), Err(ParseError::TooLarge));
-        assert_eq!(parse_container_credentials(&big, NOW_MS), Err(ParseError::TooLarge));
+        assert_eq!(
+            parse_imds_credentials(&big, NOW_MS),
+            Err(ParseError::TooLarge)
+        );
+        assert_eq!(
+            parse_container_credentials(&big, NOW_MS),
+            Err(ParseError::TooLarge)
+        );
         assert_eq!(
             parse_sts_credentials(&big, AssumeRole, NOW_MS),
             Err(ParseError::TooLarge)

@@ -6,9 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
-
+use crate::abi::{Action, Context, HttpContext, RootContext};
 use crate::actions::{self, Acted, Forward, HostFailures};
 use crate::cache::{unix_ms, Outcome};
 use crate::cache_scan::{ScanTick, Scanner};
@@ -19,9 +17,9 @@ use crate::cred_parse::MAX_BODY_BYTES;
 use crate::cred_refresh::{Event, Refresher};
 use crate::headers::HeaderView;
 use crate::host::{
-    flush_counters, hostcalls_made, http_call_response, install_panic_hook, micros_since, now,
-    plugin_configuration, request_header_map, set_tick_period, SharedData, WasmDispatcher,
-    WasmMetrics, WasmRequest,
+    flush_counters, hostcalls_made, http_call_response, install_logger, install_panic_hook,
+    micros_since, now, plugin_configuration, request_header_map, set_tick_period, SharedData,
+    WasmDispatcher, WasmMetrics, WasmRequest,
 };
 use crate::local_cache::LocalCache;
 use crate::log_limit::{Kind, LogLimiter, Verdict};
@@ -33,12 +31,17 @@ use crate::sign::Signer;
 use crate::startup::{configure, Configured};
 use crate::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
 
-proxy_wasm::main! {{
+/// The VM's start (`abi::_initialize`, once per VM, before any context).
+pub(crate) fn start() {
     // Debug reaches Envoy, whose own wasm log level (info by default) filters it.
-    proxy_wasm::set_log_level(LogLevel::Debug);
+    install_logger(log::LevelFilter::Debug);
     install_panic_hook();
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PresignRoot::default()) });
-}}
+}
+
+/// Each root context Envoy creates (one per plugin configuration in the VM).
+pub(crate) fn new_root() -> Box<dyn RootContext> {
+    Box::new(PresignRoot::default())
+}
 
 /// Ticks per scan pass are `scan_interval` seconds of one-second ticks.
 const TICK: Duration = Duration::from_secs(1);
@@ -361,10 +364,6 @@ impl RootContext for PresignRoot {
         shared.served.set(true);
         Some(Box::new(PresignRequest { shared }))
     }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
 /// A random id for this worker's VM (the scan lease owner): the host's
@@ -417,7 +416,9 @@ fn log_failure(shared: &Shared, level: log::Level, f: Failed<'_>, head: &HeaderV
         "request_id": head.request_id,
     });
     if held_back > 0 {
-        line["held_back"] = held_back.into();
+        if let Some(fields) = line.as_object_mut() {
+            fields.insert("held_back".into(), held_back.into());
+        }
     }
     log::log!(level, "{line}");
 }
@@ -634,7 +635,7 @@ impl PresignRequest {
                             log::Level::Warn,
                             Failed {
                                 event: "presign_fallback",
-                                category: category,
+                                category,
                                 status: 0,
                                 origin: &origin.name,
                                 now_ms: unix_ms(started),

@@ -1,31 +1,113 @@
-//! The proxy-wasm side of the host-facing pieces: the panic hook, the raw
-//! hostcalls, shared data as the cache's store, request actions, metrics and
-//! the clock.
+//! The proxy-wasm side of the host-facing pieces: the logger and the panic
+//! hook, the raw hostcalls, shared data as the cache's store, request actions,
+//! HTTP calls, metrics and the clock.
 //!
-//! Every hostcall on a path a request or a tick can reach is made through the
-//! raw ABI here, returning the host's status as a value: proxy-wasm 0.2.5's
+//! Every hostcall is made through the raw ABI here, returning the host's
+//! status as a value (the filter uses no SDK: the proxy-wasm Rust SDK's
 //! wrappers `panic!` on any status they do not expect, and a panic aborts the
-//! worker's VM (with its batched counters). A refused call becomes an error
-//! the caller counts (`store_ops`, `hostcall_errors`) instead.
+//! worker's VM with its batched counters). A refused call becomes an error
+//! the caller counts (`store_ops`, `hostcall_errors`) instead; a refused log
+//! line is dropped. The functions Envoy calls are in `abi`.
+
+use std::fmt::Write as _;
 
 use crate::actions::{HostError, RequestHost};
 use crate::cache::{Store, StoreError};
 
 /// Logs a panic at critical level before the VM aborts, so the cause of a dead
 /// worker is in Envoy's log (the message never holds secrets: the core has no
-/// panic paths that format credentials).
+/// panic paths that format credentials). Straight through `proxy_log`, whose
+/// status is ignored: the hook itself cannot panic.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        log::error!("envoy-presign: panic (worker VM will be restarted): {info}");
+        let mut line = String::new();
+        // A formatting error only shortens the line.
+        let _ = write!(
+            line,
+            "envoy-presign: panic (worker VM will be restarted): {info}"
+        );
+        log_line(LogLevel::Critical, &line);
     }));
 }
 
-// proxy-wasm ABI 0.2.1 imports, declared with a plain `u32` status (the SDK
-// declares them returning its `Status` enum, which a status the enum does
-// not know would make undefined).
-#[allow(clashing_extern_declarations)]
+/// Sends the `log` crate's records to Envoy at most as verbose as `max`
+/// (Envoy's own wasm log level filters them further).
+pub fn install_logger(max: log::LevelFilter) {
+    // Fails only if a logger is already set (a second `_initialize`): it is ours.
+    let _ = log::set_logger(&HostLogger);
+    log::set_max_level(max);
+}
+
+/// proxy-wasm's log levels.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+/// Writes one line to Envoy's log; a line the host refuses is dropped
+/// (there is nowhere else to write it). Not counted as a hostcall: logging
+/// never was (`hostcall-count` measures the request's work).
+fn log_line(level: LogLevel, line: &str) {
+    // SAFETY: a live slice with its length.
+    let _ = unsafe { proxy_log(level as u32, line.as_ptr(), line.len()) };
+}
+
+/// The `log` crate's logger: each record is one `proxy_log` call.
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        if let Some(line) = record.args().as_str() {
+            log_line(level, line);
+            return;
+        }
+        let mut line = String::new();
+        // Not `to_string`, which panics if a `Display` fails: that only
+        // shortens the line here.
+        let _ = line.write_fmt(*record.args());
+        log_line(level, &line);
+    }
+
+    fn flush(&self) {}
+}
+
+// proxy-wasm ABI 0.2.1 imports, declared with a plain `u32` status, so any
+// status the host returns is a valid value to compare.
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
@@ -91,7 +173,7 @@ thread_local! {
 #[inline(always)]
 fn counted() {
     if cfg!(feature = "hostcall-count") {
-        HOSTCALLS.with(|c| c.set(c.get().wrapping_add(1)));
+        let _ = HOSTCALLS.try_with(|c| c.set(c.get().wrapping_add(1)));
     }
 }
 
@@ -99,7 +181,7 @@ fn counted() {
 /// builds): the filter records the difference across a request.
 pub fn hostcalls_made() -> u64 {
     if cfg!(feature = "hostcall-count") {
-        HOSTCALLS.with(std::cell::Cell::get)
+        HOSTCALLS.try_with(std::cell::Cell::get).unwrap_or(0)
     } else {
         0
     }
@@ -113,8 +195,8 @@ fn status(s: u32) -> Result<(), HostError> {
     }
 }
 
-/// Takes ownership of bytes the host allocated for us (through the SDK's
-/// `proxy_on_memory_allocate`, a `Vec<u8>` of exactly `size`).
+/// Takes ownership of bytes the host allocated for us (through
+/// `abi::proxy_on_memory_allocate`, a boxed slice of exactly `size` bytes).
 ///
 /// # Safety
 /// `data` must be null or a pointer the host returned with `size` for a call
@@ -152,28 +234,39 @@ pub fn plugin_configuration() -> Vec<u8> {
 }
 
 /// Sends a credentials call through Envoy's async HTTP client, from the root
-/// context (the SDK routes the answer back to it by token). The SDK's
-/// wrapper is used because only it registers the token for that routing;
-/// Envoy answers `http_call` only with Ok, BadArgument (unknown cluster) or
-/// InternalFailure, the statuses it returns as errors.
+/// context; `abi` keeps the token and routes the answer back to that context.
+/// Envoy refuses a call with BadArgument (unknown cluster) or InternalFailure;
+/// any status but Ok is a refusal (`None`). No body, no trailers.
 pub struct WasmDispatcher;
 
 impl crate::cred_refresh::Dispatcher for WasmDispatcher {
     fn dispatch(&self, call: &crate::cred_fetch::Call) -> Option<u32> {
-        let headers: Vec<(&str, &str)> = call
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = crate::headers::serialize(&call.headers);
+        let trailers = crate::headers::serialize::<&str, &str>(&[]);
+        let timeout_ms = u32::try_from(call.timeout_ms).unwrap_or(u32::MAX);
+        let mut token = 0u32;
         counted();
-        proxy_wasm::hostcalls::dispatch_http_call(
-            &call.cluster,
-            headers,
-            None,
-            Vec::new(),
-            std::time::Duration::from_millis(call.timeout_ms),
-        )
-        .ok()
+        // SAFETY: pointers to live slices with their lengths (no body: null,
+        // 0) and an out-pointer to a local.
+        let s = unsafe {
+            proxy_http_call(
+                call.cluster.as_ptr(),
+                call.cluster.len(),
+                headers.as_ptr(),
+                headers.len(),
+                std::ptr::null(),
+                0,
+                trailers.as_ptr(),
+                trailers.len(),
+                timeout_ms,
+                &mut token,
+            )
+        };
+        if s != STATUS_OK {
+            return None;
+        }
+        crate::abi::track_http_call(token);
+        Some(token)
     }
 }
 
@@ -360,7 +453,12 @@ impl crate::metrics::MetricsBackend for WasmMetrics {
     }
 
     fn add(&self, id: u32, delta: u64) {
-        PENDING.with(|p| *p.borrow_mut().entry(id).or_insert(0) += delta);
+        let _ = PENDING.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                let n = p.entry(id).or_insert(0);
+                *n = n.saturating_add(delta);
+            }
+        });
     }
 
     fn record(&self, id: u32, value: u64) {
@@ -373,8 +471,11 @@ impl crate::metrics::MetricsBackend for WasmMetrics {
 /// Hands the batched counter increments to Envoy (a refused one is dropped:
 /// the metric id is unknown to the host, so there is nowhere to count it).
 pub fn flush_counters() {
-    PENDING.with(|p| {
-        for (id, delta) in p.borrow_mut().drain() {
+    let _ = PENDING.try_with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        for (id, delta) in p.drain() {
             counted();
             // SAFETY: no pointers.
             let _ = unsafe { proxy_increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX)) };

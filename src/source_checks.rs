@@ -1,12 +1,13 @@
-//! Checks on the source text of the wasm-only glue (`filter.rs`, `host.rs`),
-//! which the host unit tests cannot compile (it needs the proxy-wasm SDK, a
-//! wasm32 dependency). They read the files with `include_str!`, so a change
+//! Checks on the source text of the wasm-only glue (`filter.rs`, `host.rs`,
+//! `abi.rs`), which the host unit tests cannot compile (it is built for
+//! wasm32 only: the proxy-wasm ABI's imports and exports). They read the files with `include_str!`, so a change
 //! that breaks a documented property fails `cargo test --lib`.
 
 /// The wasm-only sources, by name.
-const GLUE: [(&str, &str); 2] = [
+const GLUE: [(&str, &str); 3] = [
     ("filter.rs", include_str!("filter.rs")),
     ("host.rs", include_str!("host.rs")),
+    ("abi.rs", include_str!("abi.rs")),
 ];
 
 /// The body of the first `impl <header> {` block of `src`, up to its
@@ -31,15 +32,15 @@ fn impl_block<'a>(src: &'a str, header: &str) -> Option<&'a str> {
 
 /// README.md, Metrics, "What the filter does not measure": "It does nothing
 /// when the response comes back (no status read, no clock read, no
-/// histogram)". proxy-wasm runs a context's response-side code only where the
-/// filter overrides a callback (the SDK's defaults do nothing), so this fails
-/// as soon as the glue defines one: `on_http_response_headers`, `_body`,
+/// histogram)". Envoy runs response-side code only where the module exports
+/// a callback for it, so this fails as soon as the glue defines one: a
+/// `proxy_on_response_*` export, `on_http_response_headers`, `_body`,
 /// `_trailers`, `on_log`, or an `on_done` of the HTTP context (called when
 /// the stream ends). The HTTP context defines only `on_http_request_headers`.
 #[test]
 fn the_filter_does_no_response_side_work() {
     for (file, src) in GLUE {
-        for callback in ["fn on_http_response", "fn on_log"] {
+        for callback in ["fn on_http_response", "fn on_log", "fn proxy_on_response"] {
             assert!(!src.contains(callback), "{file} defines {callback}…");
         }
     }
