@@ -454,6 +454,24 @@ def forwarded(envoy: Envoy, count: int) -> list[Forwarded]:
     return result
 
 
+def rss(pid: int) -> int:
+    """Resident memory of process ``pid``, in bytes (/proc/<pid>/status VmRSS)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def settled_rss(pid: int) -> int:
+    """RSS once it stops moving (the largest of a few samples a tick apart)."""
+    samples = []
+    for _ in range(4):
+        samples.append(rss(pid))
+        time.sleep(0.3)
+    return max(samples)
+
+
 class Stats:
     """The filter's stats of origin ``media`` by short name (``cache_hits``,
     ``requests.outcome.hit``, ``store_ops.op.get_ok``), and Envoy's own stats of

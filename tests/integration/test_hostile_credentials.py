@@ -33,7 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 
-from conftest import PATH_LOG, Forwarded, poll  # noqa: E402
+from conftest import PATH_LOG, Forwarded, poll, settled_rss  # noqa: E402
 from credenv import SESSION_KEK, RotatingEnvoy, write_sds  # noqa: E402
 from credstub import (  # noqa: E402
     ECS_RELATIVE_PATH,
@@ -139,23 +139,6 @@ def forwarded(envoy) -> list[Forwarded]:
 
 def get(envoy):
     return raw_request(envoy.port, "GET", PATH)
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def settled_rss(pid: int) -> int:
-    """RSS once it stops moving (the largest of a few samples a tick apart)."""
-    samples = []
-    for _ in range(4):
-        samples.append(rss(pid))
-        time.sleep(0.3)
-    return max(samples)
 
 
 def assert_no_hostile_value_in(log: str, stub: CredStub) -> None:

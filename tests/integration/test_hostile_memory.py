@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import ACCESS_KEY, SECRET_KEY, StubOrigin, poll  # noqa: E402
+from conftest import ACCESS_KEY, SECRET_KEY, StubOrigin, poll, settled_rss  # noqa: E402
 from stack import HttpConnection, env_credentials, filter_config  # noqa: E402
 
 MIB = 1024 * 1024
@@ -31,23 +30,6 @@ ALLOWANCE = 24 * MIB
 # holds at most 4 KiB plus its slot.
 SHARED_ENTRY_MAX = 2 * (3 * 1024 + 2048) + 1024
 LOCAL_ENTRY_MAX = 4096 + 256
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def settled_rss(pid: int) -> int:
-    """RSS once it stops moving (the largest of a few samples a tick apart)."""
-    samples = []
-    for _ in range(4):
-        samples.append(rss(pid))
-        time.sleep(0.3)
-    return max(samples)
 
 
 def send(port: int, paths, connections: int = 4) -> dict[int, int]:
