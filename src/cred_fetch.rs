@@ -158,6 +158,16 @@ impl Failure {
         }
     }
 
+    /// What the log line says: the category, and for a refused answer what
+    /// the parser refused (a field's name or the reason, never a value from
+    /// the answer: `ParseError` carries none).
+    pub fn describe(self) -> String {
+        match self {
+            Failure::Parse(e) => format!("{} ({e})", self.category()),
+            other => other.category().to_string(),
+        }
+    }
+
     /// The category of a non-2xx answer. Envoy answers a call it could not
     /// deliver itself, with a 503 whose body says so (connection refused or
     /// reset, no healthy host): that is the endpoint being unreachable, not
@@ -538,6 +548,19 @@ mod tests {
     /// The design note's IMDSv2 protocol (docs/design/rotating-credentials.md
     /// §2): PUT /latest/api/token with the TTL header, then the role name and
     /// its credentials, both carrying the token; IMDSv2 only.
+    /// The log line of a failed refresh: the category, and for a refused
+    /// answer what was refused, never a value of the answer.
+    #[test]
+    fn failures_describe_themselves_without_values() {
+        assert_eq!(Failure::Timeout.describe(), "timeout");
+        let far = Failure::Parse(ParseError::ExpirationTooFar).describe();
+        assert!(far.starts_with("parse (") && far.contains("36 h"), "{far}");
+        assert_eq!(
+            Failure::Parse(ParseError::Malformed).describe(),
+            format!("parse ({})", ParseError::Malformed)
+        );
+    }
+
     #[test]
     fn imds_is_three_calls_carrying_the_token() {
         let mut f = Fetch::new(&imds());

@@ -209,7 +209,7 @@ impl PresignRoot {
                             .refreshed(&WasmMetrics, source, failure.category());
                         log::warn!(
                             "envoy-presign: credential refresh from {source} failed: {}",
-                            failure.category()
+                            failure.describe()
                         );
                     }
                     Event::GaveUp { retry_in_ms } => log::warn!(
