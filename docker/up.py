@@ -2,7 +2,8 @@
 """`make up`'s last step: wait for the compose stack, seed the bucket, print what to try.
 
 docker/compose.yaml publishes SeaweedFS's S3 port on 127.0.0.1:8333 and Envoy on :10000
-(admin :9901); the objects are the ones `make run` seeds (tests/stack.py's demo_objects).
+(its stats listener on :9902; the admin stays on the container's loopback); the objects are
+the ones `make run` seeds (tests/stack.py's demo_objects).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from stack import (  # noqa: E402
 
 # The published ports, moved by the same variables as in docker/compose.yaml.
 ENVOY_PORT = int(os.environ.get("ENVOY_PORT", "10000"))
-ADMIN_PORT = int(os.environ.get("ENVOY_ADMIN_PORT", "9901"))
+STATS_PORT = int(os.environ.get("ENVOY_STATS_PORT", "9902"))
 S3_PORT = int(os.environ.get("S3_PORT", "8333"))
 PROMETHEUS_PORT = int(os.environ.get("PROMETHEUS_PORT", "9090"))
 ALERTMANAGER_PORT = int(os.environ.get("ALERTMANAGER_PORT", "9093"))
@@ -53,13 +54,19 @@ def main() -> int:
         wait_for(f"upload of {key}",
                  lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type))
     base = f"http://127.0.0.1:{ENVOY_PORT}"
-    wait_for("Envoy", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/ready", timeout=2))
+    stats = f"http://127.0.0.1:{STATS_PORT}"
+    wait_for("Envoy", lambda: urllib.request.urlopen(f"{stats}/ready", timeout=2))
     wait_for("a presigned GET through Envoy",
              lambda: urllib.request.urlopen(f"{base}/media/hello.txt", timeout=5))
     prometheus = f"http://127.0.0.1:{PROMETHEUS_PORT}"
-    print(f"\nenvoy-presign (docker compose): Envoy on :{ENVOY_PORT} (admin :{ADMIN_PORT}) -> "
+    # `make run`'s commands, but the admin's /stats: in compose only the stats listener is
+    # published, and it serves /stats/prometheus.
+    curls = [line for line in _demo_curls(ENVOY_PORT, 0).splitlines() if "/stats?" not in line]
+    curls.append(f"  curl -sS '{stats}/stats/prometheus?filter=envoy_presign'")
+    tries = "\n".join(curls)
+    print(f"\nenvoy-presign (docker compose): Envoy on :{ENVOY_PORT} (stats :{STATS_PORT}) -> "
           f"SeaweedFS S3 on :{S3_PORT}, bucket '{BUCKET}'; Prometheus on :{PROMETHEUS_PORT} (rules loaded), "
-          f"Alertmanager on :{ALERTMANAGER_PORT}\n\nTry:\n{_demo_curls(ENVOY_PORT, ADMIN_PORT)}\n"
+          f"Alertmanager on :{ALERTMANAGER_PORT}\n\nTry:\n{tries}\n"
           f"  curl -sS '{prometheus}/api/v1/query?query=envoy_presign_requests'\n"
           f"  curl -sS {prometheus}/api/v1/rules | head -c 300\n\n"
           "Logs: docker-compose -p envoy-presign -f docker/compose.yaml logs -f envoy\n"

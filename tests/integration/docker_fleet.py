@@ -101,12 +101,16 @@ class Run:
         return f"ep-{self.id}-{name}"
 
     def run(self, name: str, image: str, args: list[str], env: dict[str, str] | None = None,
-            mounts: dict[Path, str] | None = None, aliases: list[str] | None = None) -> str:
-        """Start a detached container on the run's network; returns its address."""
+            mounts: dict[Path, str] | None = None, aliases: list[str] | None = None,
+            publish: list[int] | None = None) -> str:
+        """Start a detached container on the run's network; returns its address. Each port
+        of `publish` is published on a free port of the host's 127.0.0.1 (`published()`)."""
         argv = ["run", "-d", "--name", self.container(name), "--label", f"{LABEL}={self.id}",
                 "--network", self.network, "--network-alias", name]
         for alias in aliases or []:
             argv += ["--network-alias", alias]
+        for port in publish or []:
+            argv += ["-p", f"127.0.0.1::{port}"]
         for key, value in (env or {}).items():
             argv += ["-e", f"{key}={value}"]
         for source, target in (mounts or {}).items():
@@ -117,6 +121,13 @@ class Run:
     def address(self, name: str) -> str:
         return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                       self.container(name))
+
+    def published(self, name: str, port: int) -> str:
+        """host:port where the container's `port` is published."""
+        return docker("port", self.container(name), f"{port}/tcp").splitlines()[0]
+
+    def running(self, name: str) -> bool:
+        return docker("inspect", "-f", "{{.State.Running}}", self.container(name)) == "true"
 
     def logs(self, name: str) -> str:
         out = subprocess.run(["docker", "logs", self.container(name)], capture_output=True, text=True)

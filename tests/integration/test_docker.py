@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import http.client
 import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -33,8 +35,8 @@ import yaml
 
 from docker_fleet import REPO_ROOT, Run, docker, http_get, wait_until
 from stack import BUCKET, WASM_PATH, env_credentials, filter_config, free_port, origin_config
-from render_configs import (ADMIN_PORT, LISTEN_PORT, S3_PORT, envoy_config, prometheus_config,
-                            rendered)
+from render_configs import (ADMIN_ON_NETWORK_OPT_IN, ADMIN_PORT, LISTEN_PORT, S3_PORT, STATS_PORT,
+                            envoy_config, prometheus_config, rendered)
 
 ACCESS_KEY = "AKIDDOCKERFLEET0001"
 SECRET_KEY = "sEcReT-docker/DO+NOT=LEAK-b7e2"
@@ -67,7 +69,8 @@ def fleet_filter_config() -> dict:
 
 def front_config() -> dict:
     """A plain Envoy balancing over the fleet: active health checks on each Envoy's
-    /ready (admin port), and retries of requests that never reached a fleet Envoy."""
+    /ready (the stats listener's, which is the admin's), and retries of requests that never
+    reached a fleet Envoy."""
     router = {"name": "envoy.filters.http.router",
               "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
     retry = {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 3,
@@ -80,7 +83,7 @@ def front_config() -> dict:
            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
                {"match": {"prefix": "/"}, "route": {"cluster": "fleet", "timeout": "10s", "retry_policy": retry}}]}]}}
     endpoints = [{"endpoint": {"address": {"socket_address": {"address": name, "port_value": LISTEN_PORT}},
-                               "health_check_config": {"port_value": ADMIN_PORT}}} for name in FLEET]
+                               "health_check_config": {"port_value": STATS_PORT}}} for name in FLEET]
     return {
         "admin": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": ADMIN_PORT}}},
         "static_resources": {
@@ -130,11 +133,14 @@ class Fleet:
                                                   log_format=PATH_LOG))
 
     def start_envoy(self, name: str) -> str:
+        """A fleet Envoy, with the documented opt-in that puts its admin on the network: the
+        rolling restart drives it (/healthcheck/fail, /drain_listeners) from outside."""
         address = self.run.run(
             name, self.images["project-envoy"],
-            ["-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "--drain-time-s", "2"],
+            ["-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "--drain-time-s", "2",
+             "--config-yaml", ADMIN_ON_NETWORK_OPT_IN],
             env=env_credentials(ACCESS_KEY, SECRET_KEY), mounts={self.envoy_config: "/etc/envoy/envoy.yaml"})
-        wait_until(f"{name} ready", lambda: http_get(f"http://{address}:{ADMIN_PORT}/ready")[0] == 200)
+        wait_until(f"{name} ready", lambda: http_get(f"http://{address}:{STATS_PORT}/ready")[0] == 200)
         self.addresses[name] = address
         return address
 
@@ -202,7 +208,7 @@ def fleet():
                  "--cluster.listen-address="],
                 mounts={alertmanager_yml: "/etc/alertmanager/alertmanager.yml"})
         prometheus_yml = workdir / "prometheus.yml"
-        prometheus_yml.write_text(prometheus_config([f"{n}:{ADMIN_PORT}" for n in FLEET],
+        prometheus_yml.write_text(prometheus_config([f"{n}:{STATS_PORT}" for n in FLEET],
                                                     ["alertmanager:9093"], interval="1s"))
         fleet.addresses["prometheus"] = run.run(
             "prometheus", images["prometheus"],
@@ -243,6 +249,15 @@ def test_compose_files_are_the_templates_rendered():
         identity["credentials"][0]["accessKey"], identity["credentials"][0]["secretKey"]]
     for service in compose["services"].values():
         assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", [])), service
+    # Envoy's admin is neither published nor exposed; the stats listener is.
+    envoy_ports = [str(p).rsplit(":", 1)[1] for p in compose["services"]["envoy"]["ports"]]
+    assert envoy_ports == [str(LISTEN_PORT), str(STATS_PORT)], envoy_ports
+    dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
+    assert [line for line in dockerfile.splitlines() if line.startswith("EXPOSE")] == [
+        f"EXPOSE {LISTEN_PORT} {STATS_PORT}"]
+    # The opt-in the README documents is the one the tests run.
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"--config-yaml '{ADMIN_ON_NETWORK_OPT_IN}'" in readme
 
 
 def rules_evaluated(prometheus: str, interval_s: float) -> bool:
@@ -261,7 +276,7 @@ def test_make_up_serves_then_make_down_removes_it(tmp_path):
     then `make down` leaves nothing of the project behind."""
     run_id = uuid.uuid4().hex[:8]
     ports = {name: str(free_port()) for name in
-             ("ENVOY_PORT", "ENVOY_ADMIN_PORT", "S3_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT")}
+             ("ENVOY_PORT", "ENVOY_STATS_PORT", "S3_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT")}
     project = f"ep-{run_id}-compose"
     env = {**os.environ, **ports, "ENVOY_PRESIGN_TAG": f"test-{run_id}"}
     make = ["make", "--no-print-directory", "-C", str(REPO_ROOT), f"COMPOSE_PROJECT={project}"]
@@ -273,13 +288,24 @@ def test_make_up_serves_then_make_down_removes_it(tmp_path):
         assert http_get(f"{base}/hello.txt")[0] == 200
         assert http_get(f"{base}/video.mp4", headers={"Range": "bytes=0-99"})[:1] == (206,)
         assert http_get(f"{base}/hello.txt", method="POST", data=b"")[0] == 405
+        # The published stats port: the filter's metrics, and none of the admin's actions.
+        stats = f"http://127.0.0.1:{ports['ENVOY_STATS_PORT']}"
+        assert f"curl -sS '{stats}/stats/prometheus?filter=envoy_presign'" in up.stdout
+        status, body, _ = http_get(f"{stats}/stats/prometheus?filter=envoy_presign")
+        assert status == 200 and b'envoy_presign_requests{origin="media",' in body, body[:300]
+        assert http_get(f"{stats}/quitquitquit", method="POST", data=b"")[0] == 404
         prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
 
         def rules_and_alertmanager_ready():
             managers = json.loads(http_get(f"{prometheus}/api/v1/alertmanagers")[1])["data"]
             return rules_evaluated(prometheus, 15) and len(managers["activeAlertmanagers"]) == 1
 
+        def scraping_the_stats_port():
+            targets = json.loads(http_get(f"{prometheus}/api/v1/targets")[1])["data"]["activeTargets"]
+            return [(t["labels"]["instance"], t["health"]) for t in targets] == [(f"envoy:{STATS_PORT}", "up")]
+
         wait_until("Prometheus with the rules and Alertmanager", rules_and_alertmanager_ready, timeout=60)
+        wait_until("Prometheus scraping envoy:9902", scraping_the_stats_port, timeout=60)
     finally:
         down = subprocess.run([*make, "down"], env=env, capture_output=True, text=True, timeout=300)
         docker("rmi", "-f", f"envoy-presign:test-{run_id}", check=False)
@@ -302,6 +328,97 @@ def test_images_run_as_non_root_with_the_official_layout(fleet):
     for name in FLEET:
         processes = docker("top", fleet.run.container(name), "-o", "pid,uid,comm")
         assert all(line.split()[1] == "101" for line in processes.splitlines()[1:]), processes
+
+
+# What the admin could do from the network, each sent to the stats port: every one must get
+# the stats listener's 404 and leave Envoy as it was.
+ADMIN_ACTIONS = [("POST", "/quitquitquit"), ("GET", "/quitquitquit"), ("POST", "/healthcheck/fail"),
+                 ("POST", "/logging?level=debug"), ("POST", "/logging?paths=http:debug"),
+                 ("GET", "/config_dump"), ("GET", "/config_dump?include_eds"), ("GET", "/server_info"),
+                 ("GET", "/stats"), ("GET", "/clusters"), ("POST", "/runtime_modify?a=b"),
+                 ("POST", "/drain_listeners"), ("POST", "/stats/prometheus"), ("HEAD", "/stats/prometheus"),
+                 ("GET", "/stats/prometheus/"), ("GET", "/stats/prometheus/../../quitquitquit"),
+                 ("GET", "/ready/../config_dump"), ("GET", "/stats%2Fprometheus"), ("GET", "/STATS/PROMETHEUS"),
+                 ("POST", "/ready")]
+
+
+def _refused(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_image_as_built_keeps_the_admin_on_loopback_and_serves_only_stats(fleet):
+    """The image with its own configuration (no -c, no mount), on the fleet's network with
+    9901 and 9902 published: the admin listens on the container's loopback only, so its
+    port refuses connections from outside the container (the host, over the network) and the
+    published one answers nothing; the stats port serves /stats/prometheus (with a query) and
+    /ready, and a 404 to every admin action, after which Envoy runs on unchanged."""
+    name = "as-built"
+    address = fleet.run.run(name, fleet.images["project-envoy"], [],
+                            env=env_credentials(ACCESS_KEY, SECRET_KEY), publish=[ADMIN_PORT, STATS_PORT])
+    try:
+        stats = f"http://{address}:{STATS_PORT}"
+        wait_until(f"{name} ready", lambda: http_get(f"{stats}/ready")[:2] == (200, b"LIVE\n"))
+        assert f"admin address: 127.0.0.1:{ADMIN_PORT}" in fleet.run.logs(name)
+        assert http_get(f"http://{address}:{LISTEN_PORT}/media/hello.txt")[:2] == (200, OBJECTS["hello.txt"])
+
+        assert _refused(address, ADMIN_PORT)
+        published_admin = fleet.run.published(name, ADMIN_PORT)
+        with pytest.raises((OSError, http.client.HTTPException)):
+            http_get(f"http://{published_admin}/ready", timeout=3)
+
+        for base in (stats, f"http://{fleet.run.published(name, STATS_PORT)}"):
+            status, body, _ = http_get(f"{base}/stats/prometheus")
+            assert status == 200 and b'envoy_presign_requests{origin="media",' in body, body[:300]
+            assert http_get(f"{base}/ready")[:2] == (200, b"LIVE\n")
+        # Prometheus's own query (the shipped prometheus.yml sends `filter`) reaches the admin.
+        status, body, _ = http_get(f"{stats}/stats/prometheus?filter=envoy_presign")
+        assert status == 200 and b"envoy_presign_requests{" in body
+        assert b"envoy_server_live" not in body and b"envoy_cluster_" not in body
+        # Envoy compiles `filter` as an RE2 regex (linear time): a bad one is a 400, nothing more.
+        status, body, _ = http_get(f"{stats}/stats/prometheus?filter=(")
+        assert status == 400 and b"re2" in body, (status, body[:200])
+
+        for method, path in ADMIN_ACTIONS:
+            status, body, _ = http_get(f"{stats}{path}", method=method,
+                                       data=b"" if method == "POST" else None)
+            assert status == 404, (method, path, status, body[:200])
+            assert method == "HEAD" or body == b'{"error":"not_found"}', (method, path, body[:200])
+        # Still running, still ready (no /healthcheck/fail), still at the info level: a request
+        # through the filter adds no debug line to the log.
+        time.sleep(1)
+        assert fleet.run.running(name)
+        assert http_get(f"{stats}/ready")[:2] == (200, b"LIVE\n")
+        assert http_get(f"http://{address}:{LISTEN_PORT}/media/hello.txt")[0] == 200
+        logs = fleet.run.logs(name)
+        assert "][debug][" not in logs and SECRET_KEY not in logs
+        print(f"\nimage as built: admin 127.0.0.1:{ADMIN_PORT} (refused from outside), "
+              f"{len(ADMIN_ACTIONS)} admin actions on :{STATS_PORT} answered 404")
+    finally:
+        docker("rm", "-f", "-v", fleet.run.container(name))
+
+
+def test_the_documented_opt_in_puts_the_admin_on_the_network(fleet):
+    """`--config-yaml` with the README's override: Envoy merges it over the image's bootstrap,
+    so the admin listens on every address, same port; and then anyone on the network can
+    stop Envoy, which is the risk the README states."""
+    name = "admin-opt-in"
+    address = fleet.run.run(name, fleet.images["project-envoy"],
+                            ["-c", "/etc/envoy/envoy.yaml", "--config-yaml", ADMIN_ON_NETWORK_OPT_IN],
+                            env=env_credentials(ACCESS_KEY, SECRET_KEY))
+    try:
+        admin = f"http://{address}:{ADMIN_PORT}"
+        wait_until(f"{name} admin on the network", lambda: http_get(f"{admin}/ready")[:2] == (200, b"LIVE\n"))
+        assert f"admin address: 0.0.0.0:{ADMIN_PORT}" in fleet.run.logs(name)
+        assert http_get(f"http://{address}:{STATS_PORT}/stats/prometheus")[0] == 200
+        assert http_get(f"http://{address}:{LISTEN_PORT}/media/hello.txt")[:2] == (200, OBJECTS["hello.txt"])
+        assert http_get(f"{admin}/quitquitquit", method="POST", data=b"")[0] == 200
+        wait_until(f"{name} stopped by /quitquitquit from the network", lambda: not fleet.run.running(name))
+    finally:
+        docker("rm", "-f", "-v", fleet.run.container(name))
 
 
 def test_plugin_image_round_trips_through_a_registry(fleet, tmp_path):
@@ -542,7 +659,7 @@ def test_a_clock_skew_of_s_makes_two_envoys_disagree_for_s_after_a_boundary(flee
             env={**env_credentials(ACCESS_KEY, SECRET_KEY), "ENVOY_PRESIGN_TEST_CLOCK_OFFSET_MS": str(offset)},
             mounts={path: "/etc/envoy/envoy.yaml", TEST_ONLY_WASM: "/etc/envoy/envoy_presign.wasm"})
         fleet.addresses[name] = address
-        wait_until(f"{name} ready", lambda: http_get(f"http://{address}:{ADMIN_PORT}/ready")[0] == 200)
+        wait_until(f"{name} ready", lambda: http_get(f"http://{address}:{STATS_PORT}/ready")[0] == 200)
 
     # Start 2 s before a boundary (of the real clock, which clock-a keeps), run 4 s.
     boundary = (time.time() // window_s + 1) * window_s
