@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down
+.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down manifests-crd-check
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), alertmanager, docker-registry and
@@ -187,6 +187,13 @@ report-test: prometheus-tools $(STAMP)
 integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools media-tools compose-tools
 	cargo build --release --target $(TARGET) --features test-panic,test-clock-offset --target-dir target/test-only
 	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
+
+## manifests-crd-check CRDS=<dir>: deploy/'s manifests against full CRD files (e.g. from
+## `kubectl get crd <name> -o yaml` on your cluster), and deploy/schemas/ compared with them
+manifests-crd-check: $(STAMP)
+	@test -n "$(CRDS)" || { echo "usage: make manifests-crd-check CRDS=<directory of CRD .yaml files>"; exit 2; }
+	$(PY) tests/k8s_schema.py --schemas deploy/schemas/*.yaml --cross-check $(CRDS)/*.yaml
+	$(PY) tests/k8s_schema.py --schemas $(CRDS)/*.yaml -- deploy/*/envoy-presign.yaml
 
 ## vectors: regenerate tests/vectors/presign.json with boto3
 vectors: $(STAMP)
