@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down manifests-crd-check
+.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run run-https test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down manifests-crd-check
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), alertmanager, docker-registry and
@@ -99,6 +99,11 @@ build: wasm-target
 ## run: SeaweedFS + Envoy with the filter on localhost:10000; Ctrl-C stops both
 run: build $(STAMP)
 	$(PY) tests/stack.py run
+
+## run-https: the same with the store behind TLS: a test CA made at start (tests/testca.py),
+## SeaweedFS serving S3 over https, Envoy's origin cluster envoy/origin-https.yaml's (verified)
+run-https: build $(STAMP)
+	$(PY) tests/stack.py run-https
 
 ## images: the stand-in images (Envoy, SeaweedFS, Prometheus, Alertmanager) from this
 ## machine's binaries: no registry is needed (docker/standin_images.py)

@@ -15,6 +15,7 @@ Library use (pytest fixtures)::
 Script use::
 
     python tests/stack.py run     # the `make run` demo, Ctrl-C to stop
+    python tests/stack.py run-https   # `make run-https`: the store behind TLS (a test CA)
 """
 
 from __future__ import annotations
@@ -145,6 +146,19 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+def _tls_handshake(port: int, host: str = "127.0.0.1") -> bool:
+    """True once a TLS handshake with ``port`` completes (the certificate is not checked:
+    this only asks whether the port speaks TLS yet)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=1) as sock:
+        with context.wrap_socket(sock):
+            return True
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +323,8 @@ class SeaweedFS(_ManagedProcess):
 
     def __init__(self, workdir: Path | str, access_key: str, secret_key: str,
                  startup_timeout: float = 60.0, bucket: str = BUCKET,
-                 extra_identities: dict[str, str] | None = None, sse_kek: str | None = None):
+                 extra_identities: dict[str, str] | None = None, sse_kek: str | None = None,
+                 tls: tuple[Path | str, Path | str] | None = None, domain_name: str | None = None):
         super().__init__()
         self.access_key = access_key
         self.secret_key = secret_key
@@ -327,6 +342,13 @@ class SeaweedFS(_ManagedProcess):
         self.dir = Path(tempfile.mkdtemp(prefix="seaweedfs-", dir=workdir))
         self.data_dir = self.dir / "data"
         self.s3_port: int | None = None
+        # (certificate, private key) PEM files: S3 is then served over TLS too, on
+        # https_port, beside the plain s3_port (which boto3 and the readiness checks use).
+        self.tls = (Path(tls[0]), Path(tls[1])) if tls else None
+        self.https_port: int | None = None
+        # -s3.domainName: a request for Host <bucket>.<domain_name>[:port] is virtual-hosted
+        # style (test_origin_tls.py: on the https port).
+        self.domain_name = domain_name
         self.argv: list[str] = []  # of the last start, reused by restart()
 
     @property
@@ -464,6 +486,12 @@ class SeaweedFS(_ManagedProcess):
             # Unix sockets default to /tmp/seaweedfs-*-<port>.sock.
             "filer.localSocket": self.dir / "filer.sock", "s3.localSocket": self.dir / "s3.sock",
         }
+        if self.tls:
+            self.https_port = free_port()
+            flags.update({"s3.port.https": self.https_port,
+                          "s3.cert.file": self.tls[0], "s3.key.file": self.tls[1]})
+        if self.domain_name:
+            flags["s3.domainName"] = self.domain_name
         # -logtostderr: keep glog's files out of /tmp; everything goes to weed.log.
         return [_binary("weed"), "-logtostderr", "mini"] + [f"-{k}={v}" for k, v in flags.items()]
 
@@ -476,6 +504,8 @@ class SeaweedFS(_ManagedProcess):
             self.argv = self._argv(config, self.data_dir)
             self._spawn(self.argv, self._weed_env(), self.dir / "weed.log", cwd=self.dir)
             self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port")
+            if self.tls:
+                self.wait_ready(lambda: _tls_handshake(self.https_port), self.startup_timeout, "S3 https port")
             client = self.client()
             self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
                             f"head_bucket {self.bucket}")
@@ -490,6 +520,9 @@ class SeaweedFS(_ManagedProcess):
         self.stop()
         self._spawn(self.argv, self._weed_env(), self.dir / "weed-restarted.log", cwd=self.dir)
         self.wait_ready(lambda: _port_open(self.s3_port), self.startup_timeout, "S3 port after restart")
+        if self.tls:
+            self.wait_ready(lambda: _tls_handshake(self.https_port), self.startup_timeout,
+                            "S3 https port after restart")
         client = self.client()
         self.wait_ready(lambda: bool(client.head_bucket(Bucket=self.bucket)), self.startup_timeout,
                         f"head_bucket {self.bucket} after restart")
@@ -1132,8 +1165,21 @@ def _demo_curls(port: int, admin_port: int) -> str:
     ])
 
 
-def run_demo() -> int:
-    """Start SeaweedFS + Envoy with the filter, seed sample objects, wait for Ctrl-C."""
+def _https_demo_curls(admin_port: int, name: str, https_port: int, ca: Path) -> str:
+    return "\n".join([
+        f"  curl -sS 'http://127.0.0.1:{admin_port}/stats?filter=cluster.media.ssl'   # handshakes, fail_verify_*",
+        f"  curl -sS --cacert {ca} --resolve {name}:{https_port}:127.0.0.1 -o /dev/null -w '%{{http_code}}\\n' "
+        f"https://{name}:{https_port}/{BUCKET}/hello.txt   # 403: the store itself, unsigned",
+    ])
+
+
+def run_demo(https: bool = False) -> int:
+    """Start SeaweedFS + Envoy with the filter, seed sample objects, wait for Ctrl-C.
+
+    ``https`` (``make run-https``): a test CA made now (tests/testca.py), SeaweedFS serving
+    S3 over TLS with its certificate for s3.test.internal, the filter's endpoint
+    https://s3.test.internal:<port> and Envoy's origin cluster envoy/origin-https.yaml's,
+    verifying that name against the test CA (tests/origin_tls.py)."""
     if not WASM_PATH.is_file():
         print(f"missing {WASM_PATH.relative_to(REPO_ROOT)}: "
               "build it with `cargo build --release --target wasm32-wasip1`", file=sys.stderr)
@@ -1145,20 +1191,39 @@ def run_demo() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="envoy-presign-demo-"))
     try:
         with contextlib.ExitStack() as stack:
+            pki = None
+            if https:
+                from testca import make_pki
+
+                pki = make_pki(workdir / "pki")
             print("starting SeaweedFS ...", flush=True)
-            origin = stack.enter_context(SeaweedFS(workdir, DEMO_ACCESS_KEY, DEMO_SECRET_KEY))
+            origin = stack.enter_context(SeaweedFS(workdir, DEMO_ACCESS_KEY, DEMO_SECRET_KEY,
+                                                   tls=(pki.good.cert, pki.good.key) if pki else None))
             s3 = origin.client()
             for key, (body, content_type) in demo_objects().items():
                 s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
             print("starting Envoy ...", flush=True)
-            envoy = stack.enter_context(Envoy(
-                workdir, TEMPLATE_PATH, WASM_PATH, filter_config(origin.s3_port), origin.s3_port,
-                env=env_credentials(DEMO_ACCESS_KEY, DEMO_SECRET_KEY),
-                listen_port=claim_port(DEMO_LISTEN_PORT), admin_port=claim_port(DEMO_ADMIN_PORT),
-            ))
+            ports = dict(env=env_credentials(DEMO_ACCESS_KEY, DEMO_SECRET_KEY),
+                         listen_port=claim_port(DEMO_LISTEN_PORT), admin_port=claim_port(DEMO_ADMIN_PORT))
+            if pki:
+                from origin_tls import HttpsOriginEnvoy
+
+                config = filter_config(origin.https_port, endpoint=f"https://{pki.name}:{origin.https_port}")
+                envoy = stack.enter_context(HttpsOriginEnvoy(
+                    workdir, TEMPLATE_PATH, WASM_PATH, config, origin.https_port, **ports,
+                    tls_name=pki.name, ca_file=pki.ca))
+                store = (f"SeaweedFS S3 over TLS on :{origin.https_port} as {pki.name}, certificate verified "
+                         f"against a test CA made now ({pki.ca})")
+            else:
+                envoy = stack.enter_context(Envoy(
+                    workdir, TEMPLATE_PATH, WASM_PATH, filter_config(origin.s3_port), origin.s3_port, **ports))
+                store = f"SeaweedFS S3 on :{origin.s3_port}"
+            curls = _demo_curls(envoy.port, envoy.admin_port)
+            if pki:
+                curls += "\n" + _https_demo_curls(envoy.admin_port, pki.name, origin.https_port, pki.ca)
             print(f"\nenvoy-presign demo: Envoy on :{envoy.port} (admin :{envoy.admin_port}) -> "
-                  f"SeaweedFS S3 on :{origin.s3_port}, bucket '{BUCKET}' (credentials passed via env)")
-            print(f"logs: {envoy.log_path} (removed on exit)\n\nTry:\n{_demo_curls(envoy.port, envoy.admin_port)}\n")
+                  f"{store}, bucket '{BUCKET}' (credentials passed via env)")
+            print(f"logs: {envoy.log_path} (removed on exit)\n\nTry:\n{curls}\n")
             print("Ctrl-C to stop.", flush=True)
             while not stop.wait(1.0):
                 for child in (origin, envoy):
@@ -1174,9 +1239,14 @@ def run_demo() -> int:
 def main(argv: list[str]) -> int:
     if argv[1:] == ["run"]:
         return run_demo()
-    print(f"usage: {Path(argv[0]).name} run", file=sys.stderr)
+    if argv[1:] == ["run-https"]:
+        return run_demo(https=True)
+    print(f"usage: {Path(argv[0]).name} run | run-https", file=sys.stderr)
     return 2
 
 
 if __name__ == "__main__":
+    # run-https imports modules that `import stack`: let them have this very module (one
+    # set of issued ports), not a second copy of it.
+    sys.modules.setdefault("stack", sys.modules[__name__])
     sys.exit(main(sys.argv))
