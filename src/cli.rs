@@ -37,11 +37,19 @@ pub const EXIT_USAGE: u8 = 2;
 /// The command line help, printed for `--help` and after a usage error.
 pub const USAGE: &str = "\
 usage: envoy-presign-config check <config.json>
+       envoy-presign-config check --envoy <envoy.yaml>
        envoy-presign-config sign <config.json> <METHOD> <path> [--host <host>] [--at <unix-seconds>]
 
 check  validates a filter configuration (the JSON of the Wasm filter's `configuration`)
        with the code the filter runs in on_configure: prints OK, one line per origin and
        the lines the filter logs at startup; or the error line it logs, naming the field.
+check --envoy  reads an Envoy bootstrap (YAML or JSON, with the LDS, CDS and RDS files it
+       names) and cross-checks it against the envoy-presign configuration embedded in it:
+       each origin's marker route and cluster, no unmarked route to an origin's cluster,
+       no whole-response timeout on origin routes, verified TLS (SNI and subject alt name
+       of the signed host) to https stores, the origin error scrub, no access log printing
+       the path, the failure policy. One line per finding, naming the place in Envoy's
+       configuration and what to change; exit 1 if any is an error.
 sign   prints the URL the filter would send to the origin for this request (path as the
        client sends it, percent-encoding included), or the local reply it would answer.
        --host is the request's Host (needed for origins with match.host); --at is the
@@ -108,6 +116,7 @@ pub fn run(args: &[OsString], io: &Io<'_>) -> Output {
         Err(problem) => return Output::usage(&problem),
     };
     match args.as_slice() {
+        ["check", "--envoy", file] => check_envoy(file, io),
         ["check", file] => check(file, io),
         ["sign", rest @ ..] => match SignArgs::parse(rest, io.now) {
             Ok(a) => sign(&a, io),
@@ -172,6 +181,31 @@ fn check(file: &str, io: &Io<'_>) -> Output {
         let _ = writeln!(out, "  [{}] {}", n.level.as_str().to_lowercase(), n.message);
     }
     Output::new(EXIT_OK, out, String::new())
+}
+
+fn check_envoy(file: &str, io: &Io<'_>) -> Output {
+    use crate::envoy_check::Level;
+    let (findings, origins) = match crate::envoy_check::check_envoy(file, io.read, io.env) {
+        Ok(found) => found,
+        Err(problem) => return Output::usage(&problem),
+    };
+    let mut out = format!("{file}: envoy-presign origins {}\n", origins.join(", "));
+    for f in &findings {
+        let level = match f.level {
+            Level::Error => "error  ",
+            Level::Warning => "warning",
+        };
+        let _ = writeln!(out, "{level} {}: {}", f.at, f.message);
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let warnings = findings.len() - errors;
+    let (code, verdict) = if errors > 0 {
+        (EXIT_REFUSED, "FAILED")
+    } else {
+        (EXIT_OK, "OK")
+    };
+    let _ = writeln!(out, "{verdict}: {errors} error(s), {warnings} warning(s)");
+    Output::new(code, out, String::new())
 }
 
 /// One line describing an origin: what it matches, where it sends, how it
@@ -566,6 +600,71 @@ mod tests {
             "{}",
             out.stdout
         );
+    }
+
+    /// An Envoy bootstrap embedding CONFIG's first origin (plain http), as YAML.
+    fn envoy_yaml(route_extra: &str, access_log: &str) -> String {
+        let config = serde_json::json!({"credentials": {"source": "env"}, "origins": [{
+            "name": "media", "match": {"prefix": "/media/"}, "endpoint": "http://127.0.0.1:8333",
+            "bucket": "media", "region": "us-east-1"}]});
+        format!(
+            "static_resources:\n  listeners:\n  - name: l\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          access_log: {access_log}\n          route_config:\n            virtual_hosts:\n            - name: v\n              routes:\n              - name: media\n                match: {{prefix: /, headers: [{{name: x-envoy-presign-origin, string_match: {{exact: media}}}}]}}\n                route: {{cluster: media, idle_timeout: 30s{route_extra}}}\n                typed_per_filter_config: {{envoy.filters.http.custom_response: {{}}}}\n          http_filters:\n          - name: envoy.filters.http.custom_response\n          - name: envoy.filters.http.wasm\n            typed_config:\n              config:\n                failure_policy: FAIL_RELOAD\n                configuration: {{value: {}}}\n  clusters:\n  - name: media\n",
+            serde_json::to_string(&config.to_string()).unwrap_or_default()
+        )
+    }
+
+    #[test]
+    fn check_envoy_exits_by_the_worst_finding() {
+        let good = envoy_yaml(", timeout: 0s", "[]");
+        let out = run_with(
+            &[("e.yaml", &good)],
+            &CREDS,
+            &["check", "--envoy", "e.yaml"],
+        );
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (
+                EXIT_OK,
+                "e.yaml: envoy-presign origins media\nOK: 0 error(s), 0 warning(s)\n",
+                ""
+            )
+        );
+        let warned = good.replace("FAIL_RELOAD", "FAIL_OPEN");
+        let out = run_with(
+            &[("e.yaml", &warned)],
+            &CREDS,
+            &["check", "--envoy", "e.yaml"],
+        );
+        assert_eq!(out.code, EXIT_OK);
+        assert!(
+            out.stdout
+                .contains("\nwarning static_resources.listeners[l]"),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.ends_with("OK: 0 error(s), 1 warning(s)\n"));
+        let bad = envoy_yaml(
+            "",
+            "[{name: f, typed_config: {log_format: '%REQ(:PATH)%'}}]",
+        );
+        let out = run_with(&[("e.yaml", &bad)], &CREDS, &["check", "--envoy", "e.yaml"]);
+        assert_eq!(out.code, EXIT_REFUSED);
+        assert!(
+            out.stdout
+                .contains("\nerror   static_resources.listeners[l]"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.ends_with("FAILED: 2 error(s), 0 warning(s)\n"),
+            "{}",
+            out.stdout
+        );
+        let out = run_with(&[], &CREDS, &["check", "--envoy", "e.yaml"]);
+        assert_eq!(out.code, EXIT_USAGE);
+        assert!(out
+            .stderr
+            .starts_with("envoy-presign-config: cannot read e.yaml"));
     }
 
     #[test]

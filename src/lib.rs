@@ -39,6 +39,10 @@ pub mod url_source;
 /// not part of the filter, so the Wasm build leaves it out.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+/// `check --envoy`: the Envoy half of a deployment cross-checked against the filter's
+/// configuration (host command only).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod envoy_check;
 
 #[cfg(test)]
 mod source_checks;
