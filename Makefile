@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run run-https test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up down manifests-crd-check
+.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run run-https test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up up-https down manifests-crd-check
 
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), alertmanager, docker-registry and
@@ -119,8 +119,22 @@ up: build images compose-tools
 	$(COMPOSE) up -d --build
 	$(PY) docker/up.py
 
+# up-https's test CA, certificate and key (outside git, one directory per project).
+COMPOSE_TLS_DIR = $(CURDIR)/target/compose-https/$(COMPOSE_PROJECT)
+
+## up-https: `make up` with the store behind TLS: a new test CA and a certificate for `seaweedfs`
+## in target/compose-https/<project>/ (tests/testca.py), SeaweedFS serving S3 over https too
+## (docker/compose.https.yaml), Envoy's origin cluster envoy/origin-https.yaml's
+## (docker/envoy/envoy-https.yaml). Each run makes a new CA, so the containers are recreated.
+## `make down` removes it all, the directory included.
+up-https: build images compose-tools
+	$(PY) docker/up.py --make-certs $(COMPOSE_TLS_DIR)
+	COMPOSE_TLS_DIR=$(COMPOSE_TLS_DIR) $(COMPOSE) -f docker/compose.https.yaml up -d --build --force-recreate
+	$(PY) docker/up.py --https $(COMPOSE_TLS_DIR)
+
 down:
 	$(COMPOSE) down -v --remove-orphans
+	rm -rf $(COMPOSE_TLS_DIR)
 
 ## test: lint, host unit tests, mutants of the changed core, a short fuzz run, wasm build,
 ## Prometheus rules, integration tests in real Envoy

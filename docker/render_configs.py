@@ -16,7 +16,13 @@ loopback; every other path or method gets a 404 there (STATS_LISTENER below). `t
 rendering, so they never drift from the templates, and renders its own variants with
 `envoy_config()`.
 
-Usage: docker/render_configs.py            (rewrites the two files)
+`docker/envoy/envoy-https.yaml` is the same configuration with the store behind TLS, for
+`make up-https` (docker/compose.https.yaml): the origin cluster is envoy/origin-https.yaml's,
+changed only in address and port (`seaweedfs:8443`), the name it expects (`sni` and the
+subject alt name: `seaweedfs`, the name of the certificate `make up-https` makes) and
+`trusted_ca` (the test CA compose mounts); the filter's endpoint is `https://seaweedfs:8443`.
+
+Usage: docker/render_configs.py            (rewrites the three files)
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ from stack import (  # noqa: E402  (after the path change)
     fill_template, filter_config, origin_names, with_origin_routes)
 
 ENVOY_OUT = REPO_ROOT / "docker" / "envoy" / "envoy.yaml"
+ENVOY_HTTPS_OUT = REPO_ROOT / "docker" / "envoy" / "envoy-https.yaml"
+ORIGIN_HTTPS_EXAMPLE = REPO_ROOT / "envoy" / "origin-https.yaml"
 PROMETHEUS_TEMPLATE = REPO_ROOT / "envoy" / "prometheus" / "prometheus.yml"
 PROMETHEUS_OUT = REPO_ROOT / "docker" / "prometheus" / "prometheus.yml"
 
@@ -43,6 +51,18 @@ ADMIN_PORT = 9901
 ADMIN_ADDRESS = "127.0.0.1"  # the container's admin: loopback only
 STATS_PORT = 9902
 S3_PORT = 8333
+# `make up-https` (docker/compose.https.yaml): SeaweedFS serves S3 over https on this port too,
+# with a certificate for its compose name made at run time; Envoy trusts the test CA mounted
+# at CA_IN_ENVOY. The override's mounts and ports use the same values (the test checks).
+S3_HTTPS_PORT = 8443
+STORE_TLS_NAME = "seaweedfs"
+CA_IN_ENVOY = "/etc/envoy/tls/ca.crt"
+STORE_CERT_IN_SEAWEEDFS = "/etc/seaweedfs/tls/store.crt"
+STORE_KEY_IN_SEAWEEDFS = "/etc/seaweedfs/tls/store.key"
+# What envoy/origin-https.yaml is written for, replaced by the values above.
+SHIPPED_HOST = "s3.eu-west-1.amazonaws.com"
+SHIPPED_PORT = 443
+SHIPPED_CA = "/etc/ssl/certs/ca-certificates.crt"
 # The documented opt-in (README.md, "Deploying with Docker") for a setup that needs the admin
 # on the network: Envoy merges this over the bootstrap (`--config-yaml`), keeping the port.
 ADMIN_ON_NETWORK_OPT_IN = "{admin: {address: {socket_address: {address: 0.0.0.0}}}}"
@@ -141,6 +161,74 @@ def compose_filter_config() -> dict:
     return filter_config(S3_PORT, endpoint=f"http://seaweedfs:{S3_PORT}")
 
 
+def compose_https_filter_config() -> dict:
+    """`make up-https`'s filter configuration: the same origin, its endpoint the store's
+    https port under the certificate's name."""
+    return filter_config(S3_HTTPS_PORT, endpoint=f"https://{STORE_TLS_NAME}:{S3_HTTPS_PORT}")
+
+
+def https_cluster_text() -> str:
+    """envoy/origin-https.yaml's cluster as text (its own comments kept), indented for the
+    rendered file's `clusters:` list, with the shipped host, port and CA bundle replaced by
+    the compose store's. Nothing else of the cluster changes: `https_cluster()` says so."""
+    text = ORIGIN_HTTPS_EXAMPLE.read_text()
+    body = text[text.index("\nclusters:\n") + len("\nclusters:\n"):]
+    for old, new in [
+            (f"{{ address: {SHIPPED_HOST}, port_value: {SHIPPED_PORT} }}",
+             f"{{ address: {STORE_TLS_NAME}, port_value: {S3_HTTPS_PORT} }}"),
+            (f"sni: {SHIPPED_HOST}\n", f"sni: {STORE_TLS_NAME}\n"),
+            (f"trusted_ca: {{ filename: {SHIPPED_CA} }}", f"trusted_ca: {{ filename: {CA_IN_ENVOY} }}"),
+            (f"matcher: {{ exact: {SHIPPED_HOST} }}", f"matcher: {{ exact: {STORE_TLS_NAME} }}")]:
+        body = _replace_once(body, old, new)
+    comment = ("# envoy/origin-https.yaml's cluster, changed only in address and port, the name it\n"
+               f"# expects (sni, subject alt name: {STORE_TLS_NAME}, the name of the certificate\n"
+               f"# `make up-https` makes) and trusted_ca (the test CA docker/compose.https.yaml mounts).\n")
+    return "".join("  " + line if line else line for line in (comment + body).splitlines(True))
+
+
+def https_cluster() -> dict:
+    """The cluster `https_cluster_text()` must parse to: the shipped one (as loaded) with
+    exactly the address, port, sni, subject alt name and trusted_ca replaced."""
+    import copy
+
+    import yaml
+
+    [shipped] = yaml.safe_load(ORIGIN_HTTPS_EXAMPLE.read_text())["clusters"]
+    cluster = copy.deepcopy(shipped)
+    [[endpoint]] = [group["lb_endpoints"] for group in cluster["load_assignment"]["endpoints"]]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    assert address == {"address": SHIPPED_HOST, "port_value": SHIPPED_PORT}, address
+    address.update({"address": STORE_TLS_NAME, "port_value": S3_HTTPS_PORT})
+    context = cluster["transport_socket"]["typed_config"]
+    assert context["sni"] == SHIPPED_HOST, context
+    context["sni"] = STORE_TLS_NAME
+    validation = context["common_tls_context"]["validation_context"]
+    assert validation["trusted_ca"] == {"filename": SHIPPED_CA}, validation
+    validation["trusted_ca"] = {"filename": CA_IN_ENVOY}
+    [san] = validation["match_typed_subject_alt_names"]
+    assert san == {"san_type": "DNS", "matcher": {"exact": SHIPPED_HOST}}, san
+    san["matcher"]["exact"] = STORE_TLS_NAME
+    return cluster
+
+
+def with_https_cluster(text: str) -> str:
+    """A rendered container config with its cluster `media` (plain HTTP, STRICT_DNS)
+    replaced by `https_cluster_text()`; checked to parse to `https_cluster()`."""
+    import yaml
+
+    start = text.index("\n  clusters:\n")
+    start = text.index("\n  - name: media\n", start) + 1
+    end = text.index("\n  - name: ", start) + 1  # the next cluster, or its comment
+    while text[text.rindex("\n", 0, end - 1) + 1:end].startswith("  #"):
+        end = text.rindex("\n", 0, end - 1) + 1
+    out = text[:start] + https_cluster_text() + text[end:]
+    clusters = yaml.safe_load(out)["static_resources"]["clusters"]
+    [media] = [c for c in clusters if c["name"] == "media"]
+    if media != https_cluster():
+        raise ValueError(f"the https cluster rendered as {media!r}, not as envoy/origin-https.yaml's")
+    return out
+
+
 def envoy_config(config: dict, origin_address: str = "seaweedfs", origin_port: int = S3_PORT,
                  route_idle_timeout: str = DEFAULT_ROUTE_IDLE_TIMEOUT,
                  log_format: str = SAFE_ACCESS_LOG_FORMAT) -> str:
@@ -191,10 +279,19 @@ _PROMETHEUS_NOTE = (
     "# only, and answers 404 to everything else), not the admin port itself.\n")
 
 
+_HTTPS_NOTE = (
+    "# `make up-https` (docker/compose.https.yaml) runs Envoy with this file: docker/envoy/envoy.yaml\n"
+    f"# with the store behind TLS. The filter signs for https://{STORE_TLS_NAME}:{S3_HTTPS_PORT}; the cluster\n"
+    "# `media` is envoy/origin-https.yaml's, verifying the store's certificate against the test CA\n"
+    "# made at run time (tests/testca.py) and mounted read-only.\n")
+
+
 def rendered() -> dict[Path, str]:
     """Each committed file and what it must contain."""
     return {
         ENVOY_OUT: _generated("envoy/envoy.yaml") + envoy_config(compose_filter_config()),
+        ENVOY_HTTPS_OUT: _generated("envoy/envoy.yaml and envoy/origin-https.yaml", _HTTPS_NOTE)
+        + with_https_cluster(envoy_config(compose_https_filter_config())),
         PROMETHEUS_OUT: _generated("envoy/prometheus/prometheus.yml", _PROMETHEUS_NOTE)
         + prometheus_config([f"envoy:{STATS_PORT}"], ["alertmanager:9093"]),
     }

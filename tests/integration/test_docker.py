@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -34,9 +35,10 @@ import pytest
 import yaml
 
 from docker_fleet import REPO_ROOT, Run, docker, http_get, wait_until
-from stack import BUCKET, WASM_PATH, env_credentials, filter_config, free_port, origin_config
-from render_configs import (ADMIN_ON_NETWORK_OPT_IN, ADMIN_PORT, LISTEN_PORT, S3_PORT, STATS_PORT,
-                            envoy_config, prometheus_config, rendered)
+from stack import BUCKET, WASM_PATH, demo_objects, env_credentials, filter_config, free_port, origin_config
+from render_configs import (ADMIN_ON_NETWORK_OPT_IN, ADMIN_PORT, CA_IN_ENVOY, ENVOY_HTTPS_OUT, LISTEN_PORT,
+                            S3_HTTPS_PORT, S3_PORT, STATS_PORT, STORE_CERT_IN_SEAWEEDFS, STORE_KEY_IN_SEAWEEDFS,
+                            STORE_TLS_NAME, envoy_config, prometheus_config, rendered)
 
 ACCESS_KEY = "AKIDDOCKERFLEET0001"
 SECRET_KEY = "sEcReT-docker/DO+NOT=LEAK-b7e2"
@@ -258,6 +260,130 @@ def test_compose_files_are_the_templates_rendered():
     # The opt-in the README documents is the one the tests run.
     readme = (REPO_ROOT / "README.md").read_text()
     assert f"--config-yaml '{ADMIN_ON_NETWORK_OPT_IN}'" in readme
+
+
+def test_compose_https_override_is_compose_with_the_shipped_tls_cluster():
+    """docker/compose.https.yaml (`make up-https`) changes only what TLS needs: SeaweedFS runs
+    compose.yaml's command plus the https port and the certificate, mounted read-only; Envoy
+    runs docker/envoy/envoy-https.yaml, whose cluster `media` is envoy/origin-https.yaml's with
+    only the address, port, names and CA changed, and whose filter signs for that store."""
+    from origin_tls import shipped_cluster
+
+    base = yaml.safe_load((REPO_ROOT / "docker" / "compose.yaml").read_text())["services"]
+    https = yaml.safe_load((REPO_ROOT / "docker" / "compose.https.yaml").read_text())["services"]
+    assert set(https) == {"seaweedfs", "envoy"}, set(https)
+    tls_flags = [f"-s3.port.https={S3_HTTPS_PORT}", f"-s3.cert.file={STORE_CERT_IN_SEAWEEDFS}",
+                 f"-s3.key.file={STORE_KEY_IN_SEAWEEDFS}"]
+    assert https["seaweedfs"]["command"] == base["seaweedfs"]["command"] + tls_flags
+    assert https["seaweedfs"]["ports"] == [f"127.0.0.1:${{S3_HTTPS_PORT:-{S3_HTTPS_PORT}}}:{S3_HTTPS_PORT}"]
+    tls_dir = "${COMPOSE_TLS_DIR:?set by make up-https}"
+    assert https["seaweedfs"]["volumes"] == [f"{tls_dir}/store.crt:{STORE_CERT_IN_SEAWEEDFS}:ro",
+                                             f"{tls_dir}/store.key:{STORE_KEY_IN_SEAWEEDFS}:ro"]
+    assert https["envoy"] == {"command": ["-c", "/etc/envoy/envoy-https.yaml"], "volumes": [
+        f"./envoy/{ENVOY_HTTPS_OUT.name}:/etc/envoy/envoy-https.yaml:ro", f"{tls_dir}/ca.crt:{CA_IN_ENVOY}:ro"]}
+
+    # The committed file equals a fresh rendering (test_compose_files_are_the_templates_rendered);
+    # here, what it holds: the shipped cluster, changed in exactly these places.
+    config = yaml.safe_load(ENVOY_HTTPS_OUT.read_text())
+    [media] = [c for c in config["static_resources"]["clusters"] if c["name"] == "media"]
+    expected = shipped_cluster()
+    expected["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] = {
+        "address": STORE_TLS_NAME, "port_value": S3_HTTPS_PORT}
+    context = expected["transport_socket"]["typed_config"]
+    context["sni"] = STORE_TLS_NAME
+    context["common_tls_context"]["validation_context"] = {
+        "trusted_ca": {"filename": CA_IN_ENVOY},
+        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": STORE_TLS_NAME}}]}
+    assert media == expected
+    assert f'"endpoint":"https://{STORE_TLS_NAME}:{S3_HTTPS_PORT}"' in ENVOY_HTTPS_OUT.read_text()
+    # Nothing else differs from the plain compose config but the filter's endpoint.
+    plain = yaml.safe_load((REPO_ROOT / "docker" / "envoy" / "envoy.yaml").read_text())
+    for part in (config, plain):
+        part["static_resources"]["clusters"] = [c for c in part["static_resources"]["clusters"]
+                                                if c["name"] != "media"]
+    assert json.dumps(config).replace(f"https://{STORE_TLS_NAME}:{S3_HTTPS_PORT}", "X") == \
+        json.dumps(plain).replace(f"http://seaweedfs:{S3_PORT}", "X")
+
+
+def _verified_tls_get(port: int, ca: Path, name: str, path: str) -> int:
+    """The status of an unsigned GET to 127.0.0.1:`port` over TLS, the certificate verified
+    against `ca` for `name` (sent as SNI and Host)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            connection = http.client.HTTPConnection(name, port, timeout=5)
+            connection.sock = tls
+            connection.request("GET", path)
+            return connection.getresponse().status
+
+
+def test_make_up_https_serves_through_verified_tls_then_make_down_removes_it():
+    """`make up-https` (free ports, its own project name and image tag): a test CA and a
+    certificate made at run time, SeaweedFS serving S3 over https, Envoy with
+    docker/envoy/envoy-https.yaml. The demo objects come back byte for byte through TLS with the
+    certificate verified (handshakes counted, no verify failure), the store's https port
+    speaks only TLS, and `make down` leaves nothing of the project behind, the CA included."""
+    run_id = uuid.uuid4().hex[:8]
+    ports = {name: str(free_port()) for name in
+             ("ENVOY_PORT", "ENVOY_STATS_PORT", "S3_PORT", "S3_HTTPS_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT")}
+    project = f"ep-{run_id}-https"
+    tls_dir = REPO_ROOT / "target" / "compose-https" / project
+    env = {**os.environ, **ports, "ENVOY_PRESIGN_TAG": f"test-{run_id}"}
+    make = ["make", "--no-print-directory", "-C", str(REPO_ROOT), f"COMPOSE_PROJECT={project}"]
+    try:
+        started = time.monotonic()
+        up = subprocess.run([*make, "up-https"], env=env, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        print(f"\nmake up-https: {time.monotonic() - started:.1f} s")
+        stats = f"http://127.0.0.1:{ports['ENVOY_STATS_PORT']}"
+        assert "Try:" in up.stdout and f"127.0.0.1:{ports['ENVOY_PORT']}/media/hello.txt" in up.stdout
+        assert f"'{stats}/stats/prometheus?filter=cluster.media.ssl'" in up.stdout
+        assert f"--cacert {tls_dir / 'ca.crt'}" in up.stdout
+
+        # Made now, outside git: the CA, the store's certificate and its (demo) key.
+        assert sorted(p.name for p in tls_dir.iterdir()) == ["ca.crt", "store.crt", "store.key"]
+        assert tls_dir.stat().st_mode & 0o777 == 0o700
+        assert all(p.stat().st_mode & 0o022 == 0 for p in tls_dir.iterdir())  # nothing group/world-writable
+
+        base = f"http://127.0.0.1:{ports['ENVOY_PORT']}/media"
+        for key in ("hello.txt", "images/gradient.png"):
+            status, body, _ = http_get(f"{base}/{key}")
+            assert (status, body) == (200, demo_objects()[key][0]), (key, status, body[:200])
+        status, body, headers = http_get(f"{base}/video.mp4", headers={"Range": "bytes=0-99"})
+        content_range = {name.lower(): value for name, value in headers.items()}["content-range"]
+        assert (status, len(body), content_range) == (206, 100, f"bytes 0-99/{300 * 1024}")
+
+        # Prometheus format, from the published stats port: the handshakes with the store,
+        # and no certificate refused.
+        status, text, _ = http_get(f"{stats}/stats/prometheus")
+        assert status == 200
+        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
+                   if line and not line.startswith("#")}
+        media = '{envoy_cluster_name="media"}'
+        handshakes = samples[f"envoy_cluster_ssl_handshake{media}"]
+        fail_verify = {name: value for name, value in samples.items()
+                       if name.startswith("envoy_cluster_ssl_fail_verify_") and name.endswith(media)}
+        print(f"ssl handshakes {handshakes:.0f}, {fail_verify}")
+        assert handshakes > 0
+        assert len(fail_verify) >= 3 and set(fail_verify.values()) == {0}, fail_verify
+        assert samples[f'envoy_cluster_ssl_versions{{envoy_ssl_version="TLSv1.2",envoy_cluster_name="media"}}'] > 0
+
+        # The store's https port: only TLS (a plain request is refused), and its certificate is
+        # the test CA's for `seaweedfs` (an unsigned GET, verified: the store's own 403).
+        https_port = int(ports["S3_HTTPS_PORT"])
+        status, body, _ = http_get(f"http://127.0.0.1:{https_port}/{BUCKET}/hello.txt")
+        assert status == 400 and b"HTTP request to an HTTPS server" in body, (status, body)
+        assert _verified_tls_get(https_port, tls_dir / "ca.crt", STORE_TLS_NAME, f"/{BUCKET}/hello.txt") == 403
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _verified_tls_get(https_port, tls_dir / "ca.crt", "other.test.internal", f"/{BUCKET}/hello.txt")
+    finally:
+        down = subprocess.run([*make, "down"], env=env, capture_output=True, text=True, timeout=300)
+        docker("rmi", "-f", f"envoy-presign:test-{run_id}", check=False)
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}") == ""
+    assert project not in docker("network", "ls", "--format", "{{.Name}}")
+    assert project not in docker("volume", "ls", "--format", "{{.Name}}")
+    assert not tls_dir.exists()
 
 
 def rules_evaluated(prometheus: str, interval_s: float) -> bool:

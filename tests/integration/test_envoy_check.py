@@ -4,7 +4,7 @@ copy with that one mistake in it.
 
 Shipped: envoy/envoy.yaml (rendered as the tests run it), the same with the store over HTTPS
 (envoy/origin-https.yaml's cluster), the LDS pair envoy/envoy-lds.yaml + envoy/lds.yaml,
-docker/envoy/envoy.yaml as the image has it, and what the Kubernetes manifests make of
+docker/envoy/envoy.yaml as the image has it and the https variant `make up-https` runs, and what the Kubernetes manifests make of
 Envoy (tests/platforms.py).
 """
 
@@ -92,8 +92,9 @@ def test_clean_on_the_lds_pair(tmp_path):
     assert_clean(check(bootstrap))
 
 
-def test_clean_on_the_docker_image_config():
-    assert_clean(check(REPO_ROOT / "docker" / "envoy" / "envoy.yaml"))
+@pytest.mark.parametrize("name", ["envoy.yaml", "envoy-https.yaml"])
+def test_clean_on_the_docker_configs(name):
+    assert_clean(check(REPO_ROOT / "docker" / "envoy" / name))
 
 
 @pytest.mark.parametrize("platform", platforms.PLATFORMS)
