@@ -12,6 +12,12 @@ WRITER  := tests/fixtures/shared-data-writer
 
 .PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run run-https test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up up-https down manifests-crd-check
 
+.PHONY: help check scripts-test
+
+## help: this list: every documented target and its description, from the Makefile's `## target:` comments
+help:
+	@python3 scripts/make_help.py --default $(.DEFAULT_GOAL) $(firstword $(MAKEFILE_LIST))
+
 ## setup: Wasm target, a project-local venv with pinned Envoy, SeaweedFS, boto3, pytest,
 ## Debian's prometheus (promtool; the metrics tests), alertmanager, docker-registry and
 ## docker-compose (the Docker test), chromium (the browser tests), ffmpeg (the media tests), cargo-mutants
@@ -136,12 +142,30 @@ down:
 	$(COMPOSE) down -v --remove-orphans
 	rm -rf $(COMPOSE_TLS_DIR)
 
-## test: lint, host unit tests, mutants of the changed core, a short fuzz run, wasm build,
-## Prometheus rules, integration tests in real Envoy
-test: lint unit mutants-diff fuzz-quick build rules integration alerting report-test
+# make test's stages, in order. scripts/stages.py runs each as `$(MAKE) <stage>`, prints its
+# duration as it ends and a table (stage, seconds, status) at the end, and stops at the first
+# stage that fails (exit status non-zero). `make test TEST_STAGES="unit rules"` runs a few.
+TEST_STAGES := lint unit scripts-test mutants-diff fuzz-quick build rules integration alerting report-test
 
+## test: lint, host unit tests, the scripts' tests, mutants of the changed core, a short fuzz run,
+## wasm build, Prometheus rules, integration tests in real Envoy, alerting, the report; each stage
+## timed as it ends, a table of them at the end; stops at the first failing stage
+test:
+	@python3 scripts/stages.py --make "$(MAKE)" --name test -- $(TEST_STAGES)
+
+## check: the quick gate: `make lint` (fmt, clippy for the host and wasm32-wasip1), `make unit`
+## and `make build`, each timed; under a minute after an edit on a warm machine
+check:
+	@python3 scripts/stages.py --make "$(MAKE)" --name check -- lint unit build
+
+## unit: host unit tests (cargo test --lib)
 unit:
 	cargo test --lib
+
+## scripts-test: the tests of scripts/ (tests/scripts: the mutants-diff base on throwaway git
+## repositories, the stage runner on a fake Makefile, make help); a few seconds, in make test
+scripts-test: $(STAMP)
+	$(PY) -m pytest -q tests/scripts
 
 ## mutants: cargo-mutants over the pure core against the host unit tests; fails on any mutant
 ## that survives outside the exclusions (each with its reason) in .cargo/mutants.toml, or that
@@ -149,20 +173,22 @@ unit:
 mutants: test-tools
 	cargo mutants -j 2 -- --lib
 
-# The main this change started from: .cargo/mutants-base holds its commit, and a change
-# moves it to the main it starts from (`git rev-parse HEAD > .cargo/mutants-base`).
-MUTANTS_BASE ?= $(shell cat .cargo/mutants-base)
+# The start of the change under test, computed from git alone (scripts/mutants_base.py): the
+# commit before the newest pause of more than MUTANTS_GAP_HOURS between consecutive commits of
+# HEAD's first-parent history, i.e. the latest burst of commits, plus uncommitted changes.
+# MUTANTS_BASE=<commit> overrides it.
+MUTANTS_BASE ?=
+MUTANTS_GAP_HOURS ?= 3
 
-## mutants-diff: the same, only on the lines of src/ changed since MUTANTS_BASE (in make test)
+## mutants-diff: the same, only on the lines of src/ changed by the latest burst of commits (and
+## uncommitted ones): the base is computed and printed with why (scripts/mutants_base.py;
+## MUTANTS_BASE=<commit> overrides it). In make test
 mutants-diff: test-tools
-	@git cat-file -e '$(MUTANTS_BASE)^{commit}' 2>/dev/null || { \
-	  echo "mutants-diff: base commit '$(MUTANTS_BASE)' (.cargo/mutants-base) is not in this clone;" \
-	       "fetch the full history or set MUTANTS_BASE=<commit>"; exit 1; }
-	@mkdir -p target
-	git diff '$(MUTANTS_BASE)' -- src > target/mutants-base.diff
-	@echo "mutants-diff: $$(grep -c '^+[^+]' target/mutants-base.diff || true) added or changed lines in src/ since $(MUTANTS_BASE)"
-	cargo mutants -j 2 --in-diff target/mutants-base.diff -- --lib
+	@python3 scripts/mutants_base.py --gap-hours '$(MUTANTS_GAP_HOURS)' --base '$(MUTANTS_BASE)' --diff target/mutants-change.diff
+	cargo mutants -j 2 --in-diff target/mutants-change.diff -- --lib
 
+## lint: cargo fmt --check and clippy -D warnings: the host, wasm32-wasip1 (also its test-only
+## feature builds), the shared-data writer fixture and the fuzz crate
 lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
@@ -200,6 +226,7 @@ report: $(STAMP)
 report-test: prometheus-tools $(STAMP)
 	$(PY) -m pytest -q tests/monitoring/test_report.py tests/monitoring/test_runbook.py
 
+## integration: the pytest suite in tests/integration (real Envoy, real SeaweedFS, Docker)
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
 # with a skewed clock).
@@ -218,6 +245,7 @@ manifests-crd-check: $(STAMP)
 vectors: $(STAMP)
 	$(PY) scripts/gen_vectors.py
 
+## clean: cargo clean (the filter and the shared-data writer fixture)
 clean:
 	cargo clean
 	cd $(WRITER) && cargo clean
