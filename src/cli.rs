@@ -502,20 +502,12 @@ mod tests {
 
     /// `run_with` for arguments that need not be UTF-8.
     fn run_os_with(files: &[(&str, &str)], env: &[(&str, &str)], args: &[OsString]) -> Output {
-        let files: HashMap<String, Vec<u8>> = files
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
+        let files: Vec<(&str, String)> = files.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let read = |p: &str| {
-            files
-                .get(p)
-                .cloned()
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
-        };
+        let read = crate::testing::file_reader(&files);
         let env = |k: &str| env.get(k).cloned();
         let io = Io {
             read: &read,
@@ -615,12 +607,10 @@ mod tests {
 
     #[test]
     fn check_envoy_exits_by_the_worst_finding() {
+        let check =
+            |yaml: &str| run_with(&[("e.yaml", yaml)], &CREDS, &["check", "--envoy", "e.yaml"]);
         let good = envoy_yaml(", timeout: 0s", "[]");
-        let out = run_with(
-            &[("e.yaml", &good)],
-            &CREDS,
-            &["check", "--envoy", "e.yaml"],
-        );
+        let out = check(&good);
         assert_eq!(
             (out.code, out.stdout.as_str(), out.stderr.as_str()),
             (
@@ -629,37 +619,35 @@ mod tests {
                 ""
             )
         );
-        let warned = good.replace("FAIL_RELOAD", "FAIL_OPEN");
-        let out = run_with(
-            &[("e.yaml", &warned)],
-            &CREDS,
-            &["check", "--envoy", "e.yaml"],
-        );
-        assert_eq!(out.code, EXIT_OK);
-        assert!(
-            out.stdout
-                .contains("\nwarning static_resources.listeners[l]"),
-            "{}",
-            out.stdout
-        );
-        assert!(out.stdout.ends_with("OK: 0 error(s), 1 warning(s)\n"));
-        let bad = envoy_yaml(
-            "",
-            "[{name: f, typed_config: {log_format: '%REQ(:PATH)%'}}]",
-        );
-        let out = run_with(&[("e.yaml", &bad)], &CREDS, &["check", "--envoy", "e.yaml"]);
-        assert_eq!(out.code, EXIT_REFUSED);
-        assert!(
-            out.stdout
-                .contains("\nerror   static_resources.listeners[l]"),
-            "{}",
-            out.stdout
-        );
-        assert!(
-            out.stdout.ends_with("FAILED: 2 error(s), 0 warning(s)\n"),
-            "{}",
-            out.stdout
-        );
+        // (file, exit status, the finding line's start, the verdict line)
+        let cases = [
+            (
+                good.replace("FAIL_RELOAD", "FAIL_OPEN"),
+                EXIT_OK,
+                "warning static_resources.listeners[l]",
+                "OK: 0 error(s), 1 warning(s)",
+            ),
+            (
+                envoy_yaml(
+                    "",
+                    "[{name: f, typed_config: {log_format: '%REQ(:PATH)%'}}]",
+                ),
+                EXIT_REFUSED,
+                "error   static_resources.listeners[l]",
+                "FAILED: 2 error(s), 0 warning(s)",
+            ),
+        ];
+        for (yaml, code, finding, verdict) in cases {
+            let out = check(&yaml);
+            let lines: Vec<&str> = out.stdout.lines().collect();
+            assert_eq!(out.code, code, "{}", out.stdout);
+            assert!(
+                lines.iter().any(|l| l.starts_with(finding)),
+                "{}",
+                out.stdout
+            );
+            assert_eq!(lines.last(), Some(&verdict));
+        }
         let out = run_with(&[], &CREDS, &["check", "--envoy", "e.yaml"]);
         assert_eq!(out.code, EXIT_USAGE);
         assert!(out

@@ -1,8 +1,6 @@
 //! `check --envoy` on in-memory bootstraps: a good one is clean, and each rule fires on a copy
 //! with one mistake, naming the place.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 
 use super::*;
@@ -70,16 +68,7 @@ fn good_for(config: &Value, host: &str) -> Value {
 
 /// Runs the check on `files` (the bootstrap is `envoy.yaml`), with AWS keys in the environment.
 fn run_files(files: &[(&str, String)]) -> Result<(Vec<Finding>, Vec<String>), String> {
-    let files: HashMap<String, Vec<u8>> = files
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone().into_bytes()))
-        .collect();
-    let read = |p: &str| {
-        files
-            .get(p)
-            .cloned()
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
-    };
+    let read = crate::testing::file_reader(files);
     let env = |k: &str| match k {
         "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
         "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),

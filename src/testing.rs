@@ -129,3 +129,17 @@ pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         .collect();
     move |k| m.get(k).cloned()
 }
+
+/// The host command's file reader over in-memory files (`cli::Io::read`'s shape): a path
+/// not among them is `NotFound`, as a missing file is.
+pub fn file_reader<'a>(
+    files: &'a [(&'a str, String)],
+) -> impl Fn(&str) -> std::io::Result<Vec<u8>> + 'a {
+    move |p| {
+        files
+            .iter()
+            .find(|(name, _)| *name == p)
+            .map(|(_, body)| body.clone().into_bytes())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
