@@ -165,7 +165,7 @@ unit:
 ## scripts-test: the tests of scripts/ (tests/scripts: the mutants-diff base on throwaway git
 ## repositories, the stage runner on a fake Makefile, make help); a few seconds, in make test
 scripts-test: $(STAMP)
-	$(PY) -m pytest -q tests/scripts
+	$(PY) -m pytest -q tests/scripts tests/docs
 
 ## mutants: cargo-mutants over the pure core against the host unit tests; fails on any mutant
 ## that survives outside the exclusions (each with its reason) in .cargo/mutants.toml, or that

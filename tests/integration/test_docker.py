@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import docs_text
 from docker_fleet import REPO_ROOT, Run, docker, http_get, wait_until
 from stack import BUCKET, WASM_PATH, demo_objects, env_credentials, filter_config, free_port, origin_config
 from render_configs import (ADMIN_ON_NETWORK_OPT_IN, ADMIN_PORT, CA_IN_ENVOY, ENVOY_HTTPS_OUT, LISTEN_PORT,
@@ -258,7 +259,7 @@ def test_compose_files_are_the_templates_rendered():
     assert [line for line in dockerfile.splitlines() if line.startswith("EXPOSE")] == [
         f"EXPOSE {LISTEN_PORT} {STATS_PORT}"]
     # The opt-in the README documents is the one the tests run.
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = docs_text.text()  # README.md and docs/*.md
     assert f"--config-yaml '{ADMIN_ON_NETWORK_OPT_IN}'" in readme
 
 

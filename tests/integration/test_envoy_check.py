@@ -21,6 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 
 import config_tool  # noqa: E402
+import docs_text  # noqa: E402
 import platforms  # noqa: E402
 from credenv import by_name  # noqa: E402
 from stack import REPO_ROOT, TEMPLATE_PATH, Envoy, LdsEnvoy, filter_config  # noqa: E402
@@ -239,7 +240,7 @@ def test_readme_example_is_what_the_command_prints(tmp_path):
     bootstrap = https_rendered(tmp_path)
     tls_removed(bootstrap)
     result = check(write(tmp_path, bootstrap))
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = docs_text.text()  # README.md and docs/*.md
     example = readme[readme.index("```text\nenvoy.yaml: envoy-presign origins media\n") + len("```text\n"):]
     example = example[:example.index("```")]
     assert result.stdout.replace(str(tmp_path / "envoy.yaml"), "envoy.yaml") == example

@@ -1,4 +1,4 @@
-"""Whatever clients send, Envoy's memory stays within the bounds README.md documents
+"""Whatever clients send, Envoy's memory stays within the bounds docs/cache.md documents
 ("Bounded memory"): hostile query strings and paths cannot make the filter store
 more than its caps allow, in shared data or in a worker's own copy.
 
@@ -24,7 +24,7 @@ MIB = 1024 * 1024
 # Envoy's own allowance: connection buffers for 60 KB request heads, allocator
 # slack, V8 heap growth from ordinary garbage. Not the filter's storage.
 ALLOWANCE = 24 * MIB
-# README.md's per-entry bounds (see src/canonical.rs, src/local_cache.rs): a shared
+# docs/cache.md's per-entry bounds (see src/canonical.rs, src/local_cache.rs): a shared
 # entry holds the encoded key (<= 3 x 1024) and query (<= 2048) twice plus about
 # 1 KiB of fixed fields and X-Amz parameters (no session token here); a local entry
 # holds at most 4 KiB plus its slot.

@@ -442,7 +442,7 @@ def test_prometheus_rules_and_dashboard(prometheus, signing_envoy, traffic):
     # left 2 of its SLOW_FAST + 2 requests unanswered (counted as slow), the others fast.
     # (media's come from counters Envoy created during the traffic, between two scrapes:
     # rate() sees no increase of a series before its first sample, so media has no rate
-    # yet; README.md, Metrics, says so.)
+    # yet; docs/observability.md, Metrics, says so.)
     assert prom.scalar('origin:envoy_presign_origin_403:increase5m{origin="open"}') >= 1
     prom.wait_until("the slow origin's share of slow or unanswered requests", lambda: math.isclose(
         prom.scalar('origin:envoy_presign_origin_slow:ratio_rate5m{origin="slow"}') or -1,

@@ -263,7 +263,7 @@ def test_without_the_shipped_checks_envoy_hands_the_url_to_a_bad_certificate(sta
 
 
 def readme_section(title: str) -> str:
-    text = (REPO_ROOT / "README.md").read_text()
+    text = (REPO_ROOT / "docs" / "configuration.md").read_text()  # README.md's section moved there
     start = text.index(f"\n### {title}\n")
     end = re.search(r"\n##+ ", text[start + 1:])
     return text[start:start + 1 + end.start()] if end else text[start:]

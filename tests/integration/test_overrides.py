@@ -4,7 +4,7 @@ S3 turns `response-content-type` and `response-content-disposition` into respons
 Signed with any value, `?response-content-type=text/html` makes the store serve a user's
 upload as a page from the media domain (stored XSS). The filter signs only listed content
 types and well-formed dispositions, refuses every other `response-*` name, and counts each
-refusal in `envoy_presign_overrides_refused{category}` (README.md, "Response overrides").
+refusal in `envoy_presign_overrides_refused{category}` (docs/configuration.md, "Response overrides").
 """
 
 from __future__ import annotations

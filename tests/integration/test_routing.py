@@ -342,7 +342,7 @@ def test_passthrough_strips_percent_encoded_client_sigv4_parameters(envoy, origi
 
 def test_ordinary_client_headers_reach_the_signed_origin_request(envoy, origin):
     """Only credentials are stripped: conditional, content-negotiation and tracing headers
-    reach the origin with the signed request, as README.md says."""
+    reach the origin with the signed request, as docs/configuration.md says."""
     sent = {"If-Modified-Since": "Sat, 28 Nov 2026 00:00:00 GMT", "Accept-Encoding": "gzip",
             "User-Agent": "presign-test/1.0", "X-Forwarded-For": "203.0.113.7", "x-request-id": "rid-headers-1"}
     before = len(origin.snapshot())
@@ -485,7 +485,7 @@ def test_host_match_strip_prefix_key_prefix_and_virtual_addressing_end_to_end(st
 
 
 def test_startup_log_names_the_access_key_and_no_secret(envoy):
-    """README.md, "What is never exposed": the filter logs only the access key id. At start it
+    """docs/operations.md, "What is never exposed": the filter logs only the access key id. At start it
     says which key it signs with (from the VM environment); the secret and the session token
     it was given appear nowhere in Envoy's log."""
     line = f"envoy-presign: signing with access key {ACCESS_KEY} from the VM environment"
@@ -537,7 +537,7 @@ class ShippedEnvoyWithout(Envoy):
 
 
 def test_early_header_mutation_alone_keeps_a_forged_marker_from_the_origin(tmp_path, wasm_path, origin):
-    """README.md, Routing: a client's own x-envoy-presign-origin "is removed before Envoy chooses
+    """docs/configuration.md, Routing: a client's own x-envoy-presign-origin "is removed before Envoy chooses
     any route (the connection manager's early_header_mutation_extensions), and by the filter
     too". The first half alone: the shipped config with the envoy-presign filter taken out
     answers a forged marker with the 404, on any path, and nothing reaches the origin.  The same
