@@ -63,7 +63,7 @@ STORE_KEY_IN_SEAWEEDFS = "/etc/seaweedfs/tls/store.key"
 SHIPPED_HOST = "s3.eu-west-1.amazonaws.com"
 SHIPPED_PORT = 443
 SHIPPED_CA = "/etc/ssl/certs/ca-certificates.crt"
-# The documented opt-in (README.md, "Deploying with Docker") for a setup that needs the admin
+# The documented opt-in (docs/deploying.md, "Deploying with Docker") for a setup that needs the admin
 # on the network: Envoy merges this over the bootstrap (`--config-yaml`), keeping the port.
 ADMIN_ON_NETWORK_OPT_IN = "{admin: {address: {socket_address: {address: 0.0.0.0}}}}"
 
@@ -77,7 +77,7 @@ _ADMIN_LOOPBACK = f"""# In the container (docker/render_configs.py) the admin li
 # from the network anyone could stop Envoy (POST /quitquitquit), fail its health check
 # (POST /healthcheck/fail) or raise the log level (POST /logging). The stats listener below
 # serves GET /stats/prometheus and GET /ready to the network. A setup that needs the admin on
-# the network opts in (README.md, "Deploying with Docker"):
+# the network opts in (docs/deploying.md, "Deploying with Docker"):
 #   envoy -c /etc/envoy/envoy.yaml --config-yaml '{ADMIN_ON_NETWORK_OPT_IN}'
 admin:
   address:

@@ -393,7 +393,7 @@ mod tests {
         );
     }
 
-    /// README.md, local replies: `Retry-After` is sent when the reply says
+    /// docs/configuration.md, local replies: `Retry-After` is sent when the reply says
     /// when to come back (503 credentials_unavailable), and only then.
     #[test]
     fn retry_after_is_sent_only_when_set() {

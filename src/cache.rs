@@ -491,7 +491,7 @@ fn sign_entry<E>(lookup: Lookup<'_>, sign: &mut SignAt<'_, E>) -> Result<Entry, 
 mod tests {
     use super::*;
 
-    /// README.md's eviction model: W keys requested uniformly over S direct-mapped slots
+    /// docs/cache.md's eviction model: W keys requested uniformly over S direct-mapped slots
     /// evict each other on (W - occupied slots) / W of the lookups, about
     /// (W - S(1 - e^(-W/S))) / W. With the real slot hash over realistic identities:
     /// 5 % at W = S/10, 9.4 % at S/5, 21 % at S/2, 37 % at S; doubling S about halves it.

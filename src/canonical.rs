@@ -1,7 +1,7 @@
 //! Request path → object key → S3-encoded path, and the client query string →
 //! the allow-listed parameters that are forwarded and signed.
 //!
-//! The rules (documented in README.md):
+//! The rules (documented in docs/):
 //! - the part of the path after `strip_prefix` is percent-decoded exactly once;
 //!   a `%` not followed by two hex digits is an error, `+` is a literal plus;
 //! - `%2F` decodes to `/`: S3 keys are flat strings, so `a%2Fb` and `a/b` are the

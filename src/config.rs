@@ -161,7 +161,7 @@ pub struct CacheSettings {
 /// Default slots of the per-worker local cache.
 pub const DEFAULT_LOCAL_ENTRIES: u32 = 1024;
 /// Upper bound on `cache.local_entries`: with `LOCAL_ENTRY_MAX_BYTES` per
-/// entry, at most about 270 MiB per worker (see README.md, "Bounded memory").
+/// entry, at most about 270 MiB per worker (see docs/cache.md, "Bounded memory").
 pub const MAX_LOCAL_ENTRIES: u32 = 65_536;
 
 /// Default seconds per cache-size scan pass.
@@ -1219,7 +1219,7 @@ mod tests {
         assert_eq!(o.url_path_prefix, "/media");
         assert_eq!(c.credentials_source, CredentialsSource::Env);
         assert!(c.signer.is_err(), "no env credentials");
-        // The cache defaults README.md documents, as literal values.
+        // The cache defaults docs/configuration.md documents, as literal values.
         assert_eq!(
             c.cache,
             CacheSettings {
@@ -1230,7 +1230,7 @@ mod tests {
                 local_entries: 1024,
             }
         );
-        // README.md, URL cache: refresh_before defaults to expires_in / 5 and
+        // docs/cache.md, URL cache: refresh_before defaults to expires_in / 5 and
         // min_remaining to refresh_before / 5, in ms: 720 s and 144 s at 3600 s.
         assert_eq!(
             o.policy,
@@ -1241,11 +1241,11 @@ mod tests {
                 align: true,
             }
         );
-        // README.md, config table: allow_query defaults to [] (nothing forwarded).
+        // docs/configuration.md, config table: allow_query defaults to [] (nothing forwarded).
         assert!(o.allow_query.is_empty(), "{:?}", o.allow_query);
     }
 
-    /// README.md's bounds, as the literal numbers it states (the tests above
+    /// docs/configuration.md's bounds, as the literal numbers it states (the tests above
     /// use the constants, which a changed constant would still pass):
     /// `cache.max_entries` 1 to 10,000,000, `cache.local_entries` 0 to 65,536,
     /// `bucket` 3 to 63 characters of `a-z 0-9 . - _`, `allow_query` at most 8
@@ -1295,7 +1295,7 @@ mod tests {
         }
     }
 
-    /// README.md, URL cache: `min_remaining` defaults to `refresh_before / 5`
+    /// docs/cache.md, URL cache: `min_remaining` defaults to `refresh_before / 5`
     /// (in ms), wherever `refresh_before` comes from: checked at several
     /// lifetimes and with explicit `refresh_before` values, so neither a
     /// constant nor `expires_in / 25` would pass.
@@ -1388,7 +1388,7 @@ mod tests {
         assert!(!e.to_string().contains(hint), "{e}");
     }
 
-    /// README.md, URL cache: "Settings that cannot work are refused with an
+    /// docs/cache.md, URL cache: "Settings that cannot work are refused with an
     /// error naming the field and the smallest value that works". The whole
     /// message, so the value in it is checked: 0.200 s for `min_remaining`,
     /// `min_remaining` + 0.800 s for `refresh_before`; for a value derived
@@ -1848,7 +1848,7 @@ mod tests {
                 doc_with("match.prefix", json!("/me%64ia/")),
                 "origins[0].match.prefix",
             ),
-            // README.md, config table: match.prefix is plain ASCII, no `?` or
+            // docs/configuration.md, config table: match.prefix is plain ASCII, no `?` or
             // `#` (and no space, control or non-ASCII byte).
             (
                 doc_with("match.prefix", json!("/media?/")),

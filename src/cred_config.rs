@@ -1087,7 +1087,7 @@ mod tests {
         json!({"source": "web_identity", "web_identity": w})
     }
 
-    /// README.md, credentials: with no `credentials` block the keys come
+    /// docs/credentials.md, credentials: with no `credentials` block the keys come
     /// from the VM environment, as before rotating sources existed.
     #[test]
     fn no_block_reads_the_environment() {
@@ -1159,7 +1159,7 @@ mod tests {
         assert!(e.reason.contains("\"vault\""), "{e}");
     }
 
-    /// README.md, credentials: `chain` is only read with `"source": "chain"`.
+    /// docs/credentials.md, credentials: `chain` is only read with `"source": "chain"`.
     #[test]
     fn chain_is_only_read_with_source_chain() {
         let e = refusal(json!({"source": "imds", "chain": ["imds"]}), &[]);
@@ -1168,7 +1168,7 @@ mod tests {
         assert_eq!(r.source.label(), "imds");
     }
 
-    /// README.md, credentials: each rotating source alone compiles to a
+    /// docs/credentials.md, credentials: each rotating source alone compiles to a
     /// one-source chain, with its defaults: the clusters of
     /// `envoy/credentials.yaml` (presign_imds, presign_container, presign_sts,
     /// presign_web_identity), 2000 ms per call, IMDS at 169.254.169.254 with a
@@ -1360,7 +1360,7 @@ mod tests {
         );
     }
 
-    /// README.md, credentials: every refusal names its field, under the block
+    /// docs/credentials.md, credentials: every refusal names its field, under the block
     /// it belongs to; limits are inclusive (the last valid value passes).
     #[test]
     fn every_refusal_names_its_field() {
@@ -1535,7 +1535,7 @@ mod tests {
         assert_eq!(sts_of(long).session_name.len(), 64);
     }
 
-    /// README.md, container source: the relative URI goes to 169.254.170.2
+    /// docs/credentials.md, container source: the relative URI goes to 169.254.170.2
     /// and comes before the full URI, as in the AWS SDKs; a configured
     /// `relative_uri`/`full_uri` wins over the environment; both configured
     /// is refused; the token comes from AWS_CONTAINER_AUTHORIZATION_TOKEN.
@@ -1638,7 +1638,7 @@ mod tests {
         );
     }
 
-    /// README.md, container source: the endpoint decides the cluster. ECS's
+    /// docs/credentials.md, container source: the endpoint decides the cluster. ECS's
     /// relative URI (or a full URI to 169.254.170.2) goes to
     /// `presign_container`; EKS Pod Identity's full URI (169.254.170.23 or
     /// fd00:ec2::23, as the default chain finds it on EKS) to
@@ -1702,7 +1702,7 @@ mod tests {
         assert_eq!(c.endpoint.cluster, "mine");
     }
 
-    /// README.md, container source: a full URI is allowed as the AWS SDKs
+    /// docs/credentials.md, container source: a full URI is allowed as the AWS SDKs
     /// allow it: `https` to any host; `http` only to a loopback address,
     /// 169.254.170.2, 169.254.170.23 (EKS Pod Identity), fd00:ec2::23, or
     /// `localhost` (names cannot be resolved in the VM). The authority is
@@ -1764,7 +1764,7 @@ mod tests {
             .contains("use https"));
     }
 
-    /// README.md, assume_role: the call is signed by the base credentials:
+    /// docs/credentials.md, assume_role: the call is signed by the base credentials:
     /// `env` (the default), `inline` (the top-level keys, read only then), or
     /// temporary ones fetched first from imds, container or web_identity.
     #[test]
@@ -1826,7 +1826,7 @@ mod tests {
         );
     }
 
-    /// README.md, chain: the first configured entry is the source, as the
+    /// docs/credentials.md, chain: the first configured entry is the source, as the
     /// AWS SDKs resolve their chain (env keys included, wherever `env` stands);
     /// every other entry is named with why it is not used; configured entries
     /// shadowed by an earlier one (but the ambient `imds`) are `dropped`; a
@@ -1952,7 +1952,7 @@ mod tests {
         );
     }
 
-    /// README.md, refresh settings: defaults (900 s before expiry, 60 s URL
+    /// docs/credentials.md, refresh settings: defaults (900 s before expiry, 60 s URL
     /// margin, retries from 1 s to 30 s), limits inclusive, each refusal
     /// naming its field.
     #[test]
@@ -2023,7 +2023,7 @@ mod tests {
         }
     }
 
-    /// README.md, refresh: one worker's claim to refresh lasts longer than
+    /// docs/credentials.md, refresh: one worker's claim to refresh lasts longer than
     /// the slowest refresh the chain can make (every call timing out: three
     /// for IMDS, one per STS or container call, the fetched base's first),
     /// plus 2 s.
@@ -2056,7 +2056,7 @@ mod tests {
         assert_eq!(lease(doc, &[]), 300 + 2_000);
     }
 
-    /// README.md, refresh: credentials are shared under a fingerprint of the
+    /// docs/credentials.md, refresh: credentials are shared under a fingerprint of the
     /// setup, so a changed setting never adopts the old setup's credentials;
     /// the fingerprint is a hash (16 hex digits) and carries no secret.
     #[test]
@@ -2163,7 +2163,7 @@ mod tests {
         assert_eq!(fp(inline, &[]), prints[11].1);
     }
 
-    /// README.md, what is never exposed: no secret key, session token or
+    /// docs/operations.md, what is never exposed: no secret key, session token or
     /// container authorization token appears in the compiled setup's Debug
     /// (logged at startup), nor in any refusal.
     #[test]
@@ -2230,7 +2230,7 @@ mod tests {
         }
     }
 
-    /// README.md, Rotating credentials: timing under which credentials stop
+    /// docs/credentials.md, Rotating credentials: timing under which credentials stop
     /// signing before they are refreshed is refused, naming the field;
     /// `Config::parse` checks it against the largest origin `min_remaining`.
     #[test]

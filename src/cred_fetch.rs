@@ -662,7 +662,7 @@ mod tests {
         );
     }
 
-    /// README.md, container source: one GET of the URI's path, with
+    /// docs/credentials.md, container source: one GET of the URI's path, with
     /// `Authorization` from AWS_CONTAINER_AUTHORIZATION_TOKEN when set (else
     /// the cluster adds it).
     #[test]
@@ -757,7 +757,7 @@ mod tests {
         q
     }
 
-    /// README.md, assume_role: a GET of `/` with the parameters in the query
+    /// docs/credentials.md, assume_role: a GET of `/` with the parameters in the query
     /// (canonical order, ExternalId included), `accept: application/json`,
     /// signed with SigV4 (service sts, the endpoint's region) by static base
     /// keys; the signature is the one the specification gives.
@@ -822,7 +822,7 @@ mod tests {
         );
     }
 
-    /// README.md, assume_role with `base: imds`: the IMDS credentials are
+    /// docs/credentials.md, assume_role with `base: imds`: the IMDS credentials are
     /// fetched first (its three calls), then the STS call is signed with
     /// them; a failing base fails the refresh.
     #[test]
@@ -866,7 +866,7 @@ mod tests {
         assert_eq!(failed(f.on_reply(ok("{}"), now())).category(), "parse");
     }
 
-    /// README.md, web_identity: an unsigned GET with the parameters in
+    /// docs/credentials.md, web_identity: an unsigned GET with the parameters in
     /// canonical order, never an ExternalId; the cluster's internal listener
     /// appends the token.
     #[test]
@@ -895,7 +895,7 @@ mod tests {
         ));
     }
 
-    /// README.md, refresh metrics: a failure's category comes from the
+    /// docs/credentials.md, refresh metrics: a failure's category comes from the
     /// status (no answer: transport; 504: timeout; 4xx; any other non-2xx:
     /// http_5xx), at any step of any source.
     #[test]
@@ -965,7 +965,7 @@ mod tests {
         }
     }
 
-    /// README.md, refresh: credentials that have already expired are never
+    /// docs/credentials.md, refresh: credentials that have already expired are never
     /// stored (an `Expiration` at or before now).
     #[test]
     fn expired_credentials_are_a_failure() {
@@ -1003,7 +1003,7 @@ mod tests {
         assert_eq!(failed(f.on_reply(ok("{}"), now())), Failure::Abandoned);
     }
 
-    /// README.md, refresh metrics: the `result` label and the
+    /// docs/credentials.md, refresh metrics: the `result` label and the
     /// `last_failure` gauge's code of each failure (0 is success).
     #[test]
     fn failure_categories_and_codes() {
@@ -1024,7 +1024,7 @@ mod tests {
         assert_eq!(REFRESH_RESULTS[0], "success");
     }
 
-    /// README.md, what is never exposed: a call's Debug (logged on a failed
+    /// docs/operations.md, what is never exposed: a call's Debug (logged on a failed
     /// dispatch) shows where it goes, never the signature, session token,
     /// IMDS token or container authorization.
     #[test]
@@ -1064,7 +1064,7 @@ mod tests {
         }
     }
 
-    /// README.md, refresh metrics: Envoy's own 503 for an endpoint it could
+    /// docs/credentials.md, refresh metrics: Envoy's own 503 for an endpoint it could
     /// not reach (connection refused or reset, no healthy host) is a
     /// transport failure; the endpoint's own 503 stays http_5xx.
     #[test]

@@ -9,7 +9,7 @@
 //! through it.
 //!
 //! Every field of an answer is bounded and checked (see the `MAX_*` consts,
-//! which README.md's memory bounds cite): the key id, secret and token are
+//! which the memory bounds of docs/cache.md cite): the key id, secret and token are
 //! visible ASCII of a bounded length, and the expiry is at most
 //! [`MAX_CREDENTIAL_LIFETIME_MS`] ahead of the time the answer is read at,
 //! an argument: the parsers are pure (no hostcall, no clock).

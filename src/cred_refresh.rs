@@ -890,7 +890,7 @@ mod tests {
         assert_eq!(Lease::decode(&s.encode()), None);
     }
 
-    /// README.md, refresh: due `before` ahead of expiry, but never before
+    /// docs/credentials.md, refresh: due `before` ahead of expiry, but never before
     /// half-way through the credentials' life, and in any case a tick
     /// before they stop signing.
     #[test]
@@ -908,7 +908,7 @@ mod tests {
         assert_eq!(hour.refresh_at_ms(900_000, 1_000_000), T0 + 2_599_000);
     }
 
-    /// README.md, refresh back-off: doubling from retry_min_ms to
+    /// docs/credentials.md, refresh back-off: doubling from retry_min_ms to
     /// retry_max_ms, spread by up to a quarter either way.
     #[test]
     fn backoff_doubles_is_capped_and_spread() {
@@ -937,7 +937,7 @@ mod tests {
         assert_eq!(backoff_ms(1, 0, 0, 9), 1);
     }
 
-    /// README.md, refresh: with no credentials a worker refreshes at once,
+    /// docs/credentials.md, refresh: with no credentials a worker refreshes at once,
     /// stores the result for every worker, resets the status and frees the
     /// lease; the shared keys are named by the setup's fingerprint.
     #[test]
@@ -1010,7 +1010,7 @@ mod tests {
         assert_eq!(host.calls.borrow().len(), 2, "due at refresh_at_ms");
     }
 
-    /// README.md, refresh: only one worker refreshes at a time (the lease);
+    /// docs/credentials.md, refresh: only one worker refreshes at a time (the lease);
     /// every other worker adopts the result from shared data on its next
     /// tick, and does not refresh again.
     #[test]
@@ -1046,7 +1046,7 @@ mod tests {
         assert_eq!(b.current(), Some(&newer));
     }
 
-    /// README.md, refresh: a failed refresh never replaces the stored
+    /// docs/credentials.md, refresh: a failed refresh never replaces the stored
     /// credentials; the failure and the retry delay are shared, so no other
     /// worker retries before `next_attempt`, and then one does.
     #[test]
@@ -1145,7 +1145,7 @@ mod tests {
         );
     }
 
-    /// README.md, refresh back-off: workers that fail at the same moment do
+    /// docs/credentials.md, refresh back-off: workers that fail at the same moment do
     /// not retry together (the spread is seeded by the worker).
     #[test]
     fn workers_failing_together_retry_apart() {
@@ -1171,7 +1171,7 @@ mod tests {
         assert_ne!(delays[0], delays[1]);
     }
 
-    /// README.md, chain: the chain's first configured entry is the only
+    /// docs/credentials.md, chain: the chain's first configured entry is the only
     /// source asked. When it fails, the refresh gives up with the shared
     /// back-off (the last good credentials, if any, keep signing) and the
     /// same source is asked again once the back-off ends; the next entry is
@@ -1237,7 +1237,7 @@ mod tests {
         assert_eq!(r.status().failures, 0);
     }
 
-    /// README.md, refresh metrics: a call Envoy refuses to dispatch (unknown
+    /// docs/credentials.md, refresh metrics: a call Envoy refuses to dispatch (unknown
     /// cluster) counts as `dispatch_error`, and the refresh gives up.
     #[test]
     fn a_refused_dispatch_is_a_dispatch_failure() {
@@ -1269,7 +1269,7 @@ mod tests {
         assert_eq!(stored_lease(&store, &r).map(|l| l.owner), Some(0));
     }
 
-    /// README.md, refresh: a call that never comes back is abandoned once
+    /// docs/credentials.md, refresh: a call that never comes back is abandoned once
     /// the lease has run out (and counted), so no worker waits forever; a
     /// late answer is then ignored. An answer with another token is not
     /// this refresh's.
@@ -1381,7 +1381,7 @@ mod tests {
         );
     }
 
-    /// README.md, the 503 credentials_unavailable reply: `Retry-After` is
+    /// docs/configuration.md, the 503 credentials_unavailable reply: `Retry-After` is
     /// the time to the next refresh attempt in whole seconds, at least 1.
     #[test]
     fn retry_after_is_the_wait_for_the_next_attempt() {
@@ -1396,7 +1396,7 @@ mod tests {
         assert_eq!(r.retry_after_secs(at(0)), u32::MAX);
     }
 
-    /// README.md, refresh: when the refreshing worker goes away, its lease
+    /// docs/credentials.md, refresh: when the refreshing worker goes away, its lease
     /// lapses and another worker takes over; a live lease is never taken,
     /// and the holder may renew its own.
     #[test]
@@ -1492,7 +1492,7 @@ mod tests {
         assert!(host.calls.borrow().is_empty());
     }
 
-    /// README.md, refresh: credentials are shared per setup (its
+    /// docs/credentials.md, refresh: credentials are shared per setup (its
     /// fingerprint): a record, status or lease of another configuration is
     /// never adopted nor obeyed.
     #[test]
@@ -1525,7 +1525,7 @@ mod tests {
         assert_eq!(host.paths(), ["presign_container /creds"]);
     }
 
-    /// README.md, Rotating credentials: Envoy's main-thread VM serves no
+    /// docs/credentials.md, Rotating credentials: Envoy's main-thread VM serves no
     /// request and cannot reach an internal listener. Once a VM has served
     /// one, only serving VMs refresh; in an idle Envoy a VM whose own attempt
     /// failed lets the others take the next turn.
@@ -1578,7 +1578,7 @@ mod tests {
         assert_eq!(main.current(), worker.current());
     }
 
-    /// README.md, Rotating credentials: a request catches up with shared data
+    /// docs/credentials.md, Rotating credentials: a request catches up with shared data
     /// while its worker has no credentials that sign, and reads nothing
     /// while they do (a refresh is due before they stop; the tick adopts it).
     #[test]
@@ -1613,7 +1613,7 @@ mod tests {
         );
     }
 
-    /// README.md, Rotating credentials: credentials that would not even sign
+    /// docs/credentials.md, Rotating credentials: credentials that would not even sign
     /// (less than `expiry_margin` + `min_remaining` + 1 s left) are no
     /// success: counted `expired`, the refresh gives up, the last good stay.
     #[test]

@@ -377,7 +377,7 @@ fn random_worker_id() -> u64 {
 
 /// One request's context. The filter records nothing on the response: the
 /// origin's status and time to first byte come from Envoy's stats access
-/// logger in the shipped configuration (see README.md, Metrics).
+/// logger in the shipped configuration (see docs/observability.md, Metrics).
 struct PresignRequest {
     shared: Rc<Shared>,
 }

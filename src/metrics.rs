@@ -142,7 +142,7 @@ pub struct OriginMetrics {
     cache_capacity: Handle,
 }
 
-/// Names every metric (documented in README.md), and defines them.
+/// Names every metric (documented in docs/), and defines them.
 struct Definer<'a> {
     backend: &'a dyn MetricsBackend,
     origin: &'a str,
@@ -432,7 +432,7 @@ impl CredentialMetrics {
     }
 
     /// Sets the gauges: seconds the credentials in use have left (0: none),
-    /// and the last failure's code (0 after a success; see README.md).
+    /// and the last failure's code (0 after a success; see docs/observability.md).
     pub fn record_state(&self, b: &dyn MetricsBackend, expiry_seconds: u64, last_failure: u8) {
         record(b, self.expiry_seconds, expiry_seconds);
         record(b, self.last_failure, u64::from(last_failure));
@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(r.get("envoy_presign.requests.origin.o.outcome.denied"), 7);
     }
 
-    /// README.md, metric table: the series no other test reaches.
+    /// docs/observability.md, metric table: the series no other test reaches.
     /// `requests{outcome="refresh"}` with `cache_refreshes`; `cache_hits` for a
     /// hit, a hit while another request refreshes and a hit whose refresh
     /// failed; `sign_errors{category="signer"|"invalid_uri"}` from the signing
@@ -663,7 +663,7 @@ mod tests {
             .map(|op| r.get(&format!("envoy_presign.store_ops.origin.o.op.{op}")))
     }
 
-    /// README.md, "When Envoy refuses a hostcall": a refused shared-data read
+    /// docs/operations.md, "When Envoy refuses a hostcall": a refused shared-data read
     /// and write count in `store_ops{op="get_error"}` and
     /// `{op="set_error"}`, and the request is still served (signed,
     /// unstored). From a store that refuses both, through the URL lookup, to
@@ -810,7 +810,7 @@ mod tests {
         m.record_request(&Refuse, &RequestRecord::default());
     }
 
-    /// README.md, credential metrics: one `credential_refreshes` counter per
+    /// docs/observability.md, credential metrics: one `credential_refreshes` counter per
     /// source of the chain and result (success and each failure category),
     /// the `credential_expiry_seconds` and `credential_last_failure` gauges;
     /// nothing for a source the chain does not have.

@@ -233,7 +233,7 @@ mod tests {
         vec![(name.to_string(), value.to_string())]
     }
 
-    /// README.md, Response overrides: a `response-*` name the origin does
+    /// docs/configuration.md, Response overrides: a `response-*` name the origin does
     /// not allow is refused, whatever its case or encoding; other names and
     /// allowed overrides pass.
     #[test]

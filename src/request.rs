@@ -486,7 +486,7 @@ mod tests {
         assert!(LocalReply::SIGNING_UNAVAILABLE
             .body()
             .contains("signing_unavailable"));
-        // README.md, Local replies: a signer failure too is a 503
+        // docs/configuration.md, Local replies: a signer failure too is a 503
         // signing_unavailable with on_error: deny, reported as `signer`.
         let signer_failed = FallbackReason::SignError(SignError::Signer);
         let (d, _) = run(&c, "GET", "/media/a", Err(signer_failed));
@@ -543,7 +543,7 @@ mod tests {
         (d, report)
     }
 
-    /// README.md, Local replies: "503 `signing_unavailable`: no credentials
+    /// docs/configuration.md, Local replies: "503 `signing_unavailable`: no credentials
     /// or signer failure, with `on_error: deny`". The real signer fails for a
     /// time it cannot write as `X-Amz-Date` (after 9999); through the cache
     /// and without it, the request is answered 503 with failure category
@@ -579,7 +579,7 @@ mod tests {
         }
     }
 
-    /// README.md, step 3: "The bucket always comes from the configuration,
+    /// docs/configuration.md, step 3: "The bucket always comes from the configuration,
     /// never from the request: no path reaches another bucket, and a key
     /// always starts with `key_prefix`". With the real signer, path and
     /// virtual addressing, with and without a `key_prefix`: every path that
@@ -757,7 +757,7 @@ mod tests {
         assert!(matches!(d, Decision::Redirect { .. }), "{d:?}");
     }
 
-    /// README.md, Response overrides: refused overrides answer 400 with
+    /// docs/configuration.md, Response overrides: refused overrides answer 400 with
     /// their own code before anything is signed; allowed ones are signed.
     #[test]
     fn response_overrides_are_checked_before_signing() {
@@ -883,7 +883,7 @@ mod tests {
         );
     }
 
-    /// README.md, Redirect mode: `response-content-disposition` and
+    /// docs/delivery.md, Redirect mode: `response-content-disposition` and
     /// `response-content-type`, when `allow_query` names them, are signed
     /// into the URL (S3 then sets those headers) and are part of the cache
     /// identity: another file name is another URL, never a cached one.
@@ -1009,7 +1009,7 @@ mod tests {
         );
     }
 
-    /// README.md, local replies: a request refused for want of rotating
+    /// docs/configuration.md, local replies: a request refused for want of rotating
     /// credentials (`on_error: deny`) is a 503 `credentials_unavailable`
     /// carrying the retry hint (at least 1 s), reported under
     /// `no_credentials`; every other signing failure stays a 503

@@ -30,7 +30,7 @@ fn impl_block<'a>(src: &'a str, header: &str) -> Option<&'a str> {
     None
 }
 
-/// README.md, Metrics, "What the filter does not measure": "It does nothing
+/// docs/observability.md, Metrics, "What the filter does not measure": "It does nothing
 /// when the response comes back (no status read, no clock read, no
 /// histogram)". Envoy runs response-side code only where the module exports
 /// a callback for it, so this fails as soon as the glue defines one: a
@@ -74,7 +74,7 @@ fn impl_block_finds_the_callbacks_of_a_block() {
     assert_eq!(impl_block(src, "impl Nothing {"), None);
 }
 
-/// README.md, "Checking a configuration": `envoy-presign-config check` runs
+/// docs/configuration.md, "Checking a configuration": `envoy-presign-config check` runs
 /// the code `on_configure` runs. Both go through `startup::configure`; this
 /// fails if the glue parses the configuration some other way.
 #[test]
@@ -93,7 +93,7 @@ fn on_configure_uses_the_shared_startup_function() {
     assert!(include_str!("bin/envoy-presign-config.rs").contains("std::env::var(k).ok()"));
 }
 
-/// README.md, "When Envoy refuses a hostcall": the filter speaks the
+/// docs/operations.md, "When Envoy refuses a hostcall": the filter speaks the
 /// proxy-wasm ABI itself. The SDK's dispatcher and logger panicked on an
 /// unknown context id or call token and unwrapped hostcall statuses (a
 /// review's finding), so the crate must not depend on it again, and the glue

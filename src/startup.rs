@@ -275,7 +275,7 @@ mod tests {
         );
     }
 
-    /// README.md, startup log: a rotating setup is announced with its
+    /// docs/configuration.md, startup log: a rotating setup is announced with its
     /// source (cluster, role, and what signs an AssumeRole: an access key id
     /// or the fetched source, never a secret), the 503 until the first
     /// fetch, every other chain entry with why it is not used, and a warning

@@ -273,7 +273,7 @@ mod tests {
         )
     }
 
-    /// README.md, "What a URL is cached under": the identity holds origin
+    /// docs/cache.md, "What a URL is cached under": the identity holds origin
     /// name, endpoint, bucket, region, service, the expiry settings, the access
     /// key id and a fingerprint of the secret and session token, the method,
     /// the key and the query; the secret itself is never stored. Every setting
@@ -394,7 +394,7 @@ mod tests {
         assert!(store.data.borrow().len() <= 4, "bounded by max_entries");
     }
 
-    /// README.md, URL cache: "the filter never writes more shared-data keys
+    /// docs/cache.md, URL cache: "the filter never writes more shared-data keys
     /// than `max_entries`, plus one (`envoy_presign.scan_lease`)". Many
     /// requests (misses, hits, refreshes over several windows, GET and HEAD,
     /// queries) and two workers' scan ticks share one store with
@@ -517,7 +517,7 @@ mod tests {
         stored
     }
 
-    /// README.md's bound on one shared entry: 2 × (3,072 + 2,048) + 1 KiB, plus
+    /// docs/cache.md's bound on one shared entry: 2 × (3,072 + 2,048) + 1 KiB, plus
     /// 3 × the session token's length.
     #[test]
     fn the_largest_request_fits_the_documented_entry_bound() {
@@ -742,7 +742,7 @@ mod tests {
         }
     }
 
-    /// README.md, local replies: rotating credentials not obtained yet, or
+    /// docs/configuration.md, local replies: rotating credentials not obtained yet, or
     /// too close to expiry to leave a URL `min_remaining` (24 s here) plus a
     /// whole second of life after the margin, sign nothing: the request is
     /// refused as `credentials_unavailable` with the retry hint, reported as
