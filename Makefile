@@ -163,7 +163,8 @@ unit:
 	cargo test --lib
 
 ## scripts-test: the tests of scripts/ (tests/scripts: the mutants-diff base on throwaway git
-## repositories, the stage runner on a fake Makefile, make help); a few seconds, in make test
+## repositories, the stage runner on a fake Makefile, make help) and of the docs (tests/docs: links,
+## README's snippets against the shipped files); a few seconds, in make test
 scripts-test: $(STAMP)
 	$(PY) -m pytest -q tests/scripts tests/docs
 

@@ -12,7 +12,6 @@ Needs the Docker engine (CI's machine has it): without it, these tests fail, nev
 """
 from __future__ import annotations
 
-import calendar
 import hashlib
 import http.client
 import io
@@ -367,7 +366,7 @@ def test_make_up_https_serves_through_verified_tls_then_make_down_removes_it():
         print(f"ssl handshakes {handshakes:.0f}, {fail_verify}")
         assert handshakes > 0
         assert len(fail_verify) >= 3 and set(fail_verify.values()) == {0}, fail_verify
-        assert samples[f'envoy_cluster_ssl_versions{{envoy_ssl_version="TLSv1.2",envoy_cluster_name="media"}}'] > 0
+        assert samples['envoy_cluster_ssl_versions{envoy_ssl_version="TLSv1.2",envoy_cluster_name="media"}'] > 0
 
         # The store's https port: only TLS (a plain request is refused), and its certificate is
         # the test CA's for `seaweedfs` (an unsigned GET, verified: the store's own 403).
@@ -378,13 +377,24 @@ def test_make_up_https_serves_through_verified_tls_then_make_down_removes_it():
         with pytest.raises(ssl.SSLCertVerificationError):
             _verified_tls_get(https_port, tls_dir / "ca.crt", "other.test.internal", f"/{BUCKET}/hello.txt")
     finally:
-        down = subprocess.run([*make, "down"], env=env, capture_output=True, text=True, timeout=300)
-        docker("rmi", "-f", f"envoy-presign:test-{run_id}", check=False)
+        down = make_down(make, env, run_id)
+    assert_project_gone(down, project)
+    assert not tls_dir.exists()
+
+
+def make_down(make: list[str], env: dict[str, str], run_id: str) -> subprocess.CompletedProcess:
+    """`make down` for a test's compose project, and the Envoy image it built removed."""
+    down = subprocess.run([*make, "down"], env=env, capture_output=True, text=True, timeout=300)
+    docker("rmi", "-f", f"envoy-presign:test-{run_id}", check=False)
+    return down
+
+
+def assert_project_gone(down: subprocess.CompletedProcess, project: str) -> None:
+    """`make down` succeeded and left no container, network or volume of the project."""
     assert down.returncode == 0, down.stderr[-3000:]
     assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}") == ""
     assert project not in docker("network", "ls", "--format", "{{.Name}}")
     assert project not in docker("volume", "ls", "--format", "{{.Name}}")
-    assert not tls_dir.exists()
 
 
 def rules_evaluated(prometheus: str, interval_s: float) -> bool:
@@ -434,12 +444,8 @@ def test_make_up_serves_then_make_down_removes_it(tmp_path):
         wait_until("Prometheus with the rules and Alertmanager", rules_and_alertmanager_ready, timeout=60)
         wait_until("Prometheus scraping envoy:9902", scraping_the_stats_port, timeout=60)
     finally:
-        down = subprocess.run([*make, "down"], env=env, capture_output=True, text=True, timeout=300)
-        docker("rmi", "-f", f"envoy-presign:test-{run_id}", check=False)
-    assert down.returncode == 0, down.stderr[-3000:]
-    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}") == ""
-    assert project not in docker("network", "ls", "--format", "{{.Name}}")
-    assert project not in docker("volume", "ls", "--format", "{{.Name}}")
+        down = make_down(make, env, run_id)
+    assert_project_gone(down, project)
 
 
 # --- images ------------------------------------------------------------------------------
