@@ -396,7 +396,7 @@ end
 """
 
 
-DEFAULT_SAMPLE_EVERY = 16  # src/config.rs DEFAULT_LATENCY_SAMPLE_EVERY
+DEFAULT_SAMPLE_EVERY = 16  # src/config/mod.rs DEFAULT_LATENCY_SAMPLE_EVERY
 
 
 def hostcalls_per_request(tmp: Path, origin_port: int, env: dict, cache: dict, path: str, **origin) -> float:

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use envoy_presign::cache::{Store, StoreError};
 use envoy_presign::config::{Config, Origin};
-use envoy_presign::request::{decide, RequestHead};
-use envoy_presign::sign::{presign, Method};
-use envoy_presign::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+use envoy_presign::request::decide::{decide, RequestHead};
+use envoy_presign::request::url_source::{presigned_path, Host, ObjectRequest, UrlReport};
+use envoy_presign::sigv4::presign::{presign, Method};
 
 /// An in-memory store standing in for Envoy's shared data.
 #[derive(Default)]

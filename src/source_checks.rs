@@ -5,9 +5,9 @@
 
 /// The wasm-only sources, by name.
 const GLUE: [(&str, &str); 3] = [
-    ("filter.rs", include_str!("filter.rs")),
-    ("host.rs", include_str!("host.rs")),
-    ("abi.rs", include_str!("abi.rs")),
+    ("filter.rs", include_str!("wasm/filter.rs")),
+    ("host.rs", include_str!("wasm/host.rs")),
+    ("abi.rs", include_str!("wasm/abi.rs")),
 ];
 
 /// The body of the first `impl <header> {` block of `src`, up to its
@@ -89,7 +89,7 @@ fn on_configure_uses_the_shared_startup_function() {
     );
     // The host command: the same function, the process environment read as
     // the filter reads the VM's.
-    assert!(include_str!("cli.rs").contains("configure(&raw, io.env)"));
+    assert!(include_str!("cli/mod.rs").contains("configure(&raw, io.env)"));
     assert!(include_str!("bin/envoy-presign-config.rs").contains("std::env::var(k).ok()"));
 }
 

@@ -4,8 +4,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::cache::{Entry, Store, StoreError};
-use crate::sign::Method;
-use crate::url_source::{Host, ObjectRequest};
+use crate::request::url_source::{Host, ObjectRequest};
+use crate::sigv4::presign::Method;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Simulates another worker acting between a read and a write.

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use envoy_presign::canonical::{encode_key_into, object_key, percent_decode};
+use envoy_presign::sigv4::canonical::{encode_key_into, object_key, percent_decode};
 use envoy_presign::config::{Config, Origin};
-use envoy_presign::request::{decide, Decision, FallbackReason, RequestHead};
-use envoy_presign::sign::presign;
+use envoy_presign::request::decide::{decide, Decision, FallbackReason, RequestHead};
+use envoy_presign::sigv4::presign::presign;
 use libfuzzer_sys::fuzz_target;
 
 const PREFIXES: [&str; 3] = ["", "videos/", "a/b/"];

@@ -4,11 +4,11 @@
 //! required token, never parses where the container form does not.
 #![no_main]
 
-use envoy_presign::cred_parse::{
+use envoy_presign::rotation::parse::{
     parse_container_credentials, parse_expiration, parse_imds_credentials, parse_imds_role,
     parse_rfc3339_ms, parse_sts_credentials, StsAction,
 };
-use envoy_presign::credentials::Credentials;
+use envoy_presign::sigv4::credentials::Credentials;
 use libfuzzer_sys::fuzz_target;
 
 /// `9999-12-31T23:59:59.999Z` in Unix ms.

@@ -24,7 +24,7 @@ MIB = 1024 * 1024
 # Envoy's own allowance: connection buffers for 60 KB request heads, allocator
 # slack, V8 heap growth from ordinary garbage. Not the filter's storage.
 ALLOWANCE = 24 * MIB
-# docs/cache.md's per-entry bounds (see src/canonical.rs, src/local_cache.rs): a shared
+# docs/cache.md's per-entry bounds (see src/sigv4/canonical.rs, src/cache/local.rs): a shared
 # entry holds the encoded key (<= 3 x 1024) and query (<= 2048) twice plus about
 # 1 KiB of fixed fields and X-Amz parameters (no session token here); a local entry
 # holds at most 4 KiB plus its slot.

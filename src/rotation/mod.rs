@@ -1,0 +1,7 @@
+//! Rotating credentials: the calls that fetch them (IMDS, ECS/EKS container
+//! endpoints, STS), the parsers of their replies, and the refresher that decides
+//! when to fetch and shares the result between workers.
+
+pub mod fetch;
+pub mod parse;
+pub mod refresh;
