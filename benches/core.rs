@@ -76,7 +76,7 @@ fn main() {
     let sign = per_op(100_000, || {
         black_box(
             presign(
-                origin,
+                &origin.target(),
                 Method::Get,
                 "video/clip-0001.mp4",
                 &[],

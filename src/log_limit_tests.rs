@@ -1,4 +1,3 @@
-
 use super::*;
 
 const NO_CREDS: Kind<'static> = Kind {

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use envoy_presign::sigv4::canonical::{encode_key_into, object_key, percent_decode};
 use envoy_presign::config::{Config, Origin};
 use envoy_presign::request::decide::{decide, Decision, FallbackReason, RequestHead};
+use envoy_presign::sigv4::canonical::{encode_key_into, object_key, percent_decode};
 use envoy_presign::sigv4::presign::presign;
 use libfuzzer_sys::fuzz_target;
 
@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         signed = Some(key.to_string());
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         presign(
-            origin,
+            &origin.target(),
             method,
             key,
             query,

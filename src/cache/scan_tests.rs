@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::cache::Entry;
 use crate::testing::FakeStore;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::clock::unix_ms;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::cache::Policy;
 use crate::config::credentials::{RawCredentials, Rotating};
 use crate::sigv4::credentials::CredentialsSource;
-use crate::sigv4::presign::Signer;
+use crate::sigv4::presign::{Signer, Target};
 
 /// Longest lifetime SigV4 allows for a presigned URL (7 days).
 pub const MAX_EXPIRES_IN_SECS: u64 = 7 * 24 * 3600;
@@ -322,6 +322,17 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// What the signer needs of this origin, borrowed: the signer knows no
+    /// configuration type.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            authority: &self.authority,
+            url_path_prefix: &self.url_path_prefix,
+            region: &self.region,
+            service: &self.service,
+        }
+    }
+
     /// The origin that serves `key`: the proxy-mode twin for a manifest of a
     /// redirect origin, else this one.
     pub fn serving(&self, key: &str) -> &Origin {

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// Records calls; fails the n-th header write (0-based) or every reply.

@@ -286,7 +286,7 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
                     failure: Some(reason),
                 }
             }
-            OnError::Passthrough => (unsigned_path(origin, &key, &query), Some(reason)),
+            OnError::Passthrough => (unsigned_path(&origin.target(), &key, &query), Some(reason)),
         },
     };
     match origin.delivery {

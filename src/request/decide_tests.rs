@@ -1,4 +1,3 @@
-
 use super::*;
 use serde_json::json;
 
@@ -309,7 +308,7 @@ fn no_path_reaches_another_bucket() {
             let mut sign = |o: &Origin, m, key: &str, q: &[(String, String)]| {
                 signed = Some(key.to_string());
                 let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-                presign(o, m, key, q, signer, at, Duration::from_secs(600))
+                presign(&o.target(), m, key, q, signer, at, Duration::from_secs(600))
                     .map(|p| p.path)
                     .map_err(FallbackReason::SignError)
             };

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// Serializes like Envoy does (slices, so literals of any length mix).

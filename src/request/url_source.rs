@@ -120,7 +120,7 @@ pub fn cache_identity(
     id.push('\n');
     id.push_str(method.as_str());
     id.push('\n');
-    object_path_into(&mut id, origin, key);
+    object_path_into(&mut id, &origin.target(), key);
     id.push('?');
     format_query_into(&mut id, query);
     id
@@ -151,9 +151,17 @@ pub fn presigned_path<S: Store + ?Sized>(
     let mut timed = 0u32;
     let mut sign_at = |at: SystemTime, expires: Duration| {
         let start = host.clock.map(|clock| clock());
-        let r = presign(origin, req.method, req.key, req.query, signer, at, expires)
-            .map(|p| p.path)
-            .map_err(FallbackReason::SignError);
+        let r = presign(
+            &origin.target(),
+            req.method,
+            req.key,
+            req.query,
+            signer,
+            at,
+            expires,
+        )
+        .map(|p| p.path)
+        .map_err(FallbackReason::SignError);
         if let (Some(clock), Some(start)) = (host.clock, start) {
             let took = clock().duration_since(start).unwrap_or_default();
             sign_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::testing::{get_object, host_at, FakeStore};
 use serde_json::json;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::config::credentials::ContainerSource;
 use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};

@@ -1,4 +1,3 @@
-
 /// The time the tests read answers at (Nov 2023): the samples' expirations
 /// are before it, well inside the lifetime bound.
 const NOW_MS: u64 = 1_700_000_000_000;

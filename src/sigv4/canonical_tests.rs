@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// Every byte as `%XX`: the "fully encoded" request form.

@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
 use sha2::{Digest, Sha256};
 
-use crate::config::Origin;
 use crate::sigv4::canonical::{encode_key_into, encode_query_into, format_query_into};
 use crate::sigv4::credentials::Credentials;
 
@@ -194,24 +193,40 @@ pub struct Presigned {
     pub expires_at: SystemTime,
 }
 
-/// The encoded path (without query) of the object on the origin.
-pub fn object_path(origin: &Origin, key: &str) -> String {
-    let mut p = String::with_capacity(origin.url_path_prefix.len() + 1 + key.len() * 3);
-    object_path_into(&mut p, origin, key);
+/// Where URLs are signed for: all SigV4 needs to know of an origin, so the
+/// signer depends on no configuration type (the configuration's `Origin`
+/// lends one with `Origin::target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The `host` the signature covers (`host[:port]`).
+    pub authority: &'a str,
+    /// Path prefix of every object's URL: `/bucket` for path style, empty for
+    /// virtual-hosted style.
+    pub url_path_prefix: &'a str,
+    /// SigV4 region.
+    pub region: &'a str,
+    /// SigV4 service name.
+    pub service: &'a str,
+}
+
+/// The encoded path (without query) of the object on the target.
+pub fn object_path(target: &Target<'_>, key: &str) -> String {
+    let mut p = String::with_capacity(target.url_path_prefix.len() + 1 + key.len() * 3);
+    object_path_into(&mut p, target, key);
     p
 }
 
-/// Appends `object_path(origin, key)` to `out`.
-pub fn object_path_into(out: &mut String, origin: &Origin, key: &str) {
-    out.push_str(&origin.url_path_prefix);
+/// Appends `object_path(target, key)` to `out`.
+pub fn object_path_into(out: &mut String, target: &Target<'_>, key: &str) {
+    out.push_str(target.url_path_prefix);
     out.push('/');
     encode_key_into(out, key);
 }
 
 /// The object's URL path and allowed query without a signature: what an
 /// unsigned fallback (`on_error: passthrough`) forwards.
-pub fn unsigned_path(origin: &Origin, key: &str, query: &[(String, String)]) -> String {
-    let mut p = object_path(origin, key);
+pub fn unsigned_path(target: &Target<'_>, key: &str, query: &[(String, String)]) -> String {
+    let mut p = object_path(target, key);
     if !query.is_empty() {
         p.push('?');
         format_query_into(&mut p, query);
@@ -246,9 +261,9 @@ fn amz_dates(secs: u64) -> Option<(String, String)> {
     Some((date, datetime))
 }
 
-/// Presigns `method key` on `origin` at time `now` (whole seconds) for `expires_in`.
+/// Presigns `method key` on `target` at time `now` (whole seconds) for `expires_in`.
 pub fn presign(
-    origin: &Origin,
+    target: &Target<'_>,
     method: Method,
     key: &str,
     query: &[(String, String)],
@@ -266,8 +281,8 @@ pub fn presign(
     let credential = format!(
         "{}/{date}/{}/{}/aws4_request",
         creds.access_key_id(),
-        origin.region,
-        origin.service
+        target.region,
+        target.service
     );
     let expires = expires_in.as_secs().to_string();
 
@@ -300,7 +315,7 @@ pub fn presign(
     let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
     sorted.sort();
 
-    let path = object_path(origin, key);
+    let path = object_path(target, key);
     let mut creq = String::with_capacity(
         256 + path.len()
             + pairs
@@ -321,7 +336,7 @@ pub fn presign(
         creq.push_str(v);
     }
     creq.push_str("\nhost:");
-    creq.push_str(&origin.authority);
+    creq.push_str(target.authority);
     creq.push_str("\n\nhost\nUNSIGNED-PAYLOAD");
 
     let mut sts = String::with_capacity(160);
@@ -336,7 +351,7 @@ pub fn presign(
     sts.push('\n');
     push_hex(&mut sts, &Sha256::digest(creq.as_bytes()));
 
-    let signature = signer.signature(at, secs / 86_400, &origin.region, &origin.service, &sts);
+    let signature = signer.signature(at, secs / 86_400, target.region, target.service, &sts);
 
     let mut out = path;
     out.reserve(

@@ -1,6 +1,6 @@
-
 use super::*;
 use crate::config::Config;
+use crate::config::Origin;
 use crate::testing::Vector;
 use std::time::UNIX_EPOCH;
 
@@ -41,7 +41,7 @@ fn byte_identical_to_boto3() {
         let method = Method::parse(&v.method).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(v.time);
         let p = presign(
-            origin,
+            &origin.target(),
             method,
             &v.key,
             &v.query,
@@ -83,7 +83,7 @@ fn reference(
         "test",
     )
     .into();
-    let path = object_path(origin, key);
+    let path = object_path(&origin.target(), key);
     let q = crate::sigv4::canonical::format_query(query);
     let uri = format!(
         "{}://{}{}?{}",
@@ -154,8 +154,16 @@ fn agrees_with_the_aws_sigv4_signer_across_days_regions_and_keys() {
                     for query in [vec![], vec![("versionId".to_string(), "v+1/=".to_string())]] {
                         let now = UNIX_EPOCH + Duration::from_secs(t);
                         let exp = Duration::from_secs(900);
-                        let ours =
-                            presign(&c.origins[0], method, key, &query, signer, now, exp).unwrap();
+                        let ours = presign(
+                            &c.origins[0].target(),
+                            method,
+                            key,
+                            &query,
+                            signer,
+                            now,
+                            exp,
+                        )
+                        .unwrap();
                         let sig = reference(&c.origins[0], method, key, &query, creds, now, exp);
                         assert!(
                             ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
@@ -198,7 +206,7 @@ fn one_signer_uses_the_key_of_each_day_region_and_service() {
         for c in &origins {
             let origin = &c.origins[0];
             let now = UNIX_EPOCH + Duration::from_secs(t);
-            let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+            let ours = presign(&origin.target(), Method::Get, "k", &[], &signer, now, exp).unwrap();
             let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
             assert!(
                 ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
@@ -245,7 +253,7 @@ fn one_key_per_day_is_derived_and_reused() {
     for t in [midnight, midnight + 1, midnight + 43_200, midnight + 86_399] {
         let now = UNIX_EPOCH + Duration::from_secs(t);
         let exp = Duration::from_secs(60);
-        let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+        let ours = presign(&origin.target(), Method::Get, "k", &[], &signer, now, exp).unwrap();
         let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
         assert!(
             ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
@@ -267,7 +275,7 @@ fn key_cache_is_bounded_and_rederives_evicted_keys() {
     for round in 0..2 {
         for d in 0..days {
             let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + d * 86_400);
-            let ours = presign(origin, Method::Get, "k", &[], &signer, now, exp).unwrap();
+            let ours = presign(&origin.target(), Method::Get, "k", &[], &signer, now, exp).unwrap();
             let sig = reference(origin, Method::Get, "k", &[], &creds, now, exp);
             assert!(
                 ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
@@ -294,7 +302,7 @@ fn dates() {
     let before_epoch = UNIX_EPOCH - Duration::from_secs(1);
     assert_eq!(
         presign(
-            &c.origins[0],
+            &c.origins[0].target(),
             Method::Get,
             "k",
             &[],
@@ -344,8 +352,8 @@ fn get_and_head_sign_differently() {
     );
     let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let d = Duration::from_secs(60);
-    let get = presign(&c.origins[0], Method::Get, "k", &[], s, t, d).unwrap();
-    let head = presign(&c.origins[0], Method::Head, "k", &[], s, t, d).unwrap();
+    let get = presign(&c.origins[0].target(), Method::Get, "k", &[], s, t, d).unwrap();
+    let head = presign(&c.origins[0].target(), Method::Head, "k", &[], s, t, d).unwrap();
     assert_ne!(get.path, head.path);
     assert!(get
         .path
