@@ -1,4 +1,6 @@
 use super::*;
+use crate::cache::StoreOps;
+use crate::request::actions::HostFailures;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 

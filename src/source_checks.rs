@@ -132,3 +132,196 @@ fn the_glue_has_no_sdk_and_no_panic_path() {
         "filter.rs's one panic! must be the test-panic feature's"
     );
 }
+
+/// The rooms of src/, lowest first: a room's production code may use only the
+/// rooms before it (docs/development.md, "Layout"), so the graph of modules has
+/// no circle and a reader can start at the bottom.
+const ROOMS: [&str; 10] = [
+    "clock",
+    "log_limit",
+    "sigv4",
+    "cache",
+    "config",
+    "rotation",
+    "request",
+    "metrics",
+    "cli",
+    "wasm",
+];
+
+/// Production source files under src/ (test files and `#[cfg(test)]` tails
+/// left out), as (path relative to src/, text).
+fn production_sources() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, root, out);
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            let name = rel.to_string_lossy().to_string();
+            let file = rel.file_name().map(|f| f.to_string_lossy().to_string());
+            let file = file.unwrap_or_default();
+            if !name.ends_with(".rs")
+                || file.ends_with("_tests.rs")
+                || file == "tests.rs"
+                || ["testing.rs", "source_checks.rs"].contains(&name.as_str())
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let code = text
+                .split("\n#[cfg(test)]")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            out.push((name, code));
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out
+}
+
+/// The room of a file (its first path component, without `.rs`).
+fn room_of(path: &str) -> &str {
+    let first = path.split('/').next().unwrap_or(path);
+    first.strip_suffix(".rs").unwrap_or(first)
+}
+
+/// The crate paths a source uses (`crate::a::b` → `["a", "b"]`), comments left out.
+fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        for (i, _) in line.match_indices("crate::") {
+            let rest = line.get(i + "crate::".len()..).unwrap_or("");
+            let path: Vec<String> = rest
+                .split("::")
+                .map_while(|seg| {
+                    let seg: String = seg
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                        .collect();
+                    (!seg.is_empty()).then_some(seg)
+                })
+                .collect();
+            if !path.is_empty() {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rooms_use_only_the_rooms_below_them() {
+    let sources = production_sources();
+    assert!(sources.len() > 20, "found only {} files", sources.len());
+    let mut wrong = Vec::new();
+    for (file, code) in &sources {
+        let room = room_of(file);
+        if room == "lib" || room == "bin" {
+            continue;
+        }
+        let rank = ROOMS.iter().position(|r| *r == room);
+        let rank = rank.unwrap_or_else(|| panic!("{file}: room {room} is not in ROOMS"));
+        for path in crate_paths(code) {
+            let used = path[0].as_str();
+            let used_rank = ROOMS.iter().position(|r| *r == used);
+            if used != room && used_rank.is_none_or(|u| u > rank) {
+                wrong.push(format!("{file} uses crate::{}", path.join("::")));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "upward or unknown uses:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn files_within_a_room_have_no_circle() {
+    let sources = production_sources();
+    // file module path (e.g. "request::decide") -> module paths it uses in its room.
+    let module = |file: &str| {
+        let m = file.strip_suffix(".rs").unwrap_or(file).replace('/', "::");
+        m.strip_suffix("::mod").map(str::to_string).unwrap_or(m)
+    };
+    let modules: Vec<String> = sources.iter().map(|(f, _)| module(f)).collect();
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for (i, (file, code)) in sources.iter().enumerate() {
+        for path in crate_paths(code) {
+            // The longest known module the path names.
+            let target = (1..=path.len())
+                .rev()
+                .map(|n| path[..n].join("::"))
+                .find_map(|p| modules.iter().position(|m| *m == p));
+            if let Some(j) = target {
+                let parent_of_i = modules[i].starts_with(&format!("{}::", modules[j]));
+                if j != i && !parent_of_i && room_of(file) == room_of(&sources[j].0) {
+                    edges.push((i, j));
+                }
+            }
+        }
+    }
+    // Depth-first search for a back edge.
+    fn visit(
+        n: usize,
+        edges: &[(usize, usize)],
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        state[n] = 1;
+        stack.push(n);
+        for &(_, m) in edges.iter().filter(|(a, _)| *a == n) {
+            if state[m] == 1 {
+                let at = stack.iter().position(|x| *x == m).unwrap_or(0);
+                return Some(stack[at..].to_vec());
+            }
+            if state[m] == 0 {
+                if let Some(c) = visit(m, edges, state, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        state[n] = 2;
+        None
+    }
+    let mut state = vec![0u8; sources.len()];
+    for n in 0..sources.len() {
+        if state[n] == 0 {
+            if let Some(cycle) = visit(n, &edges, &mut state, &mut Vec::new()) {
+                let names: Vec<&str> = cycle.iter().map(|i| modules[*i].as_str()).collect();
+                panic!("a circle: {}", names.join(" -> "));
+            }
+        }
+    }
+}
+
+/// The filter and the host command share one request pipeline
+/// (`request::pipeline`): neither chains the decision, the URL source and the
+/// redirect itself.
+#[test]
+fn the_filter_and_the_host_command_share_the_pipeline() {
+    let filter = GLUE[0].1;
+    let cli = include_str!("cli/mod.rs");
+    for (file, src) in [("wasm/filter.rs", filter), ("cli/mod.rs", cli)] {
+        assert!(
+            src.contains("pipeline::handle("),
+            "{file} does not call the pipeline"
+        );
+        for own in ["decide(", "presigned_path(", "actions::forward("] {
+            assert!(!src.contains(own), "{file} calls {own} itself");
+        }
+    }
+    assert!(filter.contains("pipeline::local_hit("));
+}

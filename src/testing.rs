@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::cache::{Entry, Store, StoreError};
+use crate::request::actions::{HostError, RequestHost};
 use crate::request::url_source::{Host, ObjectRequest};
 use crate::sigv4::presign::Method;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -141,5 +142,49 @@ pub fn file_reader<'a>(
             .find(|(name, _)| *name == p)
             .map(|(_, body)| body.clone().into_bytes())
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+/// A request host that records what the filter does to a request (the host
+/// calls of `request::actions`), and can refuse some of it.
+/// Fails the n-th header write (0-based) or every reply.
+#[derive(Default)]
+pub struct FakeHost {
+    /// The calls that succeeded, in order (`set name=value`, `remove name`,
+    /// `reply status headers`).
+    pub calls: Vec<String>,
+    /// The header write (0-based) to refuse.
+    pub fail_write: Option<usize>,
+    /// Refuse every local reply.
+    pub fail_reply: bool,
+    /// Header writes attempted.
+    pub writes: usize,
+}
+
+impl FakeHost {
+    fn write(&mut self, call: String) -> Result<(), HostError> {
+        let n = self.writes;
+        self.writes += 1;
+        if self.fail_write == Some(n) {
+            return Err(HostError(10));
+        }
+        self.calls.push(call);
+        Ok(())
+    }
+}
+
+impl RequestHost for FakeHost {
+    fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.write(format!("set {name}={value}"))
+    }
+    fn remove_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.write(format!("remove {name}"))
+    }
+    fn send_reply(&mut self, status: u32, h: &[(&str, &str)], _: &[u8]) -> Result<(), HostError> {
+        if self.fail_reply {
+            return Err(HostError(2));
+        }
+        self.calls.push(format!("reply {status} {h:?}"));
+        Ok(())
     }
 }

@@ -19,13 +19,16 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use crate::cache::local::LocalCache;
 use crate::cache::{Store, StoreError};
 use crate::config::overrides;
 use crate::config::startup::{configure, Notice};
 use crate::config::{Config, Delivery, OnError, Origin, OtherMethods};
-use crate::request::decide::{decide, refusal_category, Decision, RequestHead};
+use crate::request::decide::{refusal_category, Decision};
+use crate::request::headers::HeaderView;
+use crate::request::pipeline::{self, DryRun};
 use crate::request::redirect::redirect;
-use crate::request::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
+use crate::request::url_source::{Host, Keys};
 use crate::sigv4::canonical::without_auth_params;
 use crate::sigv4::credentials::Credentials;
 use crate::sigv4::presign::Signer;
@@ -369,18 +372,22 @@ fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
         clock: None,
         keys,
     };
-    let mut report = UrlReport::default();
-    let mut signer = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
-        let req = ObjectRequest { method, key, query };
-        presigned_path(&config, &host, origin, req, &mut report)
-    };
-    let head = RequestHead {
+    let head = HeaderView {
         method: a.method,
         authority: a.host,
-        path: a.path.as_bytes(),
+        path: Some(a.path.as_bytes()),
+        request_id: "",
+        origin: None,
+        auth_headers: Vec::new(),
+        marker: false,
     };
+    let mut local = LocalCache::new(0);
+    // The filter's own pipeline against a stand-in for Envoy and an empty
+    // local copy: what is printed is what the filter would do.
+    let path = a.path.as_bytes();
+    let (decision, _) = pipeline::handle(&config, &host, &mut local, &head, path, &mut DryRun);
     let refused = |stdout: String, stderr: String| Output::new(EXIT_REFUSED, stdout, stderr);
-    match decide(&config, head, &mut signer) {
+    match decision {
         Decision::Forward {
             origin,
             rewrite: Some((authority, path)),

@@ -51,6 +51,14 @@ pub enum Acted {
     Unmarked,
 }
 
+impl Acted {
+    /// Whether the request was answered here (a local reply or a redirect), so
+    /// the filter stops it; otherwise it continues to Envoy's routes.
+    pub fn stops(self) -> bool {
+        matches!(self, Acted::Replied(_) | Acted::Redirected)
+    }
+}
+
 /// 503: the host refused to rewrite the request.
 pub const REWRITE_FAILED: LocalReply = LocalReply {
     status: 503,

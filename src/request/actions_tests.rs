@@ -1,41 +1,5 @@
 use super::*;
-
-/// Records calls; fails the n-th header write (0-based) or every reply.
-#[derive(Default)]
-struct FakeHost {
-    calls: Vec<String>,
-    fail_write: Option<usize>,
-    fail_reply: bool,
-    writes: usize,
-}
-
-impl FakeHost {
-    fn write(&mut self, call: String) -> Result<(), HostError> {
-        let n = self.writes;
-        self.writes += 1;
-        if self.fail_write == Some(n) {
-            return Err(HostError(10));
-        }
-        self.calls.push(call);
-        Ok(())
-    }
-}
-
-impl RequestHost for FakeHost {
-    fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        self.write(format!("set {name}={value}"))
-    }
-    fn remove_header(&mut self, name: &str) -> Result<(), HostError> {
-        self.write(format!("remove {name}"))
-    }
-    fn send_reply(&mut self, status: u32, h: &[(&str, &str)], _: &[u8]) -> Result<(), HostError> {
-        if self.fail_reply {
-            return Err(HostError(2));
-        }
-        self.calls.push(format!("reply {status} {h:?}"));
-        Ok(())
-    }
-}
+use crate::testing::FakeHost;
 
 const FWD: Forward<'static> = Forward {
     origin: "media",

@@ -5,5 +5,7 @@
 pub mod actions;
 pub mod decide;
 pub mod headers;
+pub mod pipeline;
+pub mod record;
 pub mod redirect;
 pub mod url_source;

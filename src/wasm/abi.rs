@@ -161,18 +161,25 @@ extern "C" {
     fn __wasm_call_ctors();
 }
 
-/// The WASI reactor's start, which Envoy calls once per VM before anything
-/// else (with only logging and the environment available): runs the static
-/// constructors, then installs the logger and the panic hook.
-#[no_mangle]
-pub extern "C" fn _initialize() {
+/// The root contexts' maker, set once by the plugin's `_initialize` (see
+/// `initialize`): the ABI layer names no filter type.
+type NewRoot = fn() -> Box<dyn RootContext>;
+
+thread_local! {
+    static NEW_ROOT: Cell<Option<NewRoot>> = const { Cell::new(None) };
+}
+
+/// The first thing the plugin's `_initialize` export (the WASI reactor's
+/// start, which Envoy calls once per VM before anything else) does: runs the
+/// static constructors, then keeps the maker of root contexts.
+pub(crate) fn initialize(new_root: NewRoot) {
     #[cfg(target_os = "wasi")]
     // SAFETY: the linker-generated constructor function, called once, first,
     // as a reactor's `_initialize` must (what the SDK's `main!` did too).
     unsafe {
         __wasm_call_ctors();
     }
-    crate::wasm::filter::start();
+    let _ = NEW_ROOT.try_with(|n| n.set(Some(new_root)));
 }
 
 /// Memory for data the host hands to the module (header maps, buffers, shared
@@ -200,10 +207,13 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32)
     if root_context_id == 0 {
         // Envoy calls this again for a root it already created when a
         // plugin starts anew in the same VM: the root keeps its state.
+        let Some(new_root) = NEW_ROOT.try_with(Cell::get).ok().flatten() else {
+            return;
+        };
         registry(|c| {
             c.roots
                 .entry(context_id)
-                .or_insert_with(|| Rc::new(RefCell::new(crate::wasm::filter::new_root())));
+                .or_insert_with(|| Rc::new(RefCell::new(new_root())));
         });
         return;
     }

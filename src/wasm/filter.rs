@@ -1,6 +1,7 @@
 //! The proxy-wasm contexts: the root context compiles the configuration and
 //! defines the metrics once per VM, and scans the cache size on ticks; each
-//! HTTP context carries out `request::decide` for one request and records it.
+//! HTTP context hands one request to `request::pipeline` and carries out and records
+//! what it did.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,41 +9,44 @@ use std::time::{Duration, SystemTime};
 
 use crate::cache::local::LocalCache;
 use crate::cache::scan::{ScanTick, Scanner};
-use crate::cache::Outcome;
 use crate::clock::unix_ms;
 use crate::config::startup::{configure, Configured};
-use crate::config::{Config, Delivery, Origin};
+use crate::config::Config;
 use crate::log_limit::{Kind, LogLimiter, Verdict};
 use crate::metrics::CredentialMetrics;
-use crate::metrics::{OriginMetrics, RequestOutcome, RequestRecord};
-use crate::request::actions::{self, Acted, Forward, HostFailures};
-use crate::request::decide::{
-    decide, refusal_category, Decision, FallbackReason, LocalReply, RequestHead,
-};
+use crate::metrics::OriginMetrics;
 use crate::request::headers::HeaderView;
-use crate::request::redirect::{max_age_secs, redirect};
-use crate::request::url_source::{presigned_path, Host, Keys, ObjectRequest, UrlReport};
+use crate::request::pipeline::{self, FailureNote, Handled};
+use crate::request::url_source::{Host, Keys};
 use crate::rotation::fetch::Reply;
 use crate::rotation::parse::MAX_BODY_BYTES;
 use crate::rotation::refresh::{Event, Refresher};
-use crate::sigv4::canonical::{count_auth_params, split_path, without_auth_params};
 use crate::sigv4::presign::Signer;
-use crate::wasm::abi::{Action, Context, HttpContext, RootContext};
+use crate::wasm::abi::{self, Action, Context, HttpContext, RootContext};
 use crate::wasm::host::{
     flush_counters, hostcalls_made, http_call_response, install_logger, install_panic_hook,
     micros_since, now, plugin_configuration, request_header_map, set_tick_period, SharedData,
     WasmDispatcher, WasmMetrics, WasmRequest,
 };
 
-/// The VM's start (`abi::_initialize`, once per VM, before any context).
-pub(crate) fn start() {
+/// The WASI reactor's start, which Envoy calls once per VM before anything
+/// else (with only logging and the environment available): the ABI layer's
+/// set-up with this filter's root contexts, then the logger and the panic hook.
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    abi::initialize(new_root);
+    start();
+}
+
+/// The VM's start (from `_initialize`, once per VM, before any context).
+fn start() {
     // Debug reaches Envoy, whose own wasm log level (info by default) filters it.
     install_logger(log::LevelFilter::Debug);
     install_panic_hook();
 }
 
 /// Each root context Envoy creates (one per plugin configuration in the VM).
-pub(crate) fn new_root() -> Box<dyn RootContext> {
+fn new_root() -> Box<dyn RootContext> {
     Box::new(PresignRoot::default())
 }
 
@@ -95,27 +99,6 @@ impl Rotation {
 }
 
 impl Shared {
-    /// Position of a matched origin (the decision borrows it from our config);
-    /// a redirect origin's proxy twin counts as that origin.
-    fn index_of(&self, origin: &Origin) -> Option<usize> {
-        self.config.origins.iter().position(|o| {
-            std::ptr::eq(o, origin)
-                || o.proxied
-                    .as_deref()
-                    .is_some_and(|t| std::ptr::eq(t, origin))
-        })
-    }
-
-    /// Whether `origin` is the configured origin at `index` itself, not its
-    /// proxy twin: only those rewrites go into the worker's local copies,
-    /// whose hits are served with the configured origin's delivery.
-    fn is_configured_at(&self, index: usize, origin: &Origin) -> bool {
-        self.config
-            .origins
-            .get(index)
-            .is_some_and(|o| std::ptr::eq(o, origin))
-    }
-
     /// Whether this request's latencies are recorded (one in
     /// `latency_sample_every`): its time in the filter costs a clock read and a
     /// histogram record, a signature it computes two more clock reads and
@@ -393,7 +376,12 @@ impl Context for PresignRequest {}
 /// to one line per kind and interval (`log_limit`: an outage under load would
 /// otherwise write a line per request), the next one saying how many were
 /// held back; client mistakes (400, 405) are only logged at debug level.
-fn log_failure(shared: &Shared, level: log::Level, f: Failed<'_>, head: &HeaderView<'_>) {
+fn log_failure(shared: &Shared, f: FailureNote<'_>, now_ms: u64, head: &HeaderView<'_>) {
+    let level = if f.warn {
+        log::Level::Warn
+    } else {
+        log::Level::Debug
+    };
     if !log::log_enabled!(level) {
         return;
     }
@@ -405,7 +393,7 @@ fn log_failure(shared: &Shared, level: log::Level, f: Failed<'_>, head: &HeaderV
             category: f.category,
             origin: f.origin,
         };
-        match shared.log_limit.borrow_mut().check(kind, f.now_ms) {
+        match shared.log_limit.borrow_mut().check(kind, now_ms) {
             Verdict::Write { held_back } => held_back,
             Verdict::HoldBack => return,
         }
@@ -426,129 +414,18 @@ fn log_failure(shared: &Shared, level: log::Level, f: Failed<'_>, head: &HeaderV
     log::log!(level, "{line}");
 }
 
-/// What a failure line says (see `log_failure`).
-struct Failed<'a> {
-    event: &'static str,
-    category: &'static str,
-    status: u32,
-    origin: &'a str,
-    now_ms: u64,
-}
-
 impl PresignRequest {
-    /// Answers locally; a reply Envoy refuses is counted and leaves the
-    /// request unmarked (the shipped routes then answer 404).
-    fn reply(
-        &self,
-        head: &HeaderView<'_>,
-        reply: LocalReply,
-        record: &mut RequestRecord,
-    ) -> Action {
-        match actions::reject(&mut WasmRequest, reply, head.marker, &mut record.host) {
-            Acted::Replied(_) => Action::Pause,
-            _ => Action::Continue,
-        }
-    }
-
-    /// Sends a matched request on to its origin: strips client credentials,
-    /// applies the rewrite (or removes client `X-Amz-*` parameters from a
-    /// passed-through method), and marks it for the origin's route. Returns
-    /// the action and how many credentials it stripped.
-    fn forward(
-        &mut self,
-        head: &HeaderView<'_>,
-        path: &str,
-        origin: &Origin,
-        rewrite: Option<(&str, &str)>,
-        host: &mut HostFailures,
-    ) -> (Action, u64) {
-        let (_, query) = split_path(path);
-        let cleaned = match rewrite {
-            Some(_) => None,
-            None => without_auth_params(path),
-        };
-        let f = Forward {
-            origin: &origin.name,
-            strip: &head.auth_headers,
-            authority: rewrite.map(|(a, _)| a),
-            path: rewrite.map(|(_, p)| p).or(cleaned.as_deref()),
-        };
-        let stripped =
-            u64::try_from(head.auth_headers.len()).unwrap_or(0) + count_auth_params(query);
-        match actions::forward(&mut WasmRequest, f, host) {
-            Acted::Forwarded => (Action::Continue, stripped),
-            Acted::Replied(_) | Acted::Redirected => (Action::Pause, 0),
-            Acted::Unmarked => (Action::Continue, 0),
-        }
-    }
-
-    /// Answers a matched request with a 307 to its URL; `max_age` is `None`
-    /// for an unsigned fallback URL. A 307 Envoy refuses leaves the request
-    /// unmarked (the shipped routes answer 404), counted as denied, not as a
-    /// redirect.
-    fn send_redirect(
-        &self,
-        head: &HeaderView<'_>,
-        origin: &Origin,
-        path: &str,
-        max_age: Option<u64>,
-        record: &mut RequestRecord,
-    ) -> Action {
-        let r = redirect(origin, path, max_age, head.origin);
-        match actions::redirect(&mut WasmRequest, &r, head.marker, &mut record.host) {
-            Acted::Redirected => Action::Pause,
-            _ => {
-                record.outcome = Some(RequestOutcome::Denied);
-                Action::Continue
-            }
-        }
-    }
-
-    /// The fast path: a fresh rewrite this worker made for the same request.
-    fn forward_local_hit(
-        &mut self,
-        head: &HeaderView<'_>,
-        path: &str,
-        now_ms: u64,
-    ) -> Option<(Option<usize>, RequestRecord, Action)> {
-        let shared = Rc::clone(&self.shared);
-        let local = shared.local.borrow();
-        let hit = local.get(head.method, head.authority, path, now_ms)?;
-        let origin = shared.config.origins.get(hit.origin)?;
-        let mut record = RequestRecord {
-            outcome: Some(RequestOutcome::Hit),
-            cache: Some(Outcome::Hit),
-            ..RequestRecord::default()
-        };
-        if origin.delivery == Delivery::Redirect {
-            record.outcome = Some(RequestOutcome::Redirect);
-            let expires_at_ms = hit
-                .fresh_until_ms
-                .saturating_add(origin.policy.refresh_before_ms);
-            let max_age = max_age_secs(expires_at_ms, now_ms, origin.policy.min_remaining_ms);
-            let action = self.send_redirect(head, origin, hit.rewrite, Some(max_age), &mut record);
-            return Some((Some(hit.origin), record, action));
-        }
-        let rewrite = Some((origin.authority.as_str(), hit.rewrite));
-        let (action, stripped) = self.forward(head, path, origin, rewrite, &mut record.host);
-        record.auth_stripped = stripped;
-        if action == Action::Pause {
-            record.outcome = Some(RequestOutcome::Denied);
-        }
-        Some((Some(hit.origin), record, action))
-    }
-
-    /// The full path: match, decode, consult the shared cache or sign, and
-    /// carry out the decision.
+    /// The worker's view of the rotating credentials and the clock, brought
+    /// up to date (a refresh another worker published is installed first),
+    /// then the pipeline's full path.
     fn handle(
-        &mut self,
+        &self,
         head: &HeaderView<'_>,
         raw_path: &[u8],
         started: SystemTime,
         sampled: bool,
-    ) -> (Option<usize>, RequestRecord, Action) {
-        let shared = Rc::clone(&self.shared);
-        let mut report = UrlReport::default();
+    ) -> Handled<'_> {
+        let shared = &*self.shared;
         // The lookup runs at the request's arrival time (one clock hostcall
         // fewer); only a sampled request's signing is timed with the live clock.
         if let Some(rotation) = shared.rotating.as_ref() {
@@ -572,161 +449,16 @@ impl PresignRequest {
             clock: sampled.then_some(&now as &dyn Fn() -> SystemTime),
             keys,
         };
-        let mut sign = |origin: &Origin, method, key: &str, query: &[(String, String)]| {
-            let req = ObjectRequest { method, key, query };
-            presigned_path(&shared.config, &host, origin, req, &mut report)
-        };
-        let req = RequestHead {
-            method: head.method,
-            authority: head.authority,
-            path: raw_path,
-        };
-        let decision = decide(&shared.config, req, &mut sign);
-        let mut record = RequestRecord::default();
-        let (index, action) = match decision {
-            Decision::Bypass => {
-                record.outcome = Some(RequestOutcome::Bypass);
-                let acted =
-                    actions::pass_unmatched(&mut WasmRequest, head.marker, &mut record.host);
-                let action = match acted {
-                    Acted::Replied(_) => Action::Pause,
-                    _ => Action::Continue,
-                };
-                (None, action)
-            }
-            Decision::Reject {
-                origin,
-                reply,
-                failure,
-            } => {
-                // Signing failures are warnings, client mistakes (400, 405) debug.
-                let level = match failure {
-                    Some(_) => log::Level::Warn,
-                    None => log::Level::Debug,
-                };
-                let category = refusal_category(reply, failure);
-                log_failure(
-                    &shared,
-                    level,
-                    Failed {
-                        event: "presign_rejected",
-                        category,
-                        status: reply.status,
-                        origin: &origin.name,
-                        now_ms: unix_ms(started),
-                    },
-                    head,
-                );
-                record.outcome = Some(RequestOutcome::Denied);
-                record.rejected = Some(reply.code);
-                (
-                    shared.index_of(origin),
-                    self.reply(head, reply, &mut record),
-                )
-            }
-            Decision::Forward {
-                origin,
-                rewrite,
-                fallback,
-            } => {
-                let index = shared.index_of(origin);
-                record.outcome = Some(match (&rewrite, fallback) {
-                    (_, Some(reason)) => {
-                        let category = reason.category();
-                        log_failure(
-                            &shared,
-                            log::Level::Warn,
-                            Failed {
-                                event: "presign_fallback",
-                                category,
-                                status: 0,
-                                origin: &origin.name,
-                                now_ms: unix_ms(started),
-                            },
-                            head,
-                        );
-                        RequestOutcome::Fallback
-                    }
-                    (None, None) => RequestOutcome::Bypass,
-                    (Some(_), None) => RequestOutcome::of(report.outcome),
-                });
-                let path = std::str::from_utf8(raw_path).unwrap_or_default();
-                let rewrite = rewrite.as_ref().map(|(a, p)| (*a, p.as_str()));
-                let (action, stripped) =
-                    self.forward(head, path, origin, rewrite, &mut record.host);
-                record.auth_stripped = stripped;
-                if action == Action::Pause {
-                    record.outcome = Some(RequestOutcome::Denied);
-                }
-                let local = index.filter(|i| shared.is_configured_at(*i, origin));
-                if let (Some((_, new_path)), None, Some(i), Some(until), Action::Continue) =
-                    (rewrite, fallback, local, report.fresh_until_ms, action)
-                {
-                    shared.local.borrow_mut().put(
-                        head.method,
-                        head.authority,
-                        path,
-                        i,
-                        new_path,
-                        until,
-                    );
-                }
-                (index, action)
-            }
-            Decision::Redirect {
-                origin,
-                path: location_path,
-                fallback,
-            } => {
-                let index = shared.index_of(origin);
-                let max_age = match fallback {
-                    Some(reason) => {
-                        log_failure(
-                            &shared,
-                            log::Level::Warn,
-                            Failed {
-                                event: "presign_fallback",
-                                category: reason.category(),
-                                status: 0,
-                                origin: &origin.name,
-                                now_ms: unix_ms(started),
-                            },
-                            head,
-                        );
-                        record.outcome = Some(RequestOutcome::Fallback);
-                        None
-                    }
-                    None => {
-                        record.outcome = Some(RequestOutcome::Redirect);
-                        let now_ms = unix_ms(started);
-                        let left = |at| max_age_secs(at, now_ms, origin.policy.min_remaining_ms);
-                        // A signed URL always has an expiry; without one, 0.
-                        Some(report.expires_at_ms.map_or(0, left))
-                    }
-                };
-                let action = self.send_redirect(head, origin, &location_path, max_age, &mut record);
-                if let (Some(i), Some(until), Some(_), Action::Pause) =
-                    (index, report.fresh_until_ms, max_age, action)
-                {
-                    let path = std::str::from_utf8(raw_path).unwrap_or_default();
-                    shared.local.borrow_mut().put(
-                        head.method,
-                        head.authority,
-                        path,
-                        i,
-                        &location_path,
-                        until,
-                    );
-                }
-                (index, action)
-            }
-        };
-        record.cache = report.outcome;
-        record.ops = report.ops;
-        record.sign_error = report.sign_error.map(FallbackReason::category);
-        record.signed = report.signed;
-        record.sign_us = report.sign_us;
-        (index, record, action)
+        let mut local = shared.local.borrow_mut();
+        let (_, handled) = pipeline::handle(
+            &shared.config,
+            &host,
+            &mut local,
+            head,
+            raw_path,
+            &mut WasmRequest,
+        );
+        handled
     }
 }
 
@@ -743,13 +475,30 @@ impl HttpContext for PresignRequest {
         let Some(raw_path) = head.path else {
             return Action::Continue;
         };
+        let now_ms = unix_ms(started);
         let local = match std::str::from_utf8(raw_path) {
-            Ok(path) => self.forward_local_hit(&head, path, unix_ms(started)),
+            Ok(path) => pipeline::local_hit(
+                &self.shared.config,
+                &self.shared.local.borrow(),
+                &head,
+                path,
+                now_ms,
+                &mut WasmRequest,
+            ),
             Err(_) => None,
         };
-        let (index, mut record, action) = match local {
+        let handled = match local {
             Some(done) => done,
             None => self.handle(&head, raw_path, started, sampled),
+        };
+        if let Some(note) = handled.failure {
+            log_failure(&self.shared, note, now_ms, &head);
+        }
+        let (index, mut record) = (handled.index, handled.record);
+        let action = if handled.acted.stops() {
+            Action::Pause
+        } else {
+            Action::Continue
         };
         if sampled {
             record.filter_us = Some(micros_since(started));
