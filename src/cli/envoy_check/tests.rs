@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::clusters::signed_host;
 use super::*;
 
 const CUSTOM_RESPONSE_CONFIG: &str =
