@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::testing::env_of;
 use serde_json::{json, Value};
