@@ -1,5 +1,8 @@
+use super::endpoint::split_authority;
 use super::*;
+use crate::cache::Policy;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn no_env(_: &str) -> Option<String> {
     None
