@@ -1,9 +1,9 @@
-
 /// The time the tests read answers at (Nov 2023): the samples' expirations
 /// are before it, well inside the lifetime bound.
 const NOW_MS: u64 = 1_700_000_000_000;
 use super::*;
-use serde_json::json;
+use crate::sigv4::credentials::Credentials;
+use serde_json::{json, Value};
 
 use StsAction::{AssumeRole, AssumeRoleWithWebIdentity};
 
