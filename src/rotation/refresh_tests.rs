@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::config::credentials::{compile, RawCredentials};
 use crate::testing::FakeStore;
