@@ -12,10 +12,10 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::unix_ms;
 use crate::config::credentials::{BaseCredentials, Endpoint, ImdsSource, Source, StsSource};
 /// Re-exported: the failures were defined here, and callers name them so.
 pub use crate::rotation::failure::Failure;
+use crate::rotation::now::Now;
 use crate::rotation::parse::{
     parse_container_credentials, parse_imds_credentials, parse_imds_role, parse_sts_credentials,
     ParseError, StsAction,
@@ -175,7 +175,7 @@ impl Fetch {
     }
 
     /// The first call.
-    pub fn begin(&mut self, now: SystemTime) -> Step {
+    pub fn begin(&mut self, now: Now) -> Step {
         match &self.source {
             Source::Imds(s) => {
                 self.stage = Stage::ImdsToken;
@@ -211,7 +211,7 @@ impl Fetch {
     }
 
     /// Consumes the answer to the last call.
-    pub fn on_reply(&mut self, reply: Reply<'_>, now: SystemTime) -> Step {
+    pub fn on_reply(&mut self, reply: Reply<'_>, now: Now) -> Step {
         let stage = std::mem::replace(&mut self.stage, Stage::NotStarted);
         if let Stage::Base(mut inner) = stage {
             return match inner.on_reply(reply, now) {
@@ -252,25 +252,18 @@ impl Fetch {
                     Err(e) => Step::Failed(Failure::Parse(e)),
                 };
             }
-            (Stage::ImdsCredentials, Source::Imds(_)) => {
-                parse_imds_credentials(reply.body, unix_ms(now))
-            }
+            (Stage::ImdsCredentials, Source::Imds(_)) => parse_imds_credentials(reply.body, now.ms),
             (Stage::Container, Source::Container(_)) => {
-                parse_container_credentials(reply.body, unix_ms(now))
+                parse_container_credentials(reply.body, now.ms)
             }
             (Stage::Sts(action), Source::WebIdentity(_) | Source::AssumeRole(..)) => {
-                parse_sts_credentials(reply.body, action, unix_ms(now))
+                parse_sts_credentials(reply.body, action, now.ms)
             }
             // An answer with no call outstanding: nothing to make of it.
             _ => return Step::Failed(Failure::Abandoned),
         };
         match parsed {
-            Ok(c)
-                if c.expires_at_ms()
-                    .is_some_and(|e| e > crate::clock::unix_ms(now)) =>
-            {
-                Step::Done(c)
-            }
+            Ok(c) if c.expires_at_ms().is_some_and(|e| e > now.ms) => Step::Done(c),
             Ok(_) => Step::Failed(Failure::Expired),
             Err(e) => Step::Failed(Failure::Parse(e)),
         }
@@ -318,7 +311,7 @@ fn web_identity_call(s: &StsSource) -> Call {
 
 /// The `AssumeRole` call, signed in headers by `base` with aws-sigv4's own
 /// signer (service `sts`, the region of the endpoint, empty payload).
-fn assume_role_call(s: &StsSource, base: &Credentials, now: SystemTime) -> Step {
+fn assume_role_call(s: &StsSource, base: &Credentials, now: Now) -> Step {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4::SigningParams;
     let path = sts_path(StsAction::AssumeRole, s, true);
@@ -335,7 +328,7 @@ fn assume_role_call(s: &StsSource, base: &Credentials, now: SystemTime) -> Step 
         .identity(&identity)
         .region(&s.region)
         .name("sts")
-        .time(now)
+        .time(now.time)
         .settings(SigningSettings::default())
         .build()
     else {

@@ -10,8 +10,8 @@ const NOW_SECS: u64 = 1_700_000_000;
 const EXPIRES_SECS: u64 = 1_700_006_400;
 const ROLE: &str = "arn:aws:iam::123456789012:role/presign";
 
-fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+fn now() -> Now {
+    Now::at(UNIX_EPOCH + Duration::from_secs(NOW_SECS))
 }
 
 fn endpoint(cluster: &str, authority: &str, timeout_ms: u64) -> Endpoint {
@@ -285,7 +285,7 @@ fn expected_authorization(call: &Call, id: &str, secret: &str, token: Option<&st
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex_sha256(canonical_request.as_bytes())
     );
-    let key = generate_signing_key(secret, now(), "eu-west-1", "sts");
+    let key = generate_signing_key(secret, now().time, "eu-west-1", "sts");
     let signature = calculate_signature(key, string_to_sign.as_bytes());
     format!(
         "AWS4-HMAC-SHA256 Credential={id}/{scope}, SignedHeaders={signed}, Signature={signature}"
@@ -513,7 +513,7 @@ fn unusable_answers_are_parse_failures() {
 #[test]
 fn expired_credentials_are_a_failure() {
     let body = r#"{"AccessKeyId":"A","SecretAccessKey":"s","Expiration":"2023-11-15T00:00:00Z"}"#;
-    let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+    let at = |ms: u64| Now::at(UNIX_EPOCH + Duration::from_millis(ms));
     let expiry_ms = EXPIRES_SECS * 1000;
     for (now_ms, expired) in [
         (expiry_ms - 1, false),

@@ -4,5 +4,6 @@
 
 pub mod failure;
 pub mod fetch;
+pub mod now;
 pub mod parse;
 pub mod refresh;

@@ -13,9 +13,9 @@
 use std::time::SystemTime;
 
 use crate::cache::{Reader, Store};
-use crate::clock::unix_ms;
 use crate::config::credentials::Rotating;
 use crate::rotation::fetch::{Call, Failure, Fetch, Reply, Step};
+use crate::rotation::now::Now;
 use crate::sigv4::credentials::Credentials;
 
 const RECORD_MAGIC: &[u8; 4] = b"EPK1";
@@ -375,7 +375,7 @@ impl Refresher {
     /// Seconds a client should wait before retrying a request refused for
     /// want of credentials: until the next attempt, at least 1.
     pub fn retry_after_secs(&self, now: SystemTime) -> u32 {
-        let wait = self.status.next_attempt_ms.saturating_sub(unix_ms(now));
+        let wait = self.status.next_attempt_ms.saturating_sub(Now::at(now).ms);
         u32::try_from(wait.div_ceil(1000))
             .unwrap_or(u32::MAX)
             .max(1)
@@ -390,9 +390,9 @@ impl Refresher {
         host: &dyn Dispatcher,
         now: SystemTime,
     ) -> Vec<Event> {
-        let now_ms = unix_ms(now);
+        let now = Now::at(now);
         let mut events = Vec::new();
-        self.beat(store, now_ms);
+        self.beat(store, now.ms);
         self.adopt(store, &mut events);
         if let Ok((Some(bytes), _)) = store.get(&self.keys.status) {
             if let Some(s) = Status::decode(&bytes) {
@@ -400,20 +400,20 @@ impl Refresher {
             }
         }
         if let Some(f) = &self.in_flight {
-            if now_ms <= f.deadline_ms {
+            if now.ms <= f.deadline_ms {
                 return events;
             }
-            events.extend(self.tick_abandon(store, now_ms));
+            events.extend(self.tick_abandon(store, now.ms));
             return events;
         }
-        if !self.due(now_ms)
-            || now_ms < self.status.next_attempt_ms
-            || !self.may_refresh(store, now_ms)
-            || !self.take_lease(store, now_ms)
+        if !self.due(now.ms)
+            || now.ms < self.status.next_attempt_ms
+            || !self.may_refresh(store, now.ms)
+            || !self.take_lease(store, now.ms)
         {
             return events;
         }
-        let deadline_ms = now_ms.saturating_add(self.setup.refresh.lease_ms);
+        let deadline_ms = now.ms.saturating_add(self.setup.refresh.lease_ms);
         let mut fetch = Fetch::new(&self.setup.source);
         let step = fetch.begin(now);
         let f = InFlight {
@@ -421,7 +421,7 @@ impl Refresher {
             token: 0,
             deadline_ms,
         };
-        self.advance(f, step, store, host, now, &mut events);
+        self.advance(f, step, store, host, now.ms, &mut events);
         events
     }
 
@@ -435,6 +435,7 @@ impl Refresher {
         host: &dyn Dispatcher,
         now: SystemTime,
     ) -> Vec<Event> {
+        let now = Now::at(now);
         let mut events = Vec::new();
         let Some(mut f) = self.in_flight.take() else {
             return events;
@@ -443,14 +444,14 @@ impl Refresher {
             self.in_flight = Some(f);
             return events;
         }
-        if unix_ms(now) > f.deadline_ms {
+        if now.ms > f.deadline_ms {
             // Past the lease: another worker may be refreshing; this answer
             // is the abandoned call's, reported as `tick` would.
             self.in_flight = Some(f);
-            return self.tick_abandon(store, unix_ms(now));
+            return self.tick_abandon(store, now.ms);
         }
         let step = f.fetch.on_reply(reply, now);
-        self.advance(f, step, store, host, now, &mut events);
+        self.advance(f, step, store, host, now.ms, &mut events);
         events
     }
 
@@ -480,11 +481,12 @@ impl Refresher {
     /// sign (a refresh is due before they stop, and the tick adopts its
     /// result). Returns whether the credentials changed.
     pub fn catch_up<S: Store + ?Sized>(&mut self, store: &S, now: SystemTime) -> bool {
+        let now_ms = Now::at(now).ms;
         let stops = self.setup.refresh.stops_signing_ms;
         let signs = self
             .current
             .as_ref()
-            .is_some_and(|r| unix_ms(now) < r.stops_at_ms(stops));
+            .is_some_and(|r| now_ms < r.stops_at_ms(stops));
         let mut events = Vec::new();
         if !signs {
             self.adopt(store, &mut events);
@@ -583,7 +585,7 @@ impl Refresher {
         step: Step,
         store: &S,
         host: &dyn Dispatcher,
-        now: SystemTime,
+        now_ms: u64,
         events: &mut Vec<Event>,
     ) {
         let source = f.fetch.label();
@@ -600,19 +602,19 @@ impl Refresher {
             // last good ones stay.
             Step::Done(credentials)
                 if credentials.expires_at_ms().is_some_and(|e| {
-                    e <= unix_ms(now).saturating_add(self.setup.refresh.stops_signing_ms)
+                    e <= now_ms.saturating_add(self.setup.refresh.stops_signing_ms)
                 }) =>
             {
                 Failure::Expired
             }
             Step::Done(credentials) => {
-                self.succeed(store, credentials, source, unix_ms(now), events);
+                self.succeed(store, credentials, source, now_ms, events);
                 return;
             }
             Step::Failed(failure) => failure,
         };
         events.push(Event::Failed { source, failure });
-        self.give_up(store, unix_ms(now), failure, events);
+        self.give_up(store, now_ms, failure, events);
     }
 
     fn succeed<S: Store + ?Sized>(
