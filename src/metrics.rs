@@ -12,6 +12,7 @@
 
 use crate::cache::Outcome;
 use crate::request::record::{RequestOutcome, RequestRecord};
+use crate::rotation::failure::REFRESH_RESULTS;
 
 /// The three kinds of Envoy stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,20 +281,6 @@ impl OriginMetrics {
         record(b, self.cache_capacity, capacity);
     }
 }
-
-/// The `result` label of the credential refresh counter: a success, or the
-/// failure's category.
-pub const REFRESH_RESULTS: [&str; 9] = [
-    "success",
-    "dispatch_error",
-    "transport",
-    "timeout",
-    "http_4xx",
-    "http_5xx",
-    "parse",
-    "expired",
-    "abandoned",
-];
 
 /// The rotating credentials' metrics, one set per VM (credentials are not
 /// per origin): refreshes by source and result, seconds until the

@@ -12,9 +12,10 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::unix_ms;
 use crate::config::credentials::{BaseCredentials, Endpoint, ImdsSource, Source, StsSource};
-use crate::metrics::REFRESH_RESULTS;
+/// Re-exported: the failures were defined here, and callers name them so.
+pub use crate::rotation::failure::Failure;
+use crate::rotation::now::Now;
 use crate::rotation::parse::{
     parse_container_credentials, parse_imds_credentials, parse_imds_role, parse_sts_credentials,
     ParseError, StsAction,
@@ -113,79 +114,6 @@ impl fmt::Debug for Reply<'_> {
     }
 }
 
-/// Why a refresh through one source failed: a stable category for metrics
-/// and logs, never a value from the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Envoy refused the call (unknown cluster, bad arguments).
-    Dispatch,
-    /// No response: reset or connection failure.
-    Transport,
-    /// 504: the call's timeout (or the cluster's) ran out.
-    Timeout,
-    /// A 4xx answer (IMDS token refused, STS access denied, bad signature).
-    Status4xx,
-    /// A 5xx answer other than 504 (503: no healthy upstream).
-    Status5xx,
-    /// A 2xx answer the parser refused.
-    Parse(ParseError),
-    /// Credentials that have already expired.
-    Expired,
-    /// The refreshing worker stopped hearing back (its VM went away).
-    Abandoned,
-}
-
-impl Failure {
-    /// Stable category (the `result` label of the refresh counter).
-    pub fn category(self) -> &'static str {
-        REFRESH_RESULTS
-            .get(usize::from(self.code()))
-            .copied()
-            .unwrap_or("unknown")
-    }
-
-    /// The `last_failure` gauge's value: its index in `REFRESH_RESULTS`.
-    pub fn code(self) -> u8 {
-        match self {
-            Failure::Dispatch => 1,
-            Failure::Transport => 2,
-            Failure::Timeout => 3,
-            Failure::Status4xx => 4,
-            Failure::Status5xx => 5,
-            Failure::Parse(_) => 6,
-            Failure::Expired => 7,
-            Failure::Abandoned => 8,
-        }
-    }
-
-    /// What the log line says: the category, and for a refused answer what
-    /// the parser refused (a field's name or the reason, never a value from
-    /// the answer: `ParseError` carries none).
-    pub fn describe(self) -> String {
-        match self {
-            Failure::Parse(e) => format!("{} ({e})", self.category()),
-            other => other.category().to_string(),
-        }
-    }
-
-    /// The category of a non-2xx answer. Envoy answers a call it could not
-    /// deliver itself, with a 503 whose body says so (connection refused or
-    /// reset, no healthy host): that is the endpoint being unreachable, not
-    /// an answer from it.
-    fn of_reply(reply: Reply<'_>) -> Self {
-        const ENVOY_UNREACHABLE: [&[u8]; 2] = [b"upstream connect error", b"no healthy upstream"];
-        match reply.status {
-            0 => Failure::Transport,
-            503 if ENVOY_UNREACHABLE.iter().any(|p| reply.body.starts_with(p)) => {
-                Failure::Transport
-            }
-            504 => Failure::Timeout,
-            400..=499 => Failure::Status4xx,
-            _ => Failure::Status5xx,
-        }
-    }
-}
-
 /// What to do next.
 #[derive(Debug)]
 pub enum Step {
@@ -247,7 +175,7 @@ impl Fetch {
     }
 
     /// The first call.
-    pub fn begin(&mut self, now: SystemTime) -> Step {
+    pub fn begin(&mut self, now: Now) -> Step {
         match &self.source {
             Source::Imds(s) => {
                 self.stage = Stage::ImdsToken;
@@ -283,7 +211,7 @@ impl Fetch {
     }
 
     /// Consumes the answer to the last call.
-    pub fn on_reply(&mut self, reply: Reply<'_>, now: SystemTime) -> Step {
+    pub fn on_reply(&mut self, reply: Reply<'_>, now: Now) -> Step {
         let stage = std::mem::replace(&mut self.stage, Stage::NotStarted);
         if let Stage::Base(mut inner) = stage {
             return match inner.on_reply(reply, now) {
@@ -302,7 +230,7 @@ impl Fetch {
             };
         }
         if !(200..300).contains(&reply.status) {
-            return Step::Failed(Failure::of_reply(reply));
+            return Step::Failed(Failure::of_answer(reply.status, reply.body));
         }
         let parsed = match (stage, &self.source) {
             (Stage::ImdsToken, Source::Imds(s)) => {
@@ -324,25 +252,18 @@ impl Fetch {
                     Err(e) => Step::Failed(Failure::Parse(e)),
                 };
             }
-            (Stage::ImdsCredentials, Source::Imds(_)) => {
-                parse_imds_credentials(reply.body, unix_ms(now))
-            }
+            (Stage::ImdsCredentials, Source::Imds(_)) => parse_imds_credentials(reply.body, now.ms),
             (Stage::Container, Source::Container(_)) => {
-                parse_container_credentials(reply.body, unix_ms(now))
+                parse_container_credentials(reply.body, now.ms)
             }
             (Stage::Sts(action), Source::WebIdentity(_) | Source::AssumeRole(..)) => {
-                parse_sts_credentials(reply.body, action, unix_ms(now))
+                parse_sts_credentials(reply.body, action, now.ms)
             }
             // An answer with no call outstanding: nothing to make of it.
             _ => return Step::Failed(Failure::Abandoned),
         };
         match parsed {
-            Ok(c)
-                if c.expires_at_ms()
-                    .is_some_and(|e| e > crate::clock::unix_ms(now)) =>
-            {
-                Step::Done(c)
-            }
+            Ok(c) if c.expires_at_ms().is_some_and(|e| e > now.ms) => Step::Done(c),
             Ok(_) => Step::Failed(Failure::Expired),
             Err(e) => Step::Failed(Failure::Parse(e)),
         }
@@ -390,7 +311,7 @@ fn web_identity_call(s: &StsSource) -> Call {
 
 /// The `AssumeRole` call, signed in headers by `base` with aws-sigv4's own
 /// signer (service `sts`, the region of the endpoint, empty payload).
-fn assume_role_call(s: &StsSource, base: &Credentials, now: SystemTime) -> Step {
+fn assume_role_call(s: &StsSource, base: &Credentials, now: Now) -> Step {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4::SigningParams;
     let path = sts_path(StsAction::AssumeRole, s, true);
@@ -407,7 +328,7 @@ fn assume_role_call(s: &StsSource, base: &Credentials, now: SystemTime) -> Step 
         .identity(&identity)
         .region(&s.region)
         .name("sts")
-        .time(now)
+        .time(now.time)
         .settings(SigningSettings::default())
         .build()
     else {

@@ -2,7 +2,8 @@
 /// are before it, well inside the lifetime bound.
 const NOW_MS: u64 = 1_700_000_000_000;
 use super::*;
-use serde_json::json;
+use crate::sigv4::credentials::Credentials;
+use serde_json::{json, Value};
 
 use StsAction::{AssumeRole, AssumeRoleWithWebIdentity};
 

@@ -5,6 +5,8 @@ use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::records::Lease;
+
 /// Records the calls dispatched; answers each with the next token, or
 /// refuses them all (`None`, as Envoy does for an unknown cluster).
 #[derive(Default)]
