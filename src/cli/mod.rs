@@ -1,9 +1,9 @@
 //! The host command `envoy-presign-config` (`src/bin/envoy-presign-config.rs`):
 //! `check` validates a filter configuration with the function `on_configure`
-//! runs (`startup::configure`), and `sign` shows what the filter would do with
-//! one request — the presigned URL, or its local reply — through the filter's
-//! own request path (`request::decide`, `url_source::presigned_path`), so what
-//! it prints is what Envoy would send, not a second implementation of it.
+//! runs (`config::startup::configure`), and `sign` shows what the filter would
+//! do with one request — the presigned URL, or its local reply — through the
+//! filter's own pipeline (`request::pipeline::handle`, against a `DryRun` host),
+//! so what it prints is what Envoy would send, not a second implementation of it.
 //!
 //! Pure: the file reader, the environment and the clock are arguments; the
 //! binary passes the real ones. The secret key and session token are never

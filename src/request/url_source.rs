@@ -74,7 +74,7 @@ impl Keys<'_> {
             Some(e) => e.saturating_sub(self.margin_ms),
             None => u64::MAX,
         };
-        // The one rule of `cred_config::stops_signing_ms`: the margin, what
+        // The one rule of `config::credentials::stops_signing_ms`: the margin, what
         // a URL must keep left, and a whole second of URL life.
         let stops = stops_signing_ms(self.margin_ms, min_remaining_ms);
         if signer

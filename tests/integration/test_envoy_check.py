@@ -1,4 +1,4 @@
-"""`envoy-presign-config check --envoy` (src/cli/envoy_check.rs) on the shipped Envoy
+"""`envoy-presign-config check --envoy` (src/cli/envoy_check/) on the shipped Envoy
 configurations: clean on every one of them, and each rule firing, exit 1 for an error, on a
 copy with that one mistake in it.
 

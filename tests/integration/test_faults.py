@@ -269,7 +269,7 @@ def test_hot_key_is_signed_once_per_window_by_many_workers(start_envoy, seaweedf
     Every URL's X-Amz-Date is a multiple of the window: signing on a window
     boundary is the aligned case.  Exact boundaries (a request 1 ms before or at
     the window start) are covered by the unit test
-    ``cache::tests::window_alignment_at_boundaries`` in src/cache/mod.rs; an
+    ``cache::tests::window_alignment_at_boundaries`` in src/cache/tests.rs; an
     integration test cannot place a request on a millisecond."""
     concurrency, clients, run_for = 4, 16, 8.0
     expires_in, refresh_before, min_remaining = 4, 2, 1

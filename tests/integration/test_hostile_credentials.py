@@ -62,7 +62,7 @@ MIB = 1024 * 1024
 # What each hostile answer is counted as (see the module docstring).
 RESULT = {"long_key_id": "parse", "line_separator_key_id": "parse", "far_expiration": "parse",
           "huge_answer": "transport"}
-# credential_last_failure: Failure::code (cred_fetch.rs), 2 transport, 6 parse.
+# credential_last_failure: Failure::code (src/rotation/failure.rs), 2 transport, 6 parse.
 LAST_FAILURE = {"parse": 6, "transport": 2}
 # Envoy's RSS may grow this much over the hostile phase (measured: 0.1 to 0.2 MiB; before the
 # fix the three 50 MB answers alone grew it by 28.5 MiB, each buffered to 32 MiB).

@@ -42,7 +42,7 @@ pub struct RefreshSettings {
 
 /// How long before their expiry credentials stop signing: a URL must end
 /// `expiry_margin` before them, keep `min_remaining` of life when served, and
-/// have a whole second of life (the one rule `url_source::Keys` applies).
+/// have a whole second of life (the one rule `request::url_source::Keys` applies).
 pub fn stops_signing_ms(expiry_margin_ms: u64, min_remaining_ms: u64) -> u64 {
     expiry_margin_ms
         .saturating_add(min_remaining_ms)

@@ -52,7 +52,7 @@ pub const MAX_SESSION_TOKEN_LEN: usize = 8192;
 /// and alerted on (`EnvoyPresignCredentialRefreshFailing`) while a cut would
 /// hide the broken provider, and because the last good credentials keep
 /// signing meanwhile. Accepted credentials therefore always have a refresh due within
-/// this bound: `cred_refresh` starts one `refresh.before` ahead of expiry or at
+/// this bound: `rotation::refresh` starts one `refresh.before` ahead of expiry or at
 /// half-life, whichever is later, so at most 36 h - `refresh.before` after the
 /// answer was read.
 pub const MAX_CREDENTIAL_LIFETIME_MS: u64 = 36 * 3_600_000;
