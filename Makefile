@@ -179,7 +179,7 @@ mutants: test-tools
 # HEAD's first-parent history, i.e. the latest burst of commits, plus uncommitted changes.
 # MUTANTS_BASE=<commit> overrides it.
 MUTANTS_BASE ?=
-MUTANTS_GAP_HOURS ?= 3
+MUTANTS_GAP_HOURS ?= 1
 
 ## mutants-diff: the same, only on the lines of src/ changed by the latest burst of commits (and
 ## uncommitted ones): the base is computed and printed with why (scripts/mutants_base.py;

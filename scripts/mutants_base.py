@@ -2,11 +2,11 @@
 """The start of the change under test, for `make mutants-diff`, computed from git alone.
 
 Sessions commit straight to main in bursts: many commits within a few hours, then nothing
-until the next session. The change under test is the latest burst. Walking first-parent
-history from HEAD, the base is the commit before the newest pause of more than
---gap-hours (3) between consecutive commits' committer times; the diff is from that base
-to the working tree, so uncommitted changes count as part of the latest burst, and so do
-untracked files under the diffed paths.
+until the next session; sessions here are separated by at least an hour. The change under test
+is the latest burst. Walking first-parent history from HEAD, the base is the commit before the
+newest pause of more than an hour (--gap-hours, 1) between consecutive commits' committer
+times; the diff is from that base to the working tree, so uncommitted changes count as part of
+the latest burst, and so do untracked files under the diffed paths.
 
 - A base given with --base (MUTANTS_BASE=<rev> in make) wins; it must name a commit.
 - No such pause in the whole history: the change is everything, the base is the empty tree
@@ -17,17 +17,46 @@ untracked files under the diffed paths.
 - A pause shorter than the threshold does not separate two sessions: two sessions less
   than --gap-hours apart are one change (more mutants, never fewer).
 
-Prints the base, why it was chosen and how many lines changed; writes the diff (for
-`cargo mutants --in-diff`) to --diff. --print prints only the base's full hash.
+Code moved unchanged is left out of the diff. Moving files into folders, inline test modules
+into sibling files or splitting a big file changes no behaviour, yet a plain diff shows every
+moved line as added, and cargo-mutants would test nearly every mutant of the crate. So the diff
+is made with rename detection (-M) and git's move detection
+(`--color-moved=zebra --color-moved-ws=allow-indentation-change`): a line is moved when git
+colours it as part of a block of at least 20 alphanumeric characters deleted in one place of
+the diff and added without change in another (a change of indentation allowed, as when an
+inline `mod tests` goes to a file of its own; a block added in two places, copies of one
+deleted block, is moved in both). git runs twice on the same arguments, once plain and once
+coloured with colours set here, one colour per kind of line; each added or removed line of the
+plain diff takes its coloured twin's verdict (if the two ever fail to line up, the plain diff
+is written and the script says so). A moved added line becomes a context line (same text, same
+new-side line number: all that cargo-mutants checks, and it no longer counts as changed); a
+moved removed line is left out; hunk headers' counts are recomputed; a hunk, or a file, left
+with no change is left out. Safe: a moved block's own mutants were tested where it was before
+the move; lines changed inside or around it still count, as do removed lines that were not
+moved (they mark their neighbours); and the full `make mutants` still tests everything.
+Untracked files are added whole, moved code or not. --keep-moved writes the plain diff, as
+before.
+
+Code that mutation testing left out counts as new wherever it lands: the files that
+`.cargo/mutants.toml`'s `exclude_globs` name, at the base or now (the wasm-only glue, the
+binary's `main`), are left out of the diff on both sides, so a block moved from one of them
+into the tested core (the request pipeline taken out of the glue, say) has no deleted twin and
+is tested as added.
+
+Prints the base, why it was chosen and how many lines changed (and how many of them were moved,
+left out); writes the diff (for `cargo mutants --in-diff`) to --diff. --print prints only the
+base's full hash.
 
 Usage:
-    python3 scripts/mutants_base.py --diff target/mutants-change.diff [--base REV] [--gap-hours 3]
+    python3 scripts/mutants_base.py --diff target/mutants-change.diff [--base REV] [--gap-hours 1]
+        [--keep-moved]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -148,21 +177,216 @@ def choose(gap_hours: float, base: str | None = None, cwd: Path | None = None) -
     return Choice(empty_tree, reason, len(commits))
 
 
-def diff(base: str, paths: list[str], cwd: Path | None = None) -> str:
-    """From base to the working tree, untracked files under paths included (as new files)."""
-    fixed = ["--no-color", "--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/"]
-    text = git("diff", *fixed, base, "--", *paths, cwd=cwd)
+FIXED = ("--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/")
+
+# The coloured twin's colours, one per kind of line, so that an added or removed line's colour
+# says whether git found it moved: added green, removed red, added moved cyan, removed moved
+# magenta (zebra's alternative and dimmed colours the same).
+COLOURS = {
+    "new": "green", "old": "red",
+    "newMoved": "cyan", "newMovedAlternative": "cyan",
+    "newMovedDimmed": "cyan", "newMovedAlternativeDimmed": "cyan",
+    "oldMoved": "magenta", "oldMovedAlternative": "magenta",
+    "oldMovedDimmed": "magenta", "oldMovedAlternativeDimmed": "magenta",
+    "context": "normal", "frag": "blue", "func": "normal", "meta": "bold",
+    "commit": "normal", "whitespace": "normal",
+}
+SGR = {"green": "32", "red": "31", "cyan": "36", "magenta": "35"}  # their ANSI codes
+MOVED_BY_CODE = {  # sign -> {the code its line starts with: whether moved}
+    "+": {SGR[COLOURS["new"]]: False, SGR[COLOURS["newMoved"]]: True},
+    "-": {SGR[COLOURS["old"]]: False, SGR[COLOURS["oldMoved"]]: True},
+}
+MOVE_DETECTION = ("--color=always", "--color-moved=zebra", "--color-moved-ws=allow-indentation-change",
+                  "--ws-error-highlight=none")
+ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+LEADING_ESCAPES = re.compile(r"(?:\x1b\[[0-9;]*m)*")
+HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)", re.DOTALL)
+
+
+class Mismatch(Exception):
+    """The coloured diff does not line up with the plain one, or the plain one is not as expected."""
+
+
+@dataclass
+class Change:
+    text: str  # the diff to write
+    added: int  # added or changed lines of the change, moved ones included
+    removed: int
+    files: int
+    moved_added: int = 0  # of them, moved unchanged: left out of text
+    moved_removed: int = 0
+    moves: str = "left out"  # or what was done with moved code, and why
+
+
+def git_raw(*args: str, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> str:
+    """git's output as it is: no newline translation, bytes that are not UTF-8 kept (written back
+    as they were)."""
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True)
+    if proc.returncode not in ok:
+        raise Failure(f"`git {' '.join(args)}` failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def split(text: str) -> list[str]:
+    """A diff's lines, split at newlines only (a carriage return or form feed is text)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def twin_codes(plain: list[str], coloured: list[str]) -> list[str]:
+    """For each line of the plain diff, the ANSI codes its coloured twin starts with, ";"-joined;
+    Mismatch unless the twin is the same line once its colours are taken out."""
+    if len(plain) != len(coloured):
+        raise Mismatch(f"{len(plain)} lines plain, {len(coloured)} coloured")
+    codes = []
+    for number, (line, twin) in enumerate(zip(plain, coloured), 1):
+        if ESCAPE.sub("", twin) != line:
+            raise Mismatch(f"line {number} is {line[:60]!r} plain, {twin[:60]!r} coloured")
+        lead = LEADING_ESCAPES.match(twin).group(0)
+        codes.append(";".join(code for code in re.findall(r"[0-9;]+", lead)))
+    return codes
+
+
+def is_moved(line: str, codes: str, number: int) -> bool:
+    """Whether an added or removed line was coloured as moved."""
+    known = MOVED_BY_CODE[line[0]]
+    verdicts = {known[code] for code in codes.split(";") if code in known}
+    if len(verdicts) != 1:
+        raise Mismatch(f"line {number} ({line[:60]!r}) is coloured {codes!r}: neither moved nor not")
+    return verdicts.pop()
+
+
+def leave_out_moved(plain: list[str], codes: list[str]) -> tuple[list[str], int, int]:
+    """The plain diff's lines with moved added lines made context lines and moved removed lines
+    dropped, each hunk's counts recomputed (its starts kept), hunks and files left with no change
+    dropped; and how many added and removed lines were moved."""
+    out: list[str] = []
+    moved_added = moved_removed = 0
+    header: list[str] = []  # the current file's lines before its first hunk
+    hunks: list[str] = []  # its hunks, rewritten
+    had_hunks = False
+
+    def flush() -> None:
+        if hunks or not had_hunks:  # a file all of whose hunks were moves is left out
+            out.extend(header + hunks)
+
+    i = 0
+    while i < len(plain):
+        line = plain[i]
+        if line.startswith("diff --git "):
+            flush()
+            header, hunks, had_hunks = [line], [], False
+            i += 1
+            continue
+        match = HUNK.fullmatch(line) if line.startswith("@@ ") else None
+        if match is None:
+            if had_hunks:
+                raise Mismatch(f"line {i + 1} ({line[:60]!r}) follows a hunk")
+            header.append(line)
+            i += 1
+            continue
+        had_hunks = True
+        old_start, old_len, new_start, new_len, tail = match.groups()
+        old_len = 1 if old_len is None else int(old_len)
+        new_len = 1 if new_len is None else int(new_len)
+        old_seen = new_seen = context = removed = added = 0
+        body: list[str] = []
+        kept = True  # whether the line before a "\ No newline at end of file" was kept
+        i += 1
+        while i < len(plain) and (old_seen < old_len or new_seen < new_len or plain[i].startswith("\\")):
+            line = plain[i]
+            sign = line[:1]
+            if sign == "\\":
+                if kept:
+                    body.append(line)
+            elif sign in (" ", ""):
+                old_seen, new_seen, context, kept = old_seen + 1, new_seen + 1, context + 1, True
+                body.append(line)
+            elif sign == "+":
+                new_seen += 1
+                kept = True
+                if is_moved(line, codes[i], i + 1):
+                    moved_added += 1
+                    context += 1
+                    body.append(" " + line[1:])
+                else:
+                    added += 1
+                    body.append(line)
+            elif sign == "-":
+                old_seen += 1
+                kept = not is_moved(line, codes[i], i + 1)
+                if kept:
+                    removed += 1
+                    body.append(line)
+                else:
+                    moved_removed += 1
+            else:
+                raise Mismatch(f"line {i + 1} ({line[:60]!r}) in a hunk")
+            i += 1
+        if (old_seen, new_seen) != (old_len, new_len):
+            raise Mismatch(f"the hunk ending at line {i} does not match its header")
+        if added or removed:
+            hunks.append(f"@@ -{old_start},{context + removed} +{new_start},{context + added} @@{tail}")
+            hunks.extend(body)
+    flush()
+    return out, moved_added, moved_removed
+
+
+def untested(base: str, cwd: Path | None = None) -> list[str]:
+    """The `exclude_globs` of .cargo/mutants.toml at base and in the working tree (either may be
+    missing), as exclusion pathspecs: code cargo-mutants did not test, or does not test now."""
+    import tomllib
+
+    texts = [git("show", f"{base}:.cargo/mutants.toml", cwd=cwd, ok=(0, 128))]
+    current = (cwd or Path(".")) / ".cargo" / "mutants.toml"
+    if current.is_file():
+        texts.append(current.read_text())
+    globs: list[str] = []
+    for text in texts:
+        try:
+            found = tomllib.loads(text).get("exclude_globs", []) if text.strip() else []
+        except tomllib.TOMLDecodeError as e:
+            raise Failure(f".cargo/mutants.toml does not parse: {e}") from e
+        globs += [g for g in found if isinstance(g, str) and g not in globs]
+    return [f":(glob,exclude){g}" for g in globs]
+
+
+def diff(base: str, paths: list[str], cwd: Path | None = None, keep_moved: bool = False) -> Change:
+    """From base to the working tree, untracked files under paths included (as new files); code
+    moved unchanged left out unless keep_moved; the files mutation testing leaves out (at base or
+    now) left out on both sides."""
+    paths = [*paths, *untested(base, cwd)]
+    if keep_moved:
+        plain = git_raw("diff", "--no-color", *FIXED, base, "--", *paths, cwd=cwd)
+        written, moved_added, moved_removed, moves = plain, 0, 0, "kept (--keep-moved)"
+    else:
+        args = (*FIXED, "-M", base, "--", *paths)
+        plain = git_raw("diff", "--no-color", *args, cwd=cwd)
+        colours = [arg for slot, colour in COLOURS.items() for arg in ("-c", f"color.diff.{slot}={colour}")]
+        coloured = git_raw(*colours, "diff", *MOVE_DETECTION, *args, cwd=cwd)
+        try:
+            lines = split(plain)
+            kept_lines, moved_added, moved_removed = leave_out_moved(lines, twin_codes(lines, split(coloured)))
+            written, moves = "".join(line + "\n" for line in kept_lines), "left out"
+        except Mismatch as why:
+            written, moved_added, moved_removed = plain, 0, 0
+            moves = f"kept: git's move detection did not line up with the plain diff ({why}); the plain diff is written"
     untracked = git("ls-files", "--others", "--exclude-standard", "-z", "--", *paths, cwd=cwd)
     for path in filter(None, untracked.split("\0")):
-        text += git("diff", *fixed, "--no-index", "--", "/dev/null", path, cwd=cwd, ok=(0, 1))
-    return text
+        new_file = git_raw("diff", "--no-color", *FIXED, "--no-index", "--", "/dev/null", path, cwd=cwd, ok=(0, 1))
+        plain += new_file
+        written += new_file
+    added, removed, files = count(plain)
+    return Change(written, added, removed, files, moved_added, moved_removed, moves)
 
 
 def count(diff_text: str) -> tuple[int, int, int]:
     """Added or changed lines, removed lines, files."""
     added = removed = files = 0
     in_hunk = False
-    for line in diff_text.splitlines():
+    for line in split(diff_text):
         if line.startswith("diff --git "):
             files += 1
             in_hunk = False
@@ -187,10 +411,12 @@ def describe(base: str, cwd: Path | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="", help="a commit to use instead (MUTANTS_BASE)")
-    parser.add_argument("--gap-hours", type=float, default=3.0, help="a longer pause ends a burst (3)")
+    parser.add_argument("--gap-hours", type=float, default=1.0, help="a longer pause ends a burst (1)")
     parser.add_argument("--diff", type=Path, help="write the diff from the base here")
     parser.add_argument("--paths", nargs="+", default=["src"], help="paths to diff (src)")
     parser.add_argument("--print", action="store_true", help="print only the base's full hash")
+    parser.add_argument("--keep-moved", action="store_true",
+                        help="keep code moved unchanged in the diff (the plain diff, as before)")
     args = parser.parse_args(argv)
     try:
         choice = choose(args.gap_hours, args.base or None)
@@ -200,14 +426,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PREFIX} base {describe(choice.base)}")
         print(f"{PREFIX}   why: {choice.reason}")
         if args.diff:
-            text = diff(choice.base, args.paths)
+            change = diff(choice.base, args.paths, keep_moved=args.keep_moved)
             args.diff.parent.mkdir(parents=True, exist_ok=True)
-            args.diff.write_text(text)
-            added, removed, files = count(text)
-            print(
-                f"{PREFIX} {added} added or changed lines and {removed} removed, in {files} "
-                f"file{'' if files == 1 else 's'} of {' '.join(args.paths)} ({args.diff})"
-            )
+            args.diff.write_bytes(change.text.encode("utf-8", "surrogateescape"))
+            where = (f"in {change.files} file{'' if change.files == 1 else 's'} of {' '.join(args.paths)} "
+                     f"({args.diff})")
+            if change.moves == "left out":
+                print(
+                    f"{PREFIX} {change.added} added or changed lines ({change.moved_added} of them moved "
+                    f"unchanged, left out) and {change.removed} removed ({change.moved_removed} of them moved, "
+                    f"left out), {where}"
+                )
+            else:
+                print(f"{PREFIX} {change.added} added or changed lines and {change.removed} removed, {where}")
+                print(f"{PREFIX}   moved code {change.moves}")
         return 0
     except Failure as failure:
         print(f"{PREFIX} {failure}", file=sys.stderr)

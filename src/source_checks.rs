@@ -1,13 +1,26 @@
-//! Checks on the source text of the wasm-only glue (`filter.rs`, `host.rs`,
-//! `abi.rs`), which the host unit tests cannot compile (it is built for
-//! wasm32 only: the proxy-wasm ABI's imports and exports). They read the files with `include_str!`, so a change
-//! that breaks a documented property fails `cargo test --lib`.
+//! Checks that need source text: on the wasm-only glue (src/wasm/), which the
+//! host unit tests cannot compile (it is built for wasm32 only: the proxy-wasm
+//! ABI's imports and exports), read with `include_str!`; and on the layout of
+//! src/ (the rooms' order, no circle within a room, the shared pipeline), read
+//! from disk. A change that breaks a documented property fails `cargo test --lib`.
 
 /// The wasm-only sources, by name.
-const GLUE: [(&str, &str); 3] = [
+const GLUE: [(&str, &str); 12] = [
     ("filter.rs", include_str!("wasm/filter.rs")),
     ("host.rs", include_str!("wasm/host.rs")),
     ("abi.rs", include_str!("wasm/abi.rs")),
+    ("mod.rs", include_str!("wasm/mod.rs")),
+    ("shared.rs", include_str!("wasm/shared.rs")),
+    ("rotating.rs", include_str!("wasm/rotating.rs")),
+    ("failure_log.rs", include_str!("wasm/failure_log.rs")),
+    ("host/http_call.rs", include_str!("wasm/host/http_call.rs")),
+    ("host/logger.rs", include_str!("wasm/host/logger.rs")),
+    ("host/metrics.rs", include_str!("wasm/host/metrics.rs")),
+    ("host/request.rs", include_str!("wasm/host/request.rs")),
+    (
+        "host/shared_data.rs",
+        include_str!("wasm/host/shared_data.rs"),
+    ),
 ];
 
 /// The body of the first `impl <header> {` block of `src`, up to its
@@ -45,11 +58,12 @@ fn the_filter_does_no_response_side_work() {
         }
     }
     let filter = GLUE[0].1;
-    assert_eq!(
-        filter.matches("impl HttpContext for ").count(),
-        1,
-        "one HTTP context"
-    );
+    let contexts: usize = GLUE
+        .iter()
+        .map(|(_, src)| src.matches("impl HttpContext for ").count())
+        .sum();
+    assert_eq!(contexts, 1, "one HTTP context");
+    assert_eq!(filter.matches("impl HttpContext for ").count(), 1);
     let http = impl_block(filter, "impl HttpContext for PresignRequest {")
         .unwrap_or_else(|| panic!("filter.rs: no `impl HttpContext for PresignRequest`"));
     let callbacks: Vec<&str> = http
@@ -324,4 +338,18 @@ fn the_filter_and_the_host_command_share_the_pipeline() {
         }
     }
     assert!(filter.contains("pipeline::local_hit("));
+}
+
+/// Every file of src/wasm/ is in `GLUE`, so the glue's checks cover a file
+/// added there.
+#[test]
+fn the_glue_checks_cover_every_wasm_file() {
+    let mut on_disk: Vec<String> = production_sources()
+        .into_iter()
+        .filter_map(|(path, _)| path.strip_prefix("wasm/").map(str::to_string))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = GLUE.iter().map(|(name, _)| name.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, on_disk);
 }

@@ -1,9 +1,9 @@
 //! The proxy-wasm contexts: the root context compiles the configuration and
-//! defines the metrics once per VM, and scans the cache size on ticks; each
-//! HTTP context hands one request to `request::pipeline` and carries out and records
-//! what it did.
+//! defines the metrics once per VM, and on ticks flushes counters, drives the
+//! rotating credentials and scans the cache size; each HTTP context hands one
+//! request to `request::pipeline` and carries out and records what it did.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -11,23 +11,21 @@ use crate::cache::local::LocalCache;
 use crate::cache::scan::{ScanTick, Scanner};
 use crate::clock::unix_ms;
 use crate::config::startup::{configure, Configured};
-use crate::config::Config;
-use crate::log_limit::{Kind, LogLimiter, Verdict};
+use crate::log_limit::LogLimiter;
 use crate::metrics::CredentialMetrics;
 use crate::metrics::OriginMetrics;
 use crate::request::headers::HeaderView;
-use crate::request::pipeline::{self, FailureNote, Handled};
-use crate::request::url_source::{Host, Keys};
-use crate::rotation::fetch::Reply;
-use crate::rotation::parse::MAX_BODY_BYTES;
-use crate::rotation::refresh::{Event, Refresher};
-use crate::sigv4::presign::Signer;
+use crate::request::pipeline::{self, Handled};
+use crate::request::url_source::Host;
 use crate::wasm::abi::{self, Action, Context, HttpContext, RootContext};
+use crate::wasm::failure_log::{log_failure, log_held_back};
 use crate::wasm::host::{
-    flush_counters, hostcalls_made, http_call_response, install_logger, install_panic_hook,
-    micros_since, now, plugin_configuration, request_header_map, set_tick_period, SharedData,
-    WasmDispatcher, WasmMetrics, WasmRequest,
+    flush_counters, hostcalls_made, install_logger, install_panic_hook, micros_since, now,
+    plugin_configuration, request_header_map, set_tick_period, SharedData, WasmMetrics,
+    WasmRequest,
 };
+use crate::wasm::rotating::Rotation;
+use crate::wasm::shared::Shared;
 
 /// The WASI reactor's start, which Envoy calls once per VM before anything
 /// else (with only logging and the environment available): the ABI layer's
@@ -53,76 +51,16 @@ fn new_root() -> Box<dyn RootContext> {
 /// Ticks per scan pass are `scan_interval` seconds of one-second ticks.
 const TICK: Duration = Duration::from_secs(1);
 
-/// What every request of a VM shares: the configuration and the metric handles
-/// (one set per origin, in origin order, plus one for unmatched requests).
-struct Shared {
-    config: Config,
-    origins: Vec<OriginMetrics>,
-    unmatched: OriginMetrics,
-    /// This worker's copy of fresh rewrites (see `local_cache`).
-    local: RefCell<LocalCache>,
-    /// Requests seen, for latency sampling.
-    seen: std::cell::Cell<u32>,
-    /// Rotating credentials as this worker holds them (refreshed on the
-    /// root context's tick); `None` with static keys.
-    rotating: Option<Rotation>,
-    /// Whether this VM has handled a request (see `Refresher::mark_serving`).
-    served: std::cell::Cell<bool>,
-    /// Holds back repeated failure lines (see `log_limit`).
-    log_limit: RefCell<LogLimiter>,
-}
-
-/// This worker's side of the rotating credentials: its refresher and a
-/// signer for the credentials it holds. Requests sign with this copy; they
-/// read shared data only while it holds no credentials that sign
-/// (`Refresher::catch_up`).
-struct Rotation {
-    refresher: RefCell<Refresher>,
-    signer: RefCell<Option<Signer>>,
-    margin_ms: u64,
-    retry_after_secs: std::cell::Cell<u32>,
-}
-
-impl Rotation {
-    /// Signs from now on with the refresher's current credentials; URLs of
-    /// the old ones stay valid (their expiry is capped by them), but this
-    /// worker's own copies of them are dropped.
-    fn install(&self, local: &RefCell<LocalCache>) {
-        let signer = self
-            .refresher
-            .borrow()
-            .current()
-            .map(|r| Signer::new(&r.credentials));
-        *self.signer.borrow_mut() = signer;
-        local.borrow_mut().clear();
-    }
-}
-
-impl Shared {
-    /// Whether this request's latencies are recorded (one in
-    /// `latency_sample_every`): its time in the filter costs a clock read and a
-    /// histogram record, a signature it computes two more clock reads and
-    /// another record.
-    fn sample_latency(&self) -> bool {
-        let n = self.seen.get();
-        self.seen.set(n.wrapping_add(1));
-        n % self.config.latency_sample_every.max(1) == 0
-    }
-
-    /// The metrics of an origin position, or the unmatched set.
-    fn metrics(&self, index: Option<usize>) -> &OriginMetrics {
-        index
-            .and_then(|i| self.origins.get(i))
-            .unwrap_or(&self.unmatched)
-    }
-}
-
 /// Per-VM state.
 #[derive(Default)]
 struct PresignRoot {
+    /// What the requests share, once a configuration was accepted.
     shared: Option<Rc<Shared>>,
+    /// This VM's random id: who holds a lease (the cache scan's, a refresh's).
     worker_id: u64,
+    /// The cache-size scan, advanced on ticks.
     scanner: Scanner,
+    /// The rotating credentials' metric handles (none with static keys).
     credential_metrics: CredentialMetrics,
 }
 
@@ -146,81 +84,8 @@ impl Context for PresignRoot {
         let Some(rotation) = shared.rotating.as_ref() else {
             return;
         };
-        // No headers: Envoy delivers a reset or a connection failure so.
-        let (status, body) = if num_headers == 0 {
-            (0, Vec::new())
-        } else {
-            http_call_response(body_size, MAX_BODY_BYTES + 1)
-        };
-        let reply = Reply {
-            status,
-            body: &body,
-        };
-        let events = rotation.refresher.borrow_mut().on_reply(
-            token_id,
-            reply,
-            &SharedData,
-            &WasmDispatcher,
-            now(),
-        );
-        self.apply(&shared, events);
-    }
-}
-
-impl PresignRoot {
-    /// Turns refresh events into metrics, logs and this worker's keys.
-    fn apply(&self, shared: &Shared, events: Vec<Event>) {
-        let Some(rotation) = shared.rotating.as_ref() else {
-            return;
-        };
-        let now_ms = unix_ms(now());
-        let mut adopted = false;
-        {
-            let refresher = rotation.refresher.borrow();
-            for event in events {
-                match event {
-                    Event::Refreshed { source } => {
-                        self.credential_metrics
-                            .refreshed(&WasmMetrics, source, "success");
-                        if let Some(r) = refresher.current() {
-                            log::info!(
-                            "envoy-presign: credentials refreshed from {source}: access key {}, {} s left",
-                            r.credentials.access_key_id(),
-                            r.credentials.expires_at_ms().unwrap_or(0).saturating_sub(now_ms) / 1000
-                        );
-                        }
-                    }
-                    Event::Failed { source, failure } => {
-                        self.credential_metrics
-                            .refreshed(&WasmMetrics, source, failure.category());
-                        log::warn!(
-                            "envoy-presign: credential refresh from {source} failed: {}",
-                            failure.describe()
-                        );
-                    }
-                    Event::GaveUp { retry_in_ms } => log::warn!(
-                        "envoy-presign: credential refresh failed; next attempt in {retry_in_ms} ms; {}",
-                        refresher.state_at(now_ms)
-                    ),
-                    Event::Adopted => adopted = true,
-                }
-            }
-            rotation
-                .retry_after_secs
-                .set(refresher.retry_after_secs(now()));
-            let left = refresher
-                .current()
-                .and_then(|r| r.credentials.expires_at_ms())
-                .map_or(0, |e| e.saturating_sub(now_ms) / 1000);
-            self.credential_metrics.record_state(
-                &WasmMetrics,
-                left,
-                refresher.status().last_failure,
-            );
-        }
-        if adopted {
-            rotation.install(&shared.local);
-        }
+        let events = rotation.on_call_response(token_id, num_headers, body_size);
+        rotation.apply(events, &self.credential_metrics, &shared.local);
     }
 }
 
@@ -266,14 +131,10 @@ impl RootContext for PresignRoot {
         } else {
             0
         };
-        let rotating = config.rotating.as_ref().map(|r| Rotation {
-            refresher: RefCell::new(
-                Refresher::new(r.clone(), self.worker_id).prepared(&SharedData),
-            ),
-            signer: RefCell::new(None),
-            margin_ms: r.refresh.expiry_margin_ms,
-            retry_after_secs: std::cell::Cell::new(1),
-        });
+        let rotating = config
+            .rotating
+            .as_ref()
+            .map(|r| Rotation::new(r, self.worker_id));
         self.credential_metrics = match &config.rotating {
             Some(r) => CredentialMetrics::define(&WasmMetrics, &[r.source.label()]),
             None => CredentialMetrics::default(),
@@ -283,10 +144,10 @@ impl RootContext for PresignRoot {
             origins,
             unmatched,
             local: RefCell::new(LocalCache::new(local_size)),
-            seen: std::cell::Cell::new(0),
+            seen: Cell::new(0),
             rotating,
             log_limit: RefCell::new(LogLimiter::default()),
-            served: std::cell::Cell::new(false),
+            served: Cell::new(false),
         }));
         true
     }
@@ -297,24 +158,10 @@ impl RootContext for PresignRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        for s in shared.log_limit.borrow_mut().due(unix_ms(now())) {
-            let line = serde_json::json!({
-                "event": s.event,
-                "category": s.category,
-                "origin": s.origin,
-                "held_back": s.held_back,
-            });
-            log::warn!("{line}");
-        }
+        log_held_back(&shared.log_limit, unix_ms(now()));
         if let Some(rotation) = shared.rotating.as_ref() {
-            let events = {
-                let mut refresher = rotation.refresher.borrow_mut();
-                if shared.served.get() {
-                    refresher.mark_serving();
-                }
-                refresher.tick(&SharedData, &WasmDispatcher, now())
-            };
-            self.apply(&shared, events);
+            let events = rotation.on_tick(shared.served.get());
+            rotation.apply(events, &self.credential_metrics, &shared.local);
         }
         let cache = &shared.config.cache;
         if !cache.enabled {
@@ -365,54 +212,11 @@ fn random_worker_id() -> u64 {
 /// origin's status and time to first byte come from Envoy's stats access
 /// logger in the shipped configuration (see docs/observability.md, Metrics).
 struct PresignRequest {
+    /// The VM's configuration, metrics, caches and credentials.
     shared: Rc<Shared>,
 }
 
 impl Context for PresignRequest {}
-
-/// One JSON line per failure: the event, a stable category, the status sent
-/// (0 when forwarded), the origin, the method and the request id as correlation
-/// id; never a key, signature or URL. Signing failures are warnings, held back
-/// to one line per kind and interval (`log_limit`: an outage under load would
-/// otherwise write a line per request), the next one saying how many were
-/// held back; client mistakes (400, 405) are only logged at debug level.
-fn log_failure(shared: &Shared, f: FailureNote<'_>, now_ms: u64, head: &HeaderView<'_>) {
-    let level = if f.warn {
-        log::Level::Warn
-    } else {
-        log::Level::Debug
-    };
-    if !log::log_enabled!(level) {
-        return;
-    }
-    let held_back = if level == log::Level::Debug {
-        0
-    } else {
-        let kind = Kind {
-            event: f.event,
-            category: f.category,
-            origin: f.origin,
-        };
-        match shared.log_limit.borrow_mut().check(kind, now_ms) {
-            Verdict::Write { held_back } => held_back,
-            Verdict::HoldBack => return,
-        }
-    };
-    let mut line = serde_json::json!({
-        "event": f.event,
-        "category": f.category,
-        "status": f.status,
-        "origin": f.origin,
-        "method": head.method,
-        "request_id": head.request_id,
-    });
-    if held_back > 0 {
-        if let Some(fields) = line.as_object_mut() {
-            fields.insert("held_back".into(), held_back.into());
-        }
-    }
-    log::log!(level, "{line}");
-}
 
 impl PresignRequest {
     /// The worker's view of the rotating credentials and the clock, brought
@@ -429,20 +233,13 @@ impl PresignRequest {
         // The lookup runs at the request's arrival time (one clock hostcall
         // fewer); only a sampled request's signing is timed with the live clock.
         if let Some(rotation) = shared.rotating.as_ref() {
-            let changed = rotation
-                .refresher
-                .borrow_mut()
-                .catch_up(&SharedData, started);
-            if changed {
-                rotation.install(&shared.local);
-            }
+            rotation.catch_up(started, &shared.local);
         }
-        let signer = shared.rotating.as_ref().map(|k| k.signer.borrow());
-        let keys = shared.rotating.as_ref().map(|k| Keys {
-            signer: signer.as_ref().and_then(|s| s.as_ref()),
-            margin_ms: k.margin_ms,
-            retry_after_secs: k.retry_after_secs.get(),
-        });
+        let signer = shared.rotating.as_ref().map(Rotation::signer);
+        let keys = shared
+            .rotating
+            .as_ref()
+            .map(|k| k.keys(signer.as_ref().and_then(|s| s.as_ref())));
         let host = Host {
             store: &SharedData,
             now: started,
@@ -492,7 +289,7 @@ impl HttpContext for PresignRequest {
             None => self.handle(&head, raw_path, started, sampled),
         };
         if let Some(note) = handled.failure {
-            log_failure(&self.shared, note, now_ms, &head);
+            log_failure(&self.shared.log_limit, note, now_ms, &head);
         }
         let (index, mut record) = (handled.index, handled.record);
         let action = if handled.acted.stops() {
