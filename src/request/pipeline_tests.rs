@@ -349,3 +349,45 @@ fn the_dry_run_host_accepts_everything() {
     assert_eq!(done.acted, Acted::Forwarded);
     assert_eq!(done.record.outcome, Some(RequestOutcome::Miss));
 }
+
+#[test]
+fn a_request_is_counted_on_the_origin_it_matched() {
+    let doc = json!({
+        "credentials": {"source": "inline", "access_key_id": "AKID", "secret_access_key": "s"},
+        "origins": [
+            {"name": "media", "match": {"prefix": "/media/"}, "endpoint": "http://s3.local:9000",
+             "bucket": "media", "region": "us-east-1"},
+            {"name": "images", "match": {"prefix": "/images/"}, "endpoint": "http://s3.local:9000",
+             "bucket": "images", "region": "us-east-1", "delivery": "redirect",
+             "public_endpoint": "https://cdn.example.com"},
+        ],
+    });
+    let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+    let mut w = World::new();
+    let mut req = FakeHost::default();
+    for (path, index) in [
+        ("/media/a.jpg", 0),
+        ("/images/a.jpg", 1),
+        ("/images/i.m3u8", 1),
+    ] {
+        let (_, done) = w.run(&c, &head("GET", path), 1000, &mut req);
+        assert_eq!(done.index, Some(index), "{path}");
+        let (_, refused) = w.run(&c, &head("DELETE", path), 1000, &mut req);
+        assert_eq!(refused.index, Some(index), "{path}");
+    }
+    assert_eq!(index_of(&c, &c.origins[1]), Some(1));
+    assert_eq!(
+        index_of(&c, c.origins[1].proxied.as_deref().unwrap()),
+        Some(1)
+    );
+    // The second origin's rewrites are remembered under its own index.
+    let hit = local_hit(
+        &c,
+        &w.local,
+        &head("GET", "/images/a.jpg"),
+        "/images/a.jpg",
+        1_000_100,
+        &mut req,
+    );
+    assert_eq!(hit.map(|h| h.index), Some(Some(1)));
+}
