@@ -130,8 +130,12 @@ fn validate_key(key: &str) -> Result<(), PathError> {
 }
 
 /// Upper-case hex digit of a nibble (`n` is always < 16 here).
-fn hex_upper(n: u8) -> char {
-    char::from(if n < 10 { b'0' + n } else { b'A' + (n - 10) })
+fn hex_upper(n: u8) -> u8 {
+    if n < 10 {
+        b'0' + n
+    } else {
+        b'A' + (n - 10)
+    }
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -139,15 +143,24 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 fn encode_into(out: &mut String, s: &str, keep_slash: bool) {
-    for &b in s.as_bytes() {
-        if is_unreserved(b) || (keep_slash && b == b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(hex_upper(b >> 4));
-            out.push(hex_upper(b & 0x0f));
+    let bytes = s.as_bytes();
+    let kept = |b: u8| is_unreserved(b) || (keep_slash && b == b'/');
+    // Runs of kept bytes (ASCII, so always whole characters) go in at once.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if kept(b) {
+            continue;
         }
+        push_ascii(out, bytes.get(run..i).unwrap_or_default());
+        push_ascii(out, &[b'%', hex_upper(b >> 4), hex_upper(b & 0x0f)]);
+        run = i + 1;
     }
+    push_ascii(out, bytes.get(run..).unwrap_or_default());
+}
+
+/// Appends bytes known to be ASCII (a non-ASCII slice, never passed, is left out).
+fn push_ascii(out: &mut String, ascii: &[u8]) {
+    out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
 }
 
 /// Appends the S3 encoding of an object key (`/` kept) to `out`.

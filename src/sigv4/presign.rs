@@ -4,17 +4,19 @@
 //! What S3 verifies decides the shape: the path is encoded once by us (no
 //! double encoding, no normalisation), the only signed header is `host`, the
 //! payload is `UNSIGNED-PAYLOAD`, and a session token is part of the signed
-//! query. For this one shape the canonical request is written directly, and
-//! the `aws-sigv4` crate supplies the cryptography (`generate_signing_key`,
-//! `calculate_signature`). The derived signing key only changes with the UTC
-//! date, region and service, so it is kept instead of re-derived (four HMACs)
-//! on every request. The tests check every URL against boto3's and against
-//! `aws-sigv4`'s own full signer.
+//! query. For this one shape the canonical request is streamed straight into
+//! its hash, and the `aws-sigv4` crate derives the signing key
+//! (`generate_signing_key`). The derived key only changes with the UTC date,
+//! region and service, so it is kept instead of re-derived (four HMACs) on
+//! every request, as the two SHA-256 states of its HMAC after the padded key
+//! (what an HMAC recomputes first on every call), and its credential scope. The
+//! tests check every URL against boto3's and against `aws-sigv4`'s own full
+//! signer, and the HMAC against `aws-sigv4`'s `calculate_signature`.
 
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use aws_sigv4::sign::v4::generate_signing_key;
 use sha2::{Digest, Sha256};
 
 use crate::sigv4::canonical::{encode_key_into, encode_query_into, format_query_into};
@@ -67,13 +69,62 @@ impl SignError {
     }
 }
 
-/// A signing key derived for one UTC day, region and service.
+/// A signing key derived for one UTC day, region and service, kept as what
+/// signing with it needs: the HMAC's two SHA-256 states after the padded key,
+/// and the credential scope (`YYYYMMDD/region/service/aws4_request`).
 #[derive(Clone)]
 struct DerivedKey {
     day: u64,
     region: String,
     service: String,
-    key: Vec<u8>,
+    hmac: HmacKey,
+    scope: String,
+    /// `X-Amz-Credential`'s value, query-encoded: the access key id and the scope.
+    credential: String,
+}
+
+/// HMAC-SHA256 with a fixed key (RFC 2104), its inner and outer hash states
+/// computed once: each MAC then costs the message's compressions and two more,
+/// not four.
+#[derive(Clone)]
+struct HmacKey {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl HmacKey {
+    /// The states after `key ^ ipad` and `key ^ opad`; a key longer than the
+    /// block (never here: derived keys are 32 bytes) is hashed first.
+    fn new(key: &[u8]) -> Self {
+        let mut block = [0u8; 64];
+        if key.len() > block.len() {
+            let digest = Sha256::digest(key);
+            for (b, k) in block.iter_mut().zip(digest.iter()) {
+                *b = *k;
+            }
+        } else {
+            for (b, k) in block.iter_mut().zip(key) {
+                *b = *k;
+            }
+        }
+        let mut inner = Sha256::new();
+        inner.update(block.map(|b| b ^ 0x36));
+        let mut outer = Sha256::new();
+        outer.update(block.map(|b| b ^ 0x5c));
+        Self { inner, outer }
+    }
+
+    /// A hasher for the message, to be finished with `finish`.
+    fn start(&self) -> Sha256 {
+        self.inner.clone()
+    }
+
+    /// The MAC of what `inner` (from `start`) was given.
+    fn finish(&self, inner: Sha256) -> [u8; 32] {
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
 }
 
 /// How many (day, region, service) keys a signer keeps: a few origins' worth.
@@ -83,6 +134,9 @@ const KEY_CACHE_SIZE: usize = 8;
 #[derive(Clone)]
 pub struct Signer {
     credentials: Credentials,
+    /// The session token query-encoded once (it is long, and the same in
+    /// every URL these credentials sign).
+    token: Option<String>,
     fingerprint: String,
     keys: RefCell<Vec<DerivedKey>>,
 }
@@ -98,8 +152,14 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// Keeps the credentials for signing.
     pub fn new(creds: &Credentials) -> Self {
+        let token = creds.session_token().map(|t| {
+            let mut encoded = String::with_capacity(t.len() * 3 / 2);
+            encode_query_into(&mut encoded, t);
+            encoded
+        });
         Self {
             credentials: creds.clone(),
+            token,
             fingerprint: fingerprint(creds),
             keys: RefCell::new(Vec::new()),
         }
@@ -123,37 +183,52 @@ impl Signer {
         &self.fingerprint
     }
 
-    /// Signs `string_to_sign` with the key of `day` (days since the epoch).
-    fn signature(
+    /// Runs `f` with the key of `day` (days since the epoch), region and
+    /// service, deriving and keeping it if this signer has not yet (`None`
+    /// never happens: the key was found or just added).
+    fn with_key<R>(
         &self,
         at: SystemTime,
         day: u64,
-        region: &str,
-        service: &str,
-        string_to_sign: &str,
-    ) -> String {
+        date: &str,
+        target: &Target<'_>,
+        f: impl FnOnce(&DerivedKey) -> R,
+    ) -> Option<R> {
         let mut keys = self.keys.borrow_mut();
-        if let Some(k) = keys
+        let found = keys
             .iter()
-            .find(|k| k.day == day && k.region == region && k.service == service)
-        {
-            return calculate_signature(&k.key, string_to_sign.as_bytes());
-        }
-        let key = generate_signing_key(self.credentials.secret_access_key(), at, region, service)
-            .as_ref()
-            .to_vec();
-        let signature = calculate_signature(&key, string_to_sign.as_bytes());
-        if keys.len() >= KEY_CACHE_SIZE {
-            keys.remove(0);
-        }
-        keys.push(DerivedKey {
-            day,
-            region: region.to_string(),
-            service: service.to_string(),
-            key,
-        });
-        signature
+            .position(|k| k.day == day && k.region == target.region && k.service == target.service);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let secret = self.credentials.secret_access_key();
+                let key = generate_signing_key(secret, at, target.region, target.service);
+                let scope = format!("{date}/{}/{}/aws4_request", target.region, target.service);
+                if keys.len() >= KEY_CACHE_SIZE {
+                    keys.remove(0);
+                }
+                keys.push(DerivedKey {
+                    day,
+                    region: target.region.to_string(),
+                    service: target.service.to_string(),
+                    hmac: HmacKey::new(key.as_ref()),
+                    credential: encoded_credential(self.credentials.access_key_id(), &scope),
+                    scope,
+                });
+                keys.len() - 1
+            }
+        };
+        keys.get(index).map(f)
     }
+}
+
+/// `access_key_id/scope`, query-encoded.
+fn encoded_credential(access_key_id: &str, scope: &str) -> String {
+    let mut out = String::with_capacity((access_key_id.len() + scope.len()) * 3 / 2);
+    encode_query_into(&mut out, access_key_id);
+    out.push_str("%2F");
+    encode_query_into(&mut out, scope);
+    out
 }
 
 fn fingerprint(creds: &Credentials) -> String {
@@ -234,8 +309,25 @@ pub fn unsigned_path(target: &Target<'_>, key: &str, query: &[(String, String)])
     p
 }
 
-/// `YYYYMMDD` and `YYYYMMDDTHHMMSSZ` of a Unix time (proleptic Gregorian, UTC).
-fn amz_dates(secs: u64) -> Option<(String, String)> {
+/// `YYYYMMDDTHHMMSSZ` of a Unix time (proleptic Gregorian, UTC), written
+/// without allocating; its first eight bytes are the date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AmzDate([u8; 16]);
+
+impl AmzDate {
+    /// `YYYYMMDD`.
+    fn date(&self) -> &str {
+        self.datetime().get(..8).unwrap_or_default()
+    }
+
+    /// `YYYYMMDDTHHMMSSZ`.
+    fn datetime(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The `AmzDate` of a Unix time; `None` outside 1970 to 9999.
+fn amz_dates(secs: u64) -> Option<AmzDate> {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
@@ -251,14 +343,83 @@ fn amz_dates(secs: u64) -> Option<(String, String)> {
     if !(1970..=9999).contains(&year) {
         return None;
     }
-    let date = format!("{year:04}{month:02}{day:02}");
-    let datetime = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    Some((date, datetime))
+    let mut out = *b"00000000T000000Z";
+    let fields = [
+        (0, 4, u64::try_from(year).ok()?),
+        (4, 2, u64::try_from(month).ok()?),
+        (6, 2, u64::try_from(day).ok()?),
+        (9, 2, rem / 3600),
+        (11, 2, rem % 3600 / 60),
+        (13, 2, rem % 60),
+    ];
+    for (at, width, mut value) in fields {
+        for i in (at..at + width).rev() {
+            let digit = u8::try_from(value % 10).ok()?;
+            *out.get_mut(i)? = b'0' + digit;
+            value /= 10;
+        }
+    }
+    Some(AmzDate(out))
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        if let (Some(d), Ok(v)) = (digits.get_mut(at), u8::try_from(n % 10)) {
+            *d = b'0' + v;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or_default());
+}
+
+/// One query parameter, encoded, as two ranges of a shared buffer.
+#[derive(Clone, Copy)]
+struct Pair {
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+impl Pair {
+    /// Encodes `k=v` onto `buf` and remembers where each half is.
+    fn encode(buf: &mut String, k: &str, v: &str) -> Self {
+        let k0 = buf.len();
+        encode_query_into(buf, k);
+        let v0 = buf.len();
+        encode_query_into(buf, v);
+        Self {
+            key: (k0, v0),
+            value: (v0, buf.len()),
+        }
+    }
+
+    /// Appends `k=v` as they are: names and values made only of unreserved
+    /// characters, or already encoded.
+    fn raw(buf: &mut String, k: &str, v: &str) -> Self {
+        let k0 = buf.len();
+        buf.push_str(k);
+        let v0 = buf.len();
+        buf.push_str(v);
+        Self {
+            key: (k0, v0),
+            value: (v0, buf.len()),
+        }
+    }
+
+    /// The encoded name and value.
+    fn parts<'b>(&self, buf: &'b str) -> (&'b str, &'b str) {
+        (
+            buf.get(self.key.0..self.key.1).unwrap_or_default(),
+            buf.get(self.value.0..self.value.1).unwrap_or_default(),
+        )
+    }
 }
 
 /// Presigns `method key` on `target` at time `now` (whole seconds) for `expires_in`.
@@ -275,104 +436,110 @@ pub fn presign(
         .duration_since(UNIX_EPOCH)
         .map_err(|_| SignError::Signer)?
         .as_secs();
-    let (date, datetime) = amz_dates(secs).ok_or(SignError::Signer)?;
+    let when = amz_dates(secs).ok_or(SignError::Signer)?;
     let at = UNIX_EPOCH + Duration::from_secs(secs);
-    let creds = &signer.credentials;
-    let credential = format!(
-        "{}/{date}/{}/{}/aws4_request",
-        creds.access_key_id(),
-        target.region,
-        target.service
-    );
-    let expires = expires_in.as_secs().to_string();
+    let day = secs / 86_400;
+    signer
+        .with_key(at, day, when.date(), target, |k| {
+            sign_with(target, method, key, query, signer, k, when, expires_in)
+        })
+        .ok_or(SignError::Signer)
+        .map(|path| Presigned {
+            path,
+            expires_at: at + expires_in,
+        })
+}
 
-    // The X-Amz-* parameters in the order boto3 writes them; the signature
-    // (appended last) is not part of the canonical request.
-    let mut amz: Vec<(&str, &str)> = vec![
+/// The presigned path: the parameters encoded once into one buffer, the
+/// canonical request streamed into its hash in sorted order, the string to
+/// sign streamed into the HMAC, the URL written in boto3's order.
+#[allow(clippy::too_many_arguments)]
+fn sign_with(
+    target: &Target<'_>,
+    method: Method,
+    key: &str,
+    query: &[(String, String)],
+    signer: &Signer,
+    k: &DerivedKey,
+    when: AmzDate,
+    expires_in: Duration,
+) -> String {
+    let token = signer.token.as_deref();
+    let mut buf = String::with_capacity(
+        160 + query.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>()
+            + k.credential.len()
+            + token.map_or(0, str::len),
+    );
+    let mut expires = String::with_capacity(20);
+    push_decimal(&mut expires, expires_in.as_secs());
+
+    // Client parameters first (as boto3), then the X-Amz-* ones in the order
+    // boto3 writes them; the signature (appended last) is not signed. Ours
+    // are unreserved characters or encoded once per key (the credential) or
+    // per signer (the token).
+    let mut pairs: Vec<Pair> = Vec::with_capacity(query.len() + 6);
+    for (name, value) in query {
+        pairs.push(Pair::encode(&mut buf, name, value));
+    }
+    for (name, value) in [
         ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
-        ("X-Amz-Credential", &credential),
-        ("X-Amz-Date", &datetime),
-        ("X-Amz-Expires", &expires),
+        ("X-Amz-Credential", k.credential.as_str()),
+        ("X-Amz-Date", when.datetime()),
+        ("X-Amz-Expires", expires.as_str()),
         ("X-Amz-SignedHeaders", "host"),
-    ];
-    if let Some(token) = creds.session_token() {
-        amz.push(("X-Amz-Security-Token", token));
+    ] {
+        pairs.push(Pair::raw(&mut buf, name, value));
     }
+    if let Some(token) = token {
+        pairs.push(Pair::raw(&mut buf, "X-Amz-Security-Token", token));
+    }
+    let mut sorted = pairs.clone();
+    sorted.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
 
-    // Encoded pairs: client parameters first (as boto3), then ours.
-    let encode = |k: &str, v: &str| {
-        let mut ek = String::with_capacity(k.len());
-        encode_query_into(&mut ek, k);
-        let mut ev = String::with_capacity(v.len() + 16);
-        encode_query_into(&mut ev, v);
-        (ek, ev)
-    };
-    let pairs: Vec<(String, String)> = query
-        .iter()
-        .map(|(k, v)| encode(k, v))
-        .chain(amz.iter().map(|(k, v)| encode(k, v)))
-        .collect();
-    let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
-    sorted.sort();
-
-    let path = object_path(target, key);
-    let mut creq = String::with_capacity(
-        256 + path.len()
-            + pairs
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 2)
-                .sum::<usize>(),
+    let mut path = String::with_capacity(
+        target.url_path_prefix.len() + key.len() * 3 + 2 + buf.len() + 2 * pairs.len() + 84,
     );
-    creq.push_str(method.as_str());
-    creq.push('\n');
-    creq.push_str(&path);
-    creq.push('\n');
-    for (i, (k, v)) in sorted.iter().enumerate() {
+    object_path_into(&mut path, target, key);
+
+    let mut creq = Sha256::new();
+    creq.update(method.as_str());
+    creq.update("\n");
+    creq.update(&path);
+    creq.update("\n");
+    for (i, pair) in sorted.iter().enumerate() {
+        let (name, value) = pair.parts(&buf);
         if i > 0 {
-            creq.push('&');
+            creq.update("&");
         }
-        creq.push_str(k);
-        creq.push('=');
-        creq.push_str(v);
+        creq.update(name);
+        creq.update("=");
+        creq.update(value);
     }
-    creq.push_str("\nhost:");
-    creq.push_str(target.authority);
-    creq.push_str("\n\nhost\nUNSIGNED-PAYLOAD");
+    creq.update("\nhost:");
+    creq.update(target.authority);
+    creq.update("\n\nhost\nUNSIGNED-PAYLOAD");
+    let mut creq_hex = String::with_capacity(64);
+    push_hex(&mut creq_hex, &creq.finalize());
 
-    let mut sts = String::with_capacity(160);
-    sts.push_str("AWS4-HMAC-SHA256\n");
-    sts.push_str(&datetime);
-    sts.push('\n');
-    sts.push_str(
-        credential
-            .get(creds.access_key_id().len() + 1..)
-            .unwrap_or_default(),
-    );
-    sts.push('\n');
-    push_hex(&mut sts, &Sha256::digest(creq.as_bytes()));
+    let mut sts = k.hmac.start();
+    sts.update("AWS4-HMAC-SHA256\n");
+    sts.update(when.datetime());
+    sts.update("\n");
+    sts.update(&k.scope);
+    sts.update("\n");
+    sts.update(&creq_hex);
+    let signature = k.hmac.finish(sts);
 
-    let signature = signer.signature(at, secs / 86_400, target.region, target.service, &sts);
-
-    let mut out = path;
-    out.reserve(
-        pairs
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum::<usize>()
-            + 90,
-    );
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
+    for (i, pair) in pairs.iter().enumerate() {
+        let (name, value) = pair.parts(&buf);
+        path.push(if i == 0 { '?' } else { '&' });
+        path.push_str(name);
+        path.push('=');
+        path.push_str(value);
     }
-    out.push_str("&X-Amz-Signature=");
-    out.push_str(&signature);
-    Ok(Presigned {
-        path: out,
-        expires_at: at + expires_in,
-    })
+    path.push_str("&X-Amz-Signature=");
+    push_hex(&mut path, &signature);
+    path
 }
 
 #[cfg(test)]
