@@ -15,9 +15,11 @@ import os
 import random
 import re
 import select
+import shutil
 import socket
 import string
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -34,6 +36,7 @@ from credenv import SESSION_KEK, RotatingEnvoy  # noqa: E402
 from credstub import CredStub  # noqa: E402
 from stack import (  # noqa: E402
     BUCKET,
+    PORT_CLAIMS_ENV,
     TEMPLATE_PATH,
     WASM_PATH,
     Envoy,
@@ -512,6 +515,26 @@ class Stats:
         delta = poll(self.delta, lambda d: counted(d) == (requests, requests))
         assert counted(delta) == (requests, requests), f"(requests, origin responses) counted:\n{delta}"
         return delta
+
+
+# ---------------------------------------------------------------------------
+# pytest-xdist workers: the ports they share
+# ---------------------------------------------------------------------------
+
+
+def pytest_configure(config) -> None:
+    """The run's port claims directory (stack.PORT_CLAIMS_ENV), made by the process that
+    starts the run; the xdist workers it spawns afterwards inherit its environment."""
+    if not os.environ.get(PORT_CLAIMS_ENV):
+        os.environ[PORT_CLAIMS_ENV] = config._envoy_presign_port_claims = tempfile.mkdtemp(
+            prefix="envoy-presign-ports-")
+
+
+def pytest_unconfigure(config) -> None:
+    claims = getattr(config, "_envoy_presign_port_claims", None)
+    if claims:
+        shutil.rmtree(claims, ignore_errors=True)
+        os.environ.pop(PORT_CLAIMS_ENV, None)
 
 
 # ---------------------------------------------------------------------------
