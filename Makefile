@@ -227,13 +227,22 @@ report: $(STAMP)
 report-test: prometheus-tools $(STAMP)
 	$(PY) -m pytest -q tests/monitoring/test_report.py tests/monitoring/test_runbook.py
 
-## integration: the pytest suite in tests/integration (real Envoy, real SeaweedFS, Docker)
+# Parallel pytest-xdist workers of `make integration`; INTEGRATION_WORKERS=0 runs the suite in
+# one process.
+INTEGRATION_WORKERS ?= 3
+
+## integration: the pytest suite in tests/integration (real Envoy, real SeaweedFS, Docker),
+## on INTEGRATION_WORKERS (3) pytest-xdist workers, a whole module at a time
 # integration also builds the filter with the test-only features, in target/test-only
 # (test_faults.py: a panicking VM is reloaded, its cause logged; test_docker.py: an Envoy
-# with a skewed clock).
+# with a skewed clock). Each worker has its own session fixtures (SeaweedFS, Envoys) on ports
+# no other worker is given (tests/stack.py, PORT_CLAIMS_ENV); --dist loadfile keeps a module on
+# one worker (its module fixtures made once: test_docker.py's images and fleet), and
+# --no-loadscope-reorder keeps the order tests/integration/conftest.py gives, longest first.
 integration: build $(STAMP) prometheus-tools alertmanager-tools registry-tools browser-tools media-tools compose-tools
 	cargo build --release --target $(TARGET) --features test-panic,test-clock-offset --target-dir target/test-only
-	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration
+	ENVOY_PRESIGN_REQUIRE_WASM=1 $(PY) -m pytest -q tests/integration \
+	  $(if $(filter-out 0,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 ## manifests-crd-check CRDS=<dir>: deploy/'s manifests against full CRD files (e.g. from
 ## `kubectl get crd <name> -o yaml` on your cluster), and deploy/schemas/ compared with them

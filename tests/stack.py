@@ -72,6 +72,28 @@ def _binary(name: str) -> str:
 
 _port_lock = threading.Lock()
 _issued_ports: set[int] = set()
+# A directory shared by every process of one test run (the pytest-xdist workers, and what
+# they start, e.g. the `stack.py run-https` demo): one empty file per port issued, created
+# exclusively, so that no two processes of the run are handed the same port. Envoy binds its
+# listeners with SO_REUSEPORT, so two Envoys given one port would both start and share its
+# connections. tests/integration/conftest.py sets it for the run; unset, only this
+# process's own ports are remembered.
+PORT_CLAIMS_ENV = "ENVOY_PRESIGN_PORT_CLAIMS"
+
+
+def _claim(port: int) -> bool:
+    """Record ``port`` as issued (call with _port_lock held); False if this process or
+    another process of the run (PORT_CLAIMS_ENV) already had it."""
+    if port in _issued_ports:
+        return False
+    claims = os.environ.get(PORT_CLAIMS_ENV)
+    if claims:
+        try:
+            os.close(os.open(os.path.join(claims, str(port)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return False
+    _issued_ports.add(port)
+    return True
 
 
 def _bindable(port: int) -> bool:
@@ -88,9 +110,10 @@ def free_ports(count: int) -> list[int]:
     """Return ``count`` distinct free TCP ports.
 
     All probe sockets are held open together so the kernel cannot hand out the
-    same port twice, and ports already returned by this process are never
-    reissued: a SeaweedFS opens eleven listeners and an Envoy two, and they only
-    bind some time after being given their numbers.
+    same port twice, and ports already returned by this process (or by another
+    process of the run, see PORT_CLAIMS_ENV) are never reissued: a SeaweedFS opens
+    eleven listeners and an Envoy two, and they only bind some time after being
+    given their numbers.
     """
     with _port_lock:
         held: list[socket.socket] = []
@@ -101,9 +124,8 @@ def free_ports(count: int) -> list[int]:
                 held.append(sock)
                 sock.bind(("", 0))
                 port = sock.getsockname()[1]
-                if port not in _issued_ports:
+                if _claim(port):
                     ports.append(port)
-            _issued_ports.update(ports)
             return ports
         finally:
             for sock in held:
@@ -125,8 +147,8 @@ def free_port_with_offset(offset: int, low: int = 15000, high: int = 22000) -> i
         for _ in range(500):
             port = random.randint(low, high)
             pair = (port, port + offset)
-            if not _issued_ports.intersection(pair) and all(_bindable(p) for p in pair):
-                _issued_ports.update(pair)
+            if (not _issued_ports.intersection(pair) and all(_bindable(p) for p in pair)
+                    and _claim(port) and _claim(port + offset)):
                 return port
     raise RuntimeError(f"no free port pair (p, p+{offset}) in [{low}, {high}]")
 
@@ -134,8 +156,7 @@ def free_port_with_offset(offset: int, low: int = 15000, high: int = 22000) -> i
 def claim_port(preferred: int) -> int:
     """``preferred`` if it is free (for the demo's well-known ports), else any free port."""
     with _port_lock:
-        if preferred not in _issued_ports and _bindable(preferred):
-            _issued_ports.add(preferred)
+        if preferred not in _issued_ports and _bindable(preferred) and _claim(preferred):
             return preferred
     return free_port()
 

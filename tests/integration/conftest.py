@@ -15,9 +15,11 @@ import os
 import random
 import re
 import select
+import shutil
 import socket
 import string
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -34,6 +36,7 @@ from credenv import SESSION_KEK, RotatingEnvoy  # noqa: E402
 from credstub import CredStub  # noqa: E402
 from stack import (  # noqa: E402
     BUCKET,
+    PORT_CLAIMS_ENV,
     TEMPLATE_PATH,
     WASM_PATH,
     Envoy,
@@ -315,6 +318,10 @@ class StubOrigin:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY: the head and the body are two writes, and with Nagle the body
+            # waited for Envoy's delayed ACK of the head (40 ms per response on a kept-alive
+            # upstream connection).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:  # quiet
                 pass
@@ -508,6 +515,52 @@ class Stats:
         delta = poll(self.delta, lambda d: counted(d) == (requests, requests))
         assert counted(delta) == (requests, requests), f"(requests, origin responses) counted:\n{delta}"
         return delta
+
+
+# ---------------------------------------------------------------------------
+# pytest-xdist workers: the order modules are handed out, the ports they share
+# ---------------------------------------------------------------------------
+
+# Rough wall seconds of each module on a loaded 2-core machine (three workers), for
+# scheduling only: `make integration` runs the modules on pytest-xdist workers, whole
+# modules each (--dist loadfile, so module fixtures are made once), in collection order
+# (--no-loadscope-reorder). Handing out the longest first lets the workers end together
+# instead of one starting a long module last. A module missing here counts as short; a
+# wrong figure costs time, never a test.
+MODULE_SECONDS = {
+    "test_rotating_credentials.py": 215, "test_docker.py": 180, "test_hostile_credentials.py": 95,
+    "test_media.py": 70, "test_faults.py": 55, "test_cache.py": 50, "test_hostile_memory.py": 45,
+    "test_metrics.py": 45, "test_origin_tls.py": 40, "test_config_tool.py": 40,  # with the tool's build
+    "test_manifests.py": 40, "test_credential_monitoring.py": 35, "test_reload.py": 35,
+    "test_streaming.py": 35, "test_redirect.py": 25, "test_secrets.py": 20, "test_presign_e2e.py": 15,
+    "test_routing.py": 15, "test_overrides.py": 10, "test_runbook_commands.py": 10,
+}
+
+
+def pytest_configure(config) -> None:
+    """The run's port claims directory (stack.PORT_CLAIMS_ENV), made by the process that
+    starts the run; the xdist workers it spawns afterwards inherit its environment."""
+    if not os.environ.get(PORT_CLAIMS_ENV):
+        os.environ[PORT_CLAIMS_ENV] = config._envoy_presign_port_claims = tempfile.mkdtemp(
+            prefix="envoy-presign-ports-")
+
+
+def pytest_unconfigure(config) -> None:
+    claims = getattr(config, "_envoy_presign_port_claims", None)
+    if claims:
+        shutil.rmtree(claims, ignore_errors=True)
+        os.environ.pop(PORT_CLAIMS_ENV, None)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """On an xdist worker: the modules longest first (MODULE_SECONDS), each module's tests
+    in their own order. A plain run keeps pytest's order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    first_seen: dict[str, int] = {}
+    for item in items:
+        first_seen.setdefault(item.path.name, len(first_seen))
+    items.sort(key=lambda item: (-MODULE_SECONDS.get(item.path.name, 0), first_seen[item.path.name]))
 
 
 # ---------------------------------------------------------------------------

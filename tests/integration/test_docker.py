@@ -680,9 +680,17 @@ def test_origin_container_stopped_is_503_uf_or_uh_then_recovers(fleet):
 def _wait_for_every_envoy_to_serve(fleet, what: str) -> None:
     """Each fleet Envoy serves an object again (each re-resolves and reconnects on its own)."""
     for envoy in FLEET:
-        wait_until(f"{what} ({envoy})",
-                   lambda: http_get(fleet.url(envoy, "/media/hello.txt"))[:2] == (200, OBJECTS["hello.txt"]),
-                   timeout=90, interval=1)
+        try:
+            wait_until(f"{what} ({envoy})",
+                       lambda: http_get(fleet.url(envoy, "/media/hello.txt"))[:2] == (200, OBJECTS["hello.txt"]),
+                       timeout=90, interval=1)
+        except TimeoutError as error:
+            # What the store and the Envoy were doing, for the post-mortem.
+            seaweedfs = fleet.run.container("seaweedfs")
+            state = docker("inspect", "-f", "{{json .State}} {{json .NetworkSettings.Networks}}", seaweedfs,
+                           check=False)
+            raise TimeoutError(f"{error}\n--- seaweedfs {state}\n{fleet.run.logs('seaweedfs')[-6000:]}"
+                               f"\n--- {envoy}\n{fleet.run.logs(envoy)[-3000:]}") from None
 
 
 def test_origin_cut_off_times_out_without_stalling_envoy_then_recovers(fleet):
