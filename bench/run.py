@@ -279,7 +279,12 @@ def main() -> int:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="envoy-presign-bench-") as tmp:
         tmp = Path(tmp)
-        origin = Envoy(tmp, ORIGIN_TEMPLATE, WASM_PATH, {}, 0, concurrency=1).start()
+        # Row j's credentials expire 30 h from now: the filter refuses an answer living
+        # longer than 36 h (MAX_CREDENTIAL_LIFETIME_MS), and refreshes at half-life at the
+        # earliest, 15 h away.
+        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 3600))
+        origin = Envoy(tmp, ORIGIN_TEMPLATE, WASM_PATH, {}, 0, concurrency=1,
+                       extra_substitutions={"BENCH_IMDS_EXPIRATION": expiration}).start()
         pin(origin.proc.pid, LOAD_CPUS)
         proxies = {}
         try:
