@@ -526,29 +526,28 @@ def test_a_coloured_diff_that_does_not_line_up_gives_the_plain_diff(repo: Repo, 
     assert ("src/checks.rs", "fn checksum(bytes: &[u8]) -> u32 {") in w.added
 
 
+def move_out_of_glue(repo: Repo, tmp_path: Path, excluded: str) -> Written:
+    """A function moved from src/glue.rs to src/core.rs, with `excluded` the one file that
+    .cargo/mutants.toml leaves out of mutation testing."""
+    base = change(repo, {
+        "src/lib.rs": KEEP,
+        "src/glue.rs": STAYS + "\n" + CHECKSUM,
+        ".cargo/mutants.toml": f'exclude_globs = ["{excluded}"]\n',
+    }, when=0)
+    change(repo, {"src/glue.rs": STAYS, "src/core.rs": CHECKSUM}, when=10 * HOUR)
+    return written(repo, tmp_path, "--base", base)
+
 
 def test_code_moved_out_of_an_untested_file_counts_as_added(repo: Repo, tmp_path: Path):
     # The glue was left out of mutation testing at the base; the same function moved into the
     # tested core was never tested, so it counts as added there. The glue itself (excluded now
     # too) is left out of the diff on both sides.
-    base = change(repo, {
-        "src/lib.rs": KEEP,
-        "src/glue.rs": STAYS + "\n" + CHECKSUM,
-        ".cargo/mutants.toml": 'exclude_globs = ["src/glue.rs"]\n',
-    }, when=0)
-    change(repo, {"src/glue.rs": STAYS, "src/core.rs": CHECKSUM}, when=10 * HOUR)
-    w = written(repo, tmp_path, "--base", base)
+    w = move_out_of_glue(repo, tmp_path, "src/glue.rs")
     assert "src/glue.rs" not in w.text
     assert w.added == [("src/core.rs", line) for line in lines_of(CHECKSUM)]
 
 
 def test_code_moved_between_tested_files_is_still_left_out(repo: Repo, tmp_path: Path):
     # The same move with the old file tested: left out as moved (the counterpart of the above).
-    base = change(repo, {
-        "src/lib.rs": KEEP,
-        "src/glue.rs": STAYS + "\n" + CHECKSUM,
-        ".cargo/mutants.toml": 'exclude_globs = ["src/other.rs"]\n',
-    }, when=0)
-    change(repo, {"src/glue.rs": STAYS, "src/core.rs": CHECKSUM}, when=10 * HOUR)
-    w = written(repo, tmp_path, "--base", base)
+    w = move_out_of_glue(repo, tmp_path, "src/other.rs")
     assert not [text for _, text in w.added if "checksum" in text]
