@@ -247,6 +247,18 @@ fn fingerprint(creds: &Credentials) -> String {
     out
 }
 
+/// A SHA-256 digest in lower-case hex, on the stack.
+fn hex_lower(digest: &[u8; 32]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(digest) {
+        for (o, nibble) in pair.iter_mut().zip([b >> 4, b & 0x0f]) {
+            *o = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+        }
+    }
+    out
+}
+
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
@@ -493,20 +505,28 @@ fn sign_with(
     if let Some(token) = token {
         pairs.push(Pair::raw(&mut buf, "X-Amz-Security-Token", token));
     }
-    let mut sorted = pairs.clone();
-    sorted.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
-
+    // The URL's query in boto3's order first; the canonical request then
+    // takes the same pairs sorted, and the object path before the query.
     let mut path = String::with_capacity(
         target.url_path_prefix.len() + key.len() * 3 + 2 + buf.len() + 2 * pairs.len() + 84,
     );
     object_path_into(&mut path, target, key);
+    let object_path_len = path.len();
+    for (i, pair) in pairs.iter().enumerate() {
+        let (name, value) = pair.parts(&buf);
+        path.push(if i == 0 { '?' } else { '&' });
+        path.push_str(name);
+        path.push('=');
+        path.push_str(value);
+    }
+    pairs.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
 
     let mut creq = Sha256::new();
     creq.update(method.as_str());
     creq.update("\n");
-    creq.update(&path);
+    creq.update(path.get(..object_path_len).unwrap_or_default());
     creq.update("\n");
-    for (i, pair) in sorted.iter().enumerate() {
+    for (i, pair) in pairs.iter().enumerate() {
         let (name, value) = pair.parts(&buf);
         if i > 0 {
             creq.update("&");
@@ -518,8 +538,6 @@ fn sign_with(
     creq.update("\nhost:");
     creq.update(target.authority);
     creq.update("\n\nhost\nUNSIGNED-PAYLOAD");
-    let mut creq_hex = String::with_capacity(64);
-    push_hex(&mut creq_hex, &creq.finalize());
 
     let mut sts = k.hmac.start();
     sts.update("AWS4-HMAC-SHA256\n");
@@ -527,16 +545,9 @@ fn sign_with(
     sts.update("\n");
     sts.update(&k.scope);
     sts.update("\n");
-    sts.update(&creq_hex);
+    sts.update(hex_lower(&creq.finalize().into()));
     let signature = k.hmac.finish(sts);
 
-    for (i, pair) in pairs.iter().enumerate() {
-        let (name, value) = pair.parts(&buf);
-        path.push(if i == 0 { '?' } else { '&' });
-        path.push_str(name);
-        path.push('=');
-        path.push_str(value);
-    }
     path.push_str("&X-Amz-Signature=");
     push_hex(&mut path, &signature);
     path
