@@ -48,12 +48,19 @@ fn impl_block<'a>(src: &'a str, header: &str) -> Option<&'a str> {
 /// histogram)". Envoy runs response-side code only where the module exports
 /// a callback for it, so this fails as soon as the glue defines one: a
 /// `proxy_on_response_*` export, `on_http_response_headers`, `_body`,
-/// `_trailers`, `on_log`, or an `on_done` of the HTTP context (called when
-/// the stream ends). The HTTP context defines only `on_http_request_headers`.
+/// `_trailers`, `on_log` (nor the `proxy_on_log` export, which Envoy would call
+/// into the VM for on every request), or an `on_done` of the HTTP context
+/// (called when the stream ends). The HTTP context defines only
+/// `on_http_request_headers`.
 #[test]
 fn the_filter_does_no_response_side_work() {
     for (file, src) in GLUE {
-        for callback in ["fn on_http_response", "fn on_log", "fn proxy_on_response"] {
+        for callback in [
+            "fn on_http_response",
+            "fn on_log",
+            "fn proxy_on_log",
+            "fn proxy_on_response",
+        ] {
             assert!(!src.contains(callback), "{file} defines {callback}…");
         }
     }

@@ -65,10 +65,9 @@ struct PresignRoot {
 }
 
 impl Context for PresignRoot {
-    fn on_done(&mut self) -> bool {
+    fn on_done(&mut self) {
         // The VM is going away (drain, reload): hand over the last counts.
         flush_counters();
-        true
     }
 
     fn on_http_call_response(
