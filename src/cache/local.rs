@@ -82,19 +82,23 @@ impl LocalCache {
         path: &str,
         now_ms: u64,
     ) -> Option<LocalHit<'_>> {
+        self.find(method, authority, path)
+            .filter(|hit| now_ms < hit.fresh_until_ms)
+    }
+
+    /// The rewrite remembered for exactly this request, fresh or not: the
+    /// caller judges its `fresh_until_ms` (without reading the host's clock
+    /// when the tick clock is sure enough, see `clock::RequestClock`).
+    pub fn find(&self, method: &str, authority: &str, path: &str) -> Option<LocalHit<'_>> {
         let e = self
             .slots
             .get(self.index(method, authority, path)?)?
             .as_ref()?;
-        (now_ms < e.fresh_until_ms
-            && e.path == path
-            && e.method == method
-            && e.authority == authority)
-            .then_some(LocalHit {
-                origin: e.origin,
-                rewrite: &e.rewrite,
-                fresh_until_ms: e.fresh_until_ms,
-            })
+        (e.path == path && e.method == method && e.authority == authority).then_some(LocalHit {
+            origin: e.origin,
+            rewrite: &e.rewrite,
+            fresh_until_ms: e.fresh_until_ms,
+        })
     }
 
     /// Remembers a rewrite until `fresh_until_ms`, unless it is larger than

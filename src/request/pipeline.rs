@@ -10,7 +10,7 @@
 
 use crate::cache::local::LocalCache;
 use crate::cache::Store;
-use crate::clock::unix_ms;
+use crate::clock::{unix_ms, RequestClock};
 use crate::config::{Config, Delivery, Origin};
 use crate::request::actions::{self, Acted, Forward, HostError, HostFailures, RequestHost};
 use crate::request::decide::{decide, refusal_category, Decision, FallbackReason, RequestHead};
@@ -159,28 +159,40 @@ fn send_redirect(
 }
 
 /// The fast path: a fresh rewrite this worker made for the same request
-/// (method, authority and raw path), served without the shared cache.
+/// (method, authority and raw path), served without the shared cache. A
+/// proxied hit whose refresh point lies beyond the tick clock's margin is
+/// served without reading the host's clock; any other is judged, and a
+/// redirect's `max-age` computed, at the exact time.
 pub fn local_hit<'c>(
     config: &'c Config,
     local: &LocalCache,
     head: &HeaderView<'_>,
     path: &str,
-    now_ms: u64,
+    clock: &mut RequestClock<'_>,
     req: &mut dyn RequestHost,
 ) -> Option<Handled<'c>> {
-    let hit = local.get(head.method, head.authority, path, now_ms)?;
+    let hit = local.find(head.method, head.authority, path)?;
     let origin = config.origins.get(hit.origin)?;
+    let redirect = origin.delivery == Delivery::Redirect;
+    let sure = !redirect && clock.surely_before(hit.fresh_until_ms);
+    if !sure && clock.exact_ms() >= hit.fresh_until_ms {
+        return None;
+    }
     let mut record = RequestRecord {
         outcome: Some(RequestOutcome::Hit),
         cache: Some(crate::cache::Outcome::Hit),
         ..RequestRecord::default()
     };
-    let acted = if origin.delivery == Delivery::Redirect {
+    let acted = if redirect {
         record.outcome = Some(RequestOutcome::Redirect);
         let expires_at_ms = hit
             .fresh_until_ms
             .saturating_add(origin.policy.refresh_before_ms);
-        let max_age = max_age_secs(expires_at_ms, now_ms, origin.policy.min_remaining_ms);
+        let max_age = max_age_secs(
+            expires_at_ms,
+            clock.exact_ms(),
+            origin.policy.min_remaining_ms,
+        );
         send_redirect(req, head, origin, hit.rewrite, Some(max_age), &mut record)
     } else {
         let rewrite = Some((origin.authority.as_str(), hit.rewrite));

@@ -4,6 +4,22 @@ use crate::request::decide::LocalReply;
 use crate::request::headers::ORIGIN_MARKER_HEADER;
 use crate::testing::{host_at, FakeHost, FakeStore};
 use serde_json::json;
+use std::cell::Cell;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A host clock that must not be read.
+fn unread() -> SystemTime {
+    panic!("the host's clock was read")
+}
+
+/// A request that already read the host's clock: `ms`.
+fn exact_at(ms: u64) -> RequestClock<'static> {
+    RequestClock::new(None, Some(at(ms)), &unread)
+}
 
 /// One origin `media` on `/media/`, inline keys, the given extra origin fields.
 fn config(extra: serde_json::Value) -> Config {
@@ -112,7 +128,7 @@ fn a_signed_request_is_rewritten_marked_counted_and_remembered() {
     // The same request again: the worker's local copy serves the same URL.
     let mut again = FakeHost::default();
     let path = "/media/a.mp4?X-Amz-Credential=x";
-    let hit = local_hit(&c, &w.local, &h, path, 1_001_000, &mut again).unwrap();
+    let hit = local_hit(&c, &w.local, &h, path, &mut exact_at(1_001_000), &mut again).unwrap();
     assert_eq!(hit.index, Some(0));
     assert_eq!(hit.record.outcome, Some(RequestOutcome::Hit));
     assert_eq!(hit.record.cache, Some(Outcome::Hit));
@@ -120,14 +136,30 @@ fn a_signed_request_is_rewritten_marked_counted_and_remembered() {
     assert_eq!(hit.acted, Acted::Forwarded);
     assert_eq!(set_path(&again.calls), signed);
     // Another path, or the same one from another authority, is not a hit.
-    assert!(local_hit(&c, &w.local, &h, "/media/b.mp4", 1_001_000, &mut again).is_none());
+    assert!(local_hit(
+        &c,
+        &w.local,
+        &h,
+        "/media/b.mp4",
+        &mut exact_at(1_001_000),
+        &mut again
+    )
+    .is_none());
     let other = HeaderView {
         authority: "other",
         ..head("GET", path)
     };
-    assert!(local_hit(&c, &w.local, &other, path, 1_001_000, &mut again).is_none());
+    assert!(local_hit(
+        &c,
+        &w.local,
+        &other,
+        path,
+        &mut exact_at(1_001_000),
+        &mut again
+    )
+    .is_none());
     // Past its freshness (600 s URLs), the local copy has nothing.
-    assert!(local_hit(&c, &w.local, &h, path, 2_000_000, &mut again).is_none());
+    assert!(local_hit(&c, &w.local, &h, path, &mut exact_at(2_000_000), &mut again).is_none());
 
     // A second worker (empty local copy) finds the URL in the shared cache.
     let mut second = World {
@@ -157,7 +189,15 @@ fn a_refused_rewrite_is_answered_503_counted_denied_and_not_remembered() {
     assert_eq!(done.record.outcome, Some(RequestOutcome::Denied));
     assert_eq!(done.record.auth_stripped, 0);
     assert_eq!(done.record.host.set_header, 1);
-    assert!(local_hit(&c, &w.local, &h, "/media/a.mp4", 1_000_500, &mut req).is_none());
+    assert!(local_hit(
+        &c,
+        &w.local,
+        &h,
+        "/media/a.mp4",
+        &mut exact_at(1_000_500),
+        &mut req
+    )
+    .is_none());
     // Neither the rewrite nor the 503: the request goes on unmarked.
     let mut req = FakeHost {
         fail_write: Some(0),
@@ -255,7 +295,7 @@ fn signing_failures_are_refused_or_forwarded_unsigned_with_a_warning() {
         &w.local,
         &h,
         "/media/a.mp4?versionId=1",
-        1_000_100,
+        &mut exact_at(1_000_100),
         &mut req
     )
     .is_none());
@@ -296,7 +336,15 @@ fn redirects_carry_their_max_age_and_are_remembered() {
     assert!(reply.contains("max-age="), "{reply}");
     // The local copy answers the same redirect.
     let mut again = FakeHost::default();
-    let hit = local_hit(&c, &w.local, &h, "/media/a.mp4", 1_000_100, &mut again).unwrap();
+    let hit = local_hit(
+        &c,
+        &w.local,
+        &h,
+        "/media/a.mp4",
+        &mut exact_at(1_000_100),
+        &mut again,
+    )
+    .unwrap();
     assert_eq!(hit.record.outcome, Some(RequestOutcome::Redirect));
     assert_eq!(hit.acted, Acted::Redirected);
     let location = |r: &str| {
@@ -316,7 +364,15 @@ fn redirects_carry_their_max_age_and_are_remembered() {
     assert_eq!(done.acted, Acted::Unmarked);
     assert_eq!(done.record.outcome, Some(RequestOutcome::Denied));
     assert_eq!(done.record.host.local_reply, 1);
-    assert!(local_hit(&c, &w.local, &h, "/media/a.mp4", 1_000_100, &mut req).is_none());
+    assert!(local_hit(
+        &c,
+        &w.local,
+        &h,
+        "/media/a.mp4",
+        &mut exact_at(1_000_100),
+        &mut req
+    )
+    .is_none());
 }
 
 #[test]
@@ -332,7 +388,15 @@ fn a_redirect_origins_playlists_are_proxied_and_counted_on_that_origin() {
     assert!(set_path(&req.calls).starts_with("/media/v/index.m3u8?X-Amz-"));
     // The proxy twin's rewrite is not remembered: a local hit is served with
     // the configured origin's delivery, a redirect.
-    assert!(local_hit(&c, &w.local, &h, "/media/v/index.m3u8", 1_000_100, &mut req).is_none());
+    assert!(local_hit(
+        &c,
+        &w.local,
+        &h,
+        "/media/v/index.m3u8",
+        &mut exact_at(1_000_100),
+        &mut req
+    )
+    .is_none());
     assert_eq!(
         index_of(&c, c.origins[0].proxied.as_deref().unwrap()),
         Some(0)
@@ -386,8 +450,73 @@ fn a_request_is_counted_on_the_origin_it_matched() {
         &w.local,
         &head("GET", "/images/a.jpg"),
         "/images/a.jpg",
-        1_000_100,
+        &mut exact_at(1_000_100),
         &mut req,
     );
     assert_eq!(hit.map(|h| h.index), Some(Some(1)));
+}
+
+/// A clock that counts its reads and answers `ms`.
+fn counting(reads: &Cell<u32>, ms: u64) -> impl Fn() -> SystemTime + '_ {
+    move || {
+        reads.set(reads.get() + 1);
+        at(ms)
+    }
+}
+
+#[test]
+fn a_proxied_hit_far_from_its_refresh_point_reads_no_clock() {
+    // 600 s URLs signed at 1000 s (dated 960 s, aligned): fresh until 1440 s
+    // (refresh_before 120 s).
+    let c = config(json!({}));
+    let mut w = World::new();
+    let h = head("GET", "/media/a.mp4");
+    w.run(&c, &h, 1000, &mut FakeHost::default());
+    let path = "/media/a.mp4";
+    let fresh_until = w.local.find("GET", "envoy", path).unwrap().fresh_until_ms;
+    assert_eq!(fresh_until, 1_440_000);
+    let reads = Cell::new(0);
+    // The tick clock alone: more than the margin before the refresh point.
+    let read = counting(&reads, 1_100_000);
+    let tick = fresh_until - crate::clock::TICK_CLOCK_MARGIN_MS - 1;
+    let mut clock = RequestClock::new(Some(tick), None, &read);
+    let mut req = FakeHost::default();
+    let hit = local_hit(&c, &w.local, &h, path, &mut clock, &mut req).unwrap();
+    assert_eq!(hit.record.outcome, Some(RequestOutcome::Hit));
+    assert_eq!(reads.get(), 0);
+    assert_eq!(clock.read_so_far(), None);
+    // Within the margin the host's clock decides, read once: still fresh...
+    let mut clock = RequestClock::new(Some(tick + 1), None, &read);
+    assert!(local_hit(&c, &w.local, &h, path, &mut clock, &mut req).is_some());
+    assert_eq!(reads.get(), 1);
+    // ...or due for refresh, even though the tick clock lags behind it.
+    let late = counting(&reads, fresh_until);
+    let mut clock = RequestClock::new(Some(tick + 1), None, &late);
+    assert!(local_hit(&c, &w.local, &h, path, &mut clock, &mut req).is_none());
+    assert_eq!(reads.get(), 2);
+    // The full path then signs at the time already read.
+    assert_eq!(clock.read_so_far(), Some(at(fresh_until)));
+    // Without ticks every hit reads the host's clock.
+    let mut clock = RequestClock::new(None, None, &read);
+    assert!(local_hit(&c, &w.local, &h, path, &mut clock, &mut req).is_some());
+    assert_eq!(reads.get(), 3);
+}
+
+#[test]
+fn a_redirect_hit_always_reads_the_clock_for_its_max_age() {
+    let c = config(json!({"delivery": "redirect", "public_endpoint": "https://cdn.example.com"}));
+    let mut w = World::new();
+    let h = head("GET", "/media/a.mp4");
+    w.run(&c, &h, 1000, &mut FakeHost::default());
+    let reads = Cell::new(0);
+    // 600 s URLs signed at 1000 s (dated 960 s) expire at 1560 s; min_remaining 24 s.
+    let read = counting(&reads, 1_100_000);
+    let mut clock = RequestClock::new(Some(1_000_000), None, &read);
+    let mut req = FakeHost::default();
+    let hit = local_hit(&c, &w.local, &h, "/media/a.mp4", &mut clock, &mut req).unwrap();
+    assert_eq!(hit.acted, Acted::Redirected);
+    assert_eq!(reads.get(), 1);
+    let reply = req.calls.last().unwrap();
+    // (1560 - 24 - 1100) s from the exact time, not from the tick clock's 1000 s.
+    assert!(reply.contains("max-age=436"), "{reply}");
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cache::local::LocalCache;
 use crate::cache::scan::{ScanTick, Scanner};
-use crate::clock::unix_ms;
+use crate::clock::{unix_ms, RequestClock};
 use crate::config::startup::{configure, Configured};
 use crate::log_limit::LogLimiter;
 use crate::metrics::CredentialMetrics;
@@ -112,8 +112,10 @@ impl RootContext for PresignRoot {
         if self.worker_id == 0 {
             self.worker_id = random_worker_id();
         }
-        // Ticks flush batched counters, and drive the cache-size scan.
-        if !set_tick_period(TICK) {
+        // Ticks flush batched counters, drive the cache-size scan and set the
+        // tick clock.
+        let ticking = set_tick_period(TICK);
+        if !ticking {
             if config.rotating.is_some() {
                 // Rotating credentials are fetched on ticks: without them
                 // the filter could never sign.
@@ -147,6 +149,7 @@ impl RootContext for PresignRoot {
             rotating,
             log_limit: RefCell::new(LogLimiter::default()),
             served: Cell::new(false),
+            tick_ms: Cell::new(if ticking { unix_ms(now()) } else { 0 }),
         }));
         true
     }
@@ -157,7 +160,9 @@ impl RootContext for PresignRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        log_held_back(&shared.log_limit, unix_ms(now()));
+        let now_ms = unix_ms(now());
+        shared.tick_ms.set(now_ms);
+        log_held_back(&shared.log_limit, now_ms);
         if let Some(rotation) = shared.rotating.as_ref() {
             let events = rotation.on_tick(shared.served.get());
             rotation.apply(events, &self.credential_metrics, &shared.local);
@@ -176,7 +181,7 @@ impl RootContext for PresignRoot {
         };
         let tick = ScanTick {
             owner: self.worker_id,
-            now_ms: unix_ms(now()),
+            now_ms,
             hold_ms: 3 * u64::try_from(TICK.as_millis()).unwrap_or(1000),
             max_entries: cache.max_entries,
             scan_interval_secs: cache.scan_interval_secs,
@@ -262,7 +267,10 @@ impl HttpContext for PresignRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let calls_before = hostcalls_made();
         let sampled = self.shared.sample_latency();
-        let started = now();
+        // A sampled request is timed from here; any other reads the host's
+        // clock only when a decision needs the exact time (src/clock.rs).
+        let started = sampled.then(now);
+        let mut clock = RequestClock::new(self.shared.tick_clock(), started, &now);
         let buf = request_header_map();
         #[cfg(feature = "test-panic")]
         test_panic(&buf);
@@ -271,24 +279,27 @@ impl HttpContext for PresignRequest {
         let Some(raw_path) = head.path else {
             return Action::Continue;
         };
-        let now_ms = unix_ms(started);
         let local = match std::str::from_utf8(raw_path) {
             Ok(path) => pipeline::local_hit(
                 &self.shared.config,
                 &self.shared.local.borrow(),
                 &head,
                 path,
-                now_ms,
+                &mut clock,
                 &mut WasmRequest,
             ),
             Err(_) => None,
         };
         let handled = match local {
             Some(done) => done,
-            None => self.handle(&head, raw_path, started, sampled),
+            None => {
+                let at = clock.exact();
+                self.shared.saw_time(at);
+                self.handle(&head, raw_path, at, sampled)
+            }
         };
         if let Some(note) = handled.failure {
-            log_failure(&self.shared.log_limit, note, now_ms, &head);
+            log_failure(&self.shared.log_limit, note, clock.exact_ms(), &head);
         }
         let (index, mut record) = (handled.index, handled.record);
         let action = if handled.acted.stops() {
@@ -296,7 +307,7 @@ impl HttpContext for PresignRequest {
         } else {
             Action::Continue
         };
-        if sampled {
+        if let Some(started) = started {
             record.filter_us = Some(micros_since(started));
         }
         let metrics = self.shared.metrics(index);

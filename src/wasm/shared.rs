@@ -3,8 +3,10 @@
 //! rotating credentials, and the failure-log limiter.
 
 use std::cell::{Cell, RefCell};
+use std::time::SystemTime;
 
 use crate::cache::local::LocalCache;
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::log_limit::LogLimiter;
 use crate::metrics::OriginMetrics;
@@ -30,6 +32,10 @@ pub struct Shared {
     pub served: Cell<bool>,
     /// Holds back repeated failure lines (see `log_limit`).
     pub log_limit: RefCell<LogLimiter>,
+    /// The worker's tick clock (Unix ms), set on each tick and by each
+    /// request that reads the host's clock; 0 where the host gives no ticks
+    /// (then every request reads the host's clock). See `clock::RequestClock`.
+    pub tick_ms: Cell<u64>,
 }
 
 impl Shared {
@@ -41,6 +47,20 @@ impl Shared {
         let n = self.seen.get();
         self.seen.set(n.wrapping_add(1));
         n % self.config.latency_sample_every.max(1) == 0
+    }
+
+    /// The tick clock, if the host ticks.
+    pub fn tick_clock(&self) -> Option<u64> {
+        Some(self.tick_ms.get()).filter(|t| *t != 0)
+    }
+
+    /// A request read the host's clock: the tick clock moves up to it (only
+    /// where the host ticks; a failed read, the epoch, stops its use until
+    /// the next tick).
+    pub fn saw_time(&self, t: SystemTime) {
+        if self.tick_ms.get() != 0 {
+            self.tick_ms.set(unix_ms(t));
+        }
     }
 
     /// The metrics of an origin position, or the unmatched set.
