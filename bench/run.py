@@ -108,15 +108,17 @@ def native_signing(origin_port: int) -> dict:
     }
 
 
-def hit_path_rewrite(origin_port: int, authority: bool = True) -> str:
+def hit_path_rewrite(origin_port: int, authority: bool = True, flags: str = "noclock") -> str:
     """The no-op filter's configuration that makes it do the hit path's hostcalls: the
     origin's authority ("-": left alone, as if a route's host_rewrite_literal set it), a
-    presigned path of the filter's shape and length, the marker."""
+    presigned path of the filter's shape and length, the marker, and its flags (``noclock``:
+    no clock read, as the filter's proxied hits far from their refresh point; ``batch``: the
+    writes as one whole-map write)."""
     path = ("/media/video/clip-0001.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
             f"{ACCESS_KEY}%2F20261129%2F{REGION}%2Fs3%2Faws4_request&X-Amz-Date=20261129T000000Z"
             "&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=" + "0" * 64)
     host = f"127.0.0.1:{origin_port}" if authority else "-"
-    return f"{host}\n{path}\nmedia\n"
+    return f"{host}\n{path}\nmedia\n{flags}\n"
 
 
 def configurations(origin_port: int) -> dict[str, list[dict]]:
@@ -139,6 +141,8 @@ def configurations(origin_port: int) -> dict[str, list[dict]]:
         "j presign, cache hits, rotating credentials (IMDS)": [
             wasm_filter("envoy_presign", PRESIGN_WASM, presign_config(origin_port, {}, credentials=ROTATING)),
             ROUTER],
+        "k = g with its three writes as one whole-map write": [
+            wasm_filter("noop", NOOP_WASM, hit_path_rewrite(origin_port, flags="noclock batch")), ROUTER],
     }
 
 
@@ -321,14 +325,14 @@ def main() -> int:
             origin.stop()
         seaweed = seaweed_run(tmp, env, args)
 
-    a, b, c, d, e, f, g, h, i, j = (med[n]["rps"] for n in configurations(0))
+    a, b, c, d, e, f, g, h, i, j, k = (med[n]["rps"] for n in configurations(0))
     cpu = {n[0]: m["cpu_us"] for n, m in med.items()}
     # Ratios within each round (the configurations ran seconds apart), then their median:
     # by throughput, and by capacity (the inverse ratio of Envoy CPU per request, what the
     # throughput ratio would be if the proxy's core were the only bottleneck).
     by_round = [{n[0]: rs[i] for n, rs in results.items()} for i in range(args.rounds)]
     pairs = (("c", "e"), ("c", "b"), ("d", "b"), ("f", "e"), ("f", "b"), ("g", "e"), ("c", "g"), ("h", "g"),
-             ("i", "c"), ("j", "c"))
+             ("k", "g"), ("i", "c"), ("j", "c"))
     rps_ratio = {f"{x}/{y}": statistics.median(r[x]["rps"] / r[y]["rps"] for r in by_round) for x, y in pairs}
     cpu_ratio = {f"{x}/{y}": statistics.median(r[y]["cpu_us"] / r[x]["cpu_us"] for r in by_round)
                  for x, y in pairs}
@@ -345,17 +349,17 @@ def main() -> int:
         lines.append(f"| {n} | {m['rps']:.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | "
                      f"{m['cpu_us']:.1f} µs | {mem[n] // 1024} MiB |")
     lines.append("")
-    lines.append(f"Ratios of the medians: c/e = {c / e:.3f} (target ≥ 0.95), c/b = {c / b:.3f} (target ≥ 1.15), "
-                 f"d/b = {d / b:.3f} (target ≥ 1.0), c/a = {c / a:.3f}; f/e = {f / e:.3f}, f/b = {f / b:.3f}. "
-                 f"Non-2xx responses: {errors}.\n")
-    lines.append("Median of the per-round ratios (targets: c/e ≥ 0.95, c/b ≥ 1.15, d/b ≥ 1.0):\n")
+    lines.append(f"Ratios of the medians: c/e = {c / e:.3f} (target ≥ 0.95), c/b = {c / b:.3f} (target ≥ 1.20), "
+                 f"d/b = {d / b:.3f} (target ≥ 1.05), c/a = {c / a:.3f}; f/e = {f / e:.3f}, f/b = {f / b:.3f}; "
+                 f"g/e = {g / e:.3f}, k/g = {k / g:.3f}. Non-2xx responses: {errors}.\n")
+    lines.append("Median of the per-round ratios (targets: c/e ≥ 0.95, c/b ≥ 1.20, d/b ≥ 1.05):\n")
     lines.append("| ratio | " + " | ".join(rps_ratio) + " |")
     lines.append("|---|" + "---:|" * len(rps_ratio))
     lines.append("| by req/s | " + " | ".join(f"{v:.3f}" for v in rps_ratio.values()) + " |")
     lines.append("| by Envoy CPU per request (capacity) | " + " | ".join(f"{v:.3f}" for v in cpu_ratio.values()) + " |")
     lines.append("")
     lines.append("Envoy CPU per request against passthrough (a; a redirect answers without the origin, "
-                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghij") + ".\n")
+                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghijk") + ".\n")
     lines.append("In-VM histograms (cumulative over the runs):\n")
     lines.append("| configuration | signing p50 | signing p99 | time in filter p50 | time in filter p99 |")
     lines.append("|---|---:|---:|---:|---:|")
@@ -369,8 +373,9 @@ def main() -> int:
                  + ", ".join(f"{n} {v:.2f}" for n, v in calls.items())
                  + f". Latencies are sampled 1 in {DEFAULT_SAMPLE_EVERY}: a sample adds a clock read and a "
                  "histogram record (and two clock reads and a record more if it signs), so the fractions "
-                 "above the unsampled paths' 5 (clock, header map, :authority, :path, marker; 3 for a "
-                 "redirect: clock, header map, the reply) are the sampling.\n")
+                 "above the unsampled paths' counts are the sampling: 4 for a proxied hit (header map, "
+                 ":authority, :path, marker; its freshness judged by the tick clock), 5 when signing (the "
+                 "clock too), 3 for a redirect (clock, header map, the reply).\n")
     core = ROOT / "target" / "bench-core.txt"  # `cargo bench --bench core`, run by make bench first
     if core.exists():
         lines.append("Pure core natively (`cargo bench --bench core`, this run): "
