@@ -198,6 +198,8 @@ lint: wasm-target
 	cargo clippy --release --target $(TARGET) --features test-panic,test-clock-offset -- -D warnings
 	cd $(WRITER) && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 	cd fuzz && cargo fmt -- --check && cargo clippy --bins -- -D warnings
+	cd bench/noop-filter && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
+	cd bench/floor-filter && cargo fmt -- --check && cargo clippy --release --target $(TARGET) -- -D warnings
 
 ## rules: check envoy/prometheus/rules.yml and run its unit tests (rules_test.yml; the
 ## several-day anomaly and period tests, anomaly_test.yml and period_test.yml, about 15 s)
@@ -262,10 +264,11 @@ clean:
 
 NOOP_WASM := bench/noop-filter/target/$(TARGET)/release/noop_filter.wasm
 
-## bench: throughput/latency next to passthrough, native signing and a no-op Wasm floor (see bench/)
+## bench: throughput/latency next to passthrough, native signing, a no-op Wasm floor and a floor of the rewrite (see bench/)
 bench: build $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cd bench/noop-filter && cargo build --release --target $(TARGET)
+	cd bench/floor-filter && cargo build --release --target $(TARGET)
 	cargo build --release --target $(TARGET) --features hostcall-count --target-dir target/hostcall-count
 	set -o pipefail; cargo bench --bench core | tee target/bench-core.txt
 	$(PY) bench/run.py

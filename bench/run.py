@@ -41,6 +41,8 @@ from stack import (  # noqa: E402  (path set above)
 )
 
 NOOP_WASM = HERE / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+# The least a rewrite can cost: no SDK, envoy-presign's exports only (bench/floor-filter).
+FLOOR_WASM = HERE / "floor-filter" / "target" / "wasm32-wasip1" / "release" / "floor_filter.wasm"
 # The same filter built with `--features hostcall-count` (make bench builds it): it counts
 # its hostcalls per request in the `envoy_presign.hostcalls` counter.
 # The filter under test: the release build, or another build to compare with the same
@@ -143,6 +145,10 @@ def configurations(origin_port: int) -> dict[str, list[dict]]:
             ROUTER],
         "k = g with its three writes as one whole-map write": [
             wasm_filter("noop", NOOP_WASM, hit_path_rewrite(origin_port, flags="noclock batch")), ROUTER],
+        "l floor of a rewrite: no SDK, the header map, :path, marker": [
+            wasm_filter("floor", FLOOR_WASM, hit_path_rewrite(origin_port, authority=False)), ROUTER],
+        "m = l with the :authority write (c's calls, no logic)": [
+            wasm_filter("floor", FLOOR_WASM, hit_path_rewrite(origin_port)), ROUTER],
     }
 
 
@@ -275,7 +281,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=2)
     ap.add_argument("--connections", type=int, default=16)
     args = ap.parse_args()
-    for path in (PRESIGN_WASM, NOOP_WASM, COUNTING_WASM):
+    for path in (PRESIGN_WASM, NOOP_WASM, FLOOR_WASM, COUNTING_WASM):
         if not path.exists():
             sys.exit(f"{path} is missing: run `make bench`, which builds it")
     env = env_credentials(ACCESS_KEY, SECRET_KEY)
@@ -325,14 +331,14 @@ def main() -> int:
             origin.stop()
         seaweed = seaweed_run(tmp, env, args)
 
-    a, b, c, d, e, f, g, h, i, j, k = (med[n]["rps"] for n in configurations(0))
+    a, b, c, d, e, f, g, h, i, j, k, l, m = (med[n]["rps"] for n in configurations(0))
     cpu = {n[0]: m["cpu_us"] for n, m in med.items()}
     # Ratios within each round (the configurations ran seconds apart), then their median:
     # by throughput, and by capacity (the inverse ratio of Envoy CPU per request, what the
     # throughput ratio would be if the proxy's core were the only bottleneck).
     by_round = [{n[0]: rs[i] for n, rs in results.items()} for i in range(args.rounds)]
     pairs = (("c", "e"), ("c", "b"), ("d", "b"), ("f", "e"), ("f", "b"), ("g", "e"), ("c", "g"), ("h", "g"),
-             ("k", "g"), ("i", "c"), ("j", "c"))
+             ("k", "g"), ("i", "c"), ("j", "c"), ("c", "m"), ("l", "e"), ("l", "b"), ("m", "b"))
     rps_ratio = {f"{x}/{y}": statistics.median(r[x]["rps"] / r[y]["rps"] for r in by_round) for x, y in pairs}
     cpu_ratio = {f"{x}/{y}": statistics.median(r[y]["cpu_us"] / r[x]["cpu_us"] for r in by_round)
                  for x, y in pairs}
@@ -351,7 +357,7 @@ def main() -> int:
     lines.append("")
     lines.append(f"Ratios of the medians: c/e = {c / e:.3f} (target ≥ 0.95), c/b = {c / b:.3f} (target ≥ 1.20), "
                  f"d/b = {d / b:.3f} (target ≥ 1.05), c/a = {c / a:.3f}; f/e = {f / e:.3f}, f/b = {f / b:.3f}; "
-                 f"g/e = {g / e:.3f}, k/g = {k / g:.3f}. Non-2xx responses: {errors}.\n")
+                 f"g/e = {g / e:.3f}, k/g = {k / g:.3f}, l/e = {l / e:.3f}, l/b = {l / b:.3f}, c/m = {c / m:.3f}. Non-2xx responses: {errors}.\n")
     lines.append("Median of the per-round ratios (targets: c/e ≥ 0.95, c/b ≥ 1.20, d/b ≥ 1.05):\n")
     lines.append("| ratio | " + " | ".join(rps_ratio) + " |")
     lines.append("|---|" + "---:|" * len(rps_ratio))
@@ -359,7 +365,7 @@ def main() -> int:
     lines.append("| by Envoy CPU per request (capacity) | " + " | ".join(f"{v:.3f}" for v in cpu_ratio.values()) + " |")
     lines.append("")
     lines.append("Envoy CPU per request against passthrough (a; a redirect answers without the origin, "
-                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghijk") + ".\n")
+                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghijklm") + ".\n")
     lines.append("In-VM histograms (cumulative over the runs):\n")
     lines.append("| configuration | signing p50 | signing p99 | time in filter p50 | time in filter p99 |")
     lines.append("|---|---:|---:|---:|---:|")
