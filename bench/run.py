@@ -351,9 +351,9 @@ def main() -> int:
                     if PROXY_CPUS else "no CPU pinning (one core).\n"))
     lines.append("| configuration | req/s | p50 | p99 | Envoy CPU per request | Envoy RSS |")
     lines.append("|---|---:|---:|---:|---:|---:|")
-    for n, m in med.items():
-        lines.append(f"| {n} | {m['rps']:.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | "
-                     f"{m['cpu_us']:.1f} µs | {mem[n] // 1024} MiB |")
+    for n, row in med.items():
+        lines.append(f"| {n} | {row['rps']:.0f} | {fmt_us(row['p50'])} | {fmt_us(row['p99'])} | "
+                     f"{row['cpu_us']:.1f} µs | {mem[n] // 1024} MiB |")
     lines.append("")
     lines.append(f"Ratios of the medians: c/e = {c / e:.3f} (target ≥ 0.95), c/b = {c / b:.3f} (target ≥ 1.20), "
                  f"d/b = {d / b:.3f} (target ≥ 1.05), c/a = {c / a:.3f}; f/e = {f / e:.3f}, f/b = {f / b:.3f}; "
