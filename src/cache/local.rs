@@ -42,6 +42,14 @@ pub struct LocalHit<'a> {
     pub fresh_until_ms: u64,
 }
 
+impl LocalHit<'_> {
+    /// Whether it may still be served at `now_ms`: the shared cache's rule,
+    /// fresh until its refresh point (exclusive).
+    pub fn fresh_at(&self, now_ms: u64) -> bool {
+        now_ms < self.fresh_until_ms
+    }
+}
+
 /// The per-worker cache; `size` 0 disables it.
 #[derive(Debug, Default)]
 pub struct LocalCache {
@@ -74,7 +82,9 @@ impl LocalCache {
         usize::try_from(slot_hash(method, authority, path) % n).ok()
     }
 
-    /// The rewrite remembered for exactly this request, if still fresh at `now_ms`.
+    /// The rewrite remembered for exactly this request, if still fresh at
+    /// `now_ms` (the tests' shorthand for `find` + `LocalHit::fresh_at`).
+    #[cfg(test)]
     pub fn get(
         &self,
         method: &str,
@@ -83,12 +93,12 @@ impl LocalCache {
         now_ms: u64,
     ) -> Option<LocalHit<'_>> {
         self.find(method, authority, path)
-            .filter(|hit| now_ms < hit.fresh_until_ms)
+            .filter(|hit| hit.fresh_at(now_ms))
     }
 
     /// The rewrite remembered for exactly this request, fresh or not: the
-    /// caller judges its `fresh_until_ms` (without reading the host's clock
-    /// when the tick clock is sure enough, see `clock::RequestClock`).
+    /// caller judges it with `LocalHit::fresh_at` (or, without reading the
+    /// host's clock, `clock::RequestClock::surely_before` its `fresh_until_ms`).
     pub fn find(&self, method: &str, authority: &str, path: &str) -> Option<LocalHit<'_>> {
         let e = self
             .slots

@@ -175,7 +175,7 @@ pub fn local_hit<'c>(
     let origin = config.origins.get(hit.origin)?;
     let redirect = origin.delivery == Delivery::Redirect;
     let sure = !redirect && clock.surely_before(hit.fresh_until_ms);
-    if !sure && clock.exact_ms() >= hit.fresh_until_ms {
+    if !sure && !hit.fresh_at(clock.exact_ms()) {
         return None;
     }
     let mut record = RequestRecord {

@@ -234,8 +234,9 @@ impl PresignRequest {
         sampled: bool,
     ) -> Handled<'_> {
         let shared = &*self.shared;
-        // The lookup runs at the request's arrival time (one clock hostcall
-        // fewer); only a sampled request's signing is timed with the live clock.
+        // The lookup and the signature run at the time the request read once
+        // (`RequestClock::exact`); only a sampled request's signing is timed
+        // with the live clock.
         if let Some(rotation) = shared.rotating.as_ref() {
             rotation.catch_up(started, &shared.local);
         }
@@ -292,14 +293,15 @@ impl HttpContext for PresignRequest {
         };
         let handled = match local {
             Some(done) => done,
-            None => {
-                let at = clock.exact();
-                self.shared.saw_time(at);
-                self.handle(&head, raw_path, at, sampled)
-            }
+            None => self.handle(&head, raw_path, clock.exact(), sampled),
         };
         if let Some(note) = handled.failure {
             log_failure(&self.shared.log_limit, note, clock.exact_ms(), &head);
+        }
+        // Whatever made this request read the host's clock keeps the tick
+        // clock fresh too.
+        if let Some(at) = clock.read_so_far() {
+            self.shared.saw_time(at);
         }
         let (index, mut record) = (handled.index, handled.record);
         let action = if handled.acted.stops() {
