@@ -254,8 +254,13 @@ class Logged:
 
     @property
     def from_origin(self) -> bool:
-        """The status is the origin's: Envoy forwarded the request and relayed the answer."""
-        return self.upstream != "-" and self.details in ("via_upstream", "downstream_remote_disconnect")
+        """The status is the origin's: Envoy forwarded the request and relayed the answer.
+        A request the client dropped before the origin's answer came is logged with status 0
+        (no response), details downstream_remote_disconnect and the upstream it went to: it
+        has no answer, so no status from the origin (Chromium does that when it changes its
+        mind about what to buffer)."""
+        return self.upstream != "-" and self.status != 0 and \
+            self.details in ("via_upstream", "downstream_remote_disconnect")
 
 
 def logged(envoy, user_agent: str) -> list[Logged]:
