@@ -167,6 +167,41 @@ def test_short_lived_urls_are_refreshed_before_expiry(start_envoy, seaweedfs, co
         assert len(urls) >= windows - 1, f"{key!r}: {len(urls)} URLs in {run_for} s"
 
 
+def test_hits_cross_from_the_tick_clock_to_the_hosts_clock_and_refresh_in_time(start_envoy, seaweedfs,
+                                                                                corpus: Corpus):
+    """URLs living 36 s (refreshed 2 s before): a worker's hits on its local copy more than
+    30 s (TICK_CLOCK_MARGIN_MS) before the refresh point are judged by the tick clock, without
+    reading the host's clock; later ones by the host's clock. Under steady traffic through
+    the whole window, each key's first URL serves requests in both zones, is replaced at its
+    refresh point, and no request carries a URL with less than min_remaining left: a tick
+    clock that stopped advancing would keep serving the first URL past its expiry."""
+    expires_in, refresh_before, min_remaining, margin = 36, 2, 1, 30
+    envoy = start_cache_envoy(start_envoy, seaweedfs, cache={"align": False}, expires_in=expires_in,
+                              refresh_before=refresh_before, min_remaining=min_remaining)
+    stats = Stats(envoy)
+    total, failures = hammer(get_ok(envoy, corpus.objects), lambda n, i: KEYS[(n + i) % len(KEYS)],
+                             clients=2, seconds=expires_in - refresh_before + 3.0, pause=0.02)
+    assert not failures, f"{len(failures)}/{total} GETs failed:\n" + "\n".join(failures[:20])
+
+    delta = stats.wait(total)
+    lines = forwarded(envoy, total)
+    assert delta.get("cluster.upstream_rq_403", 0) == 0 and {line.status for line in lines} == {200}
+    too_short = [line for line in lines if line.start >= line.expires_at - min_remaining]
+    assert not too_short, f"{len(too_short)} requests sent with < {min_remaining} s left:\n" + \
+        "\n".join(f"start={line.start} {line.path}" for line in too_short[:10])
+    assert delta["cache_refreshes"] > 0, delta
+    for key in KEYS:
+        mine = [line for line in lines if line.key == key]
+        first = min(line.signed_at for line in mine)
+        refresh_at = first + expires_in - refresh_before
+        served = [line.start - first for line in mine if line.signed_at == first]
+        # The tick clock's zone (more than the margin before the refresh point), then the
+        # host clock's, then a new URL.
+        assert min(served) < refresh_at - margin - first - 1, (key, min(served))
+        assert max(served) > refresh_at - first - 2, (key, max(served))
+        assert any(line.signed_at > first and line.start >= refresh_at for line in mine), key
+
+
 MAX_ENTRIES = 16
 
 
