@@ -81,6 +81,30 @@ struct DerivedKey {
     scope: String,
     /// `X-Amz-Credential`'s value, query-encoded: the access key id and the scope.
     credential: String,
+    /// The HMAC of the string to sign up to the canonical request's hash, for
+    /// the second it was made: signatures within one second share its first
+    /// block's compression.
+    second: Option<(AmzDate, Sha256)>,
+}
+
+impl DerivedKey {
+    /// The HMAC's inner hash after the string to sign's fixed head (algorithm,
+    /// `when`, scope), from this second's copy when there is one.
+    fn string_to_sign_head(&mut self, when: AmzDate) -> Sha256 {
+        if let Some((at, head)) = &self.second {
+            if *at == when {
+                return head.clone();
+            }
+        }
+        let mut head = self.hmac.start();
+        head.update("AWS4-HMAC-SHA256\n");
+        head.update(when.datetime());
+        head.update("\n");
+        head.update(&self.scope);
+        head.update("\n");
+        self.second = Some((when, head.clone()));
+        head
+    }
 }
 
 /// HMAC-SHA256 with a fixed key (RFC 2104), its inner and outer hash states
@@ -192,7 +216,7 @@ impl Signer {
         day: u64,
         date: &str,
         target: &Target<'_>,
-        f: impl FnOnce(&DerivedKey) -> R,
+        f: impl FnOnce(&mut DerivedKey) -> R,
     ) -> Option<R> {
         let mut keys = self.keys.borrow_mut();
         let found = keys
@@ -214,11 +238,12 @@ impl Signer {
                     hmac: HmacKey::new(key.as_ref()),
                     credential: encoded_credential(self.credentials.access_key_id(), &scope),
                     scope,
+                    second: None,
                 });
                 keys.len() - 1
             }
         };
-        keys.get(index).map(f)
+        keys.get_mut(index).map(f)
     }
 }
 
@@ -472,7 +497,7 @@ fn sign_with(
     key: &str,
     query: &[(String, String)],
     signer: &Signer,
-    k: &DerivedKey,
+    k: &mut DerivedKey,
     when: AmzDate,
     expires_in: Duration,
 ) -> String {
@@ -521,35 +546,33 @@ fn sign_with(
     }
     pairs.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
 
-    let mut creq = Sha256::new();
-    creq.update(method.as_str());
-    creq.update("\n");
-    creq.update(path.get(..object_path_len).unwrap_or_default());
-    creq.update("\n");
+    // The canonical request in one buffer, hashed in one pass.
+    let mut creq = Vec::with_capacity(
+        method.as_str().len() + path.len() + pairs.len() + target.authority.len() + 40,
+    );
+    creq.extend_from_slice(method.as_str().as_bytes());
+    creq.push(b'\n');
+    creq.extend_from_slice(path.get(..object_path_len).unwrap_or_default().as_bytes());
+    creq.push(b'\n');
     for (i, pair) in pairs.iter().enumerate() {
         let (name, value) = pair.parts(&buf);
         if i > 0 {
-            creq.update("&");
+            creq.push(b'&');
         }
-        creq.update(name);
-        creq.update("=");
-        creq.update(value);
+        creq.extend_from_slice(name.as_bytes());
+        creq.push(b'=');
+        creq.extend_from_slice(value.as_bytes());
     }
-    creq.update("\nhost:");
-    creq.update(target.authority);
-    creq.update("\n\nhost\nUNSIGNED-PAYLOAD");
+    creq.extend_from_slice(b"\nhost:");
+    creq.extend_from_slice(target.authority.as_bytes());
+    creq.extend_from_slice(b"\n\nhost\nUNSIGNED-PAYLOAD");
 
-    let mut sts = k.hmac.start();
-    sts.update("AWS4-HMAC-SHA256\n");
-    sts.update(when.datetime());
-    sts.update("\n");
-    sts.update(&k.scope);
-    sts.update("\n");
-    sts.update(hex_lower(&creq.finalize().into()));
+    let mut sts = k.string_to_sign_head(when);
+    sts.update(hex_lower(&Sha256::digest(&creq).into()));
     let signature = k.hmac.finish(sts);
 
     path.push_str("&X-Amz-Signature=");
-    push_hex(&mut path, &signature);
+    path.push_str(std::str::from_utf8(&hex_lower(&signature)).unwrap_or_default());
     path
 }
 

@@ -218,6 +218,40 @@ fn one_signer_uses_the_key_of_each_day_region_and_service() {
     }
 }
 
+/// Signatures within one second share the string to sign's head; one signer
+/// signing in the same day at a second, the next, back at the first and a
+/// minute later must give the reference signer's signature every time: a
+/// head kept past its second would sign with the wrong date.
+#[test]
+fn one_signer_signs_each_second_with_its_own_date() {
+    let creds = Credentials::new("AKIDX".into(), "sec/ret+".into(), None);
+    let signer = Signer::new(&creds);
+    let doc = serde_json::json!({
+        "origins": [{"name": "o", "match": {"prefix": "/"}, "endpoint": "https://s3.example.com",
+                     "bucket": "bkt", "region": "us-east-1"}],
+    });
+    let c = Config::parse(doc.to_string().as_bytes(), &|_| None).unwrap();
+    let origin = &c.origins[0];
+    let exp = Duration::from_secs(900);
+    for t in [
+        1_700_000_000u64,
+        1_700_000_000,
+        1_700_000_001,
+        1_700_000_000,
+        1_700_000_060,
+    ] {
+        for key in ["a", "b/c.mp4"] {
+            let now = UNIX_EPOCH + Duration::from_secs(t);
+            let ours = presign(&origin.target(), Method::Get, key, &[], &signer, now, exp).unwrap();
+            let sig = reference(origin, Method::Get, key, &[], &creds, now, exp);
+            assert!(
+                ours.path.ends_with(&format!("&X-Amz-Signature={sig}")),
+                "{t} {key}"
+            );
+        }
+    }
+}
+
 /// A signer's `Debug` names the access key id and never the secret or
 /// the session token.
 #[test]
