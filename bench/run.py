@@ -149,6 +149,8 @@ def configurations(origin_port: int) -> dict[str, list[dict]]:
             wasm_filter("floor", FLOOR_WASM, hit_path_rewrite(origin_port, authority=False)), ROUTER],
         "m = l with the :authority write (c's calls, no logic)": [
             wasm_filter("floor", FLOOR_WASM, hit_path_rewrite(origin_port)), ROUTER],
+        "n = m with a signature's hashing (d's floor: 8 SHA-256 blocks, no other logic)": [
+            wasm_filter("floor", FLOOR_WASM, hit_path_rewrite(origin_port, flags="sign")), ROUTER],
     }
 
 
@@ -331,14 +333,15 @@ def main() -> int:
             origin.stop()
         seaweed = seaweed_run(tmp, env, args)
 
-    a, b, c, d, e, f, g, h, i, j, k, l, m = (med[n]["rps"] for n in configurations(0))
+    a, b, c, d, e, f, g, h, i, j, k, l, m, n_ = (med[n]["rps"] for n in configurations(0))
     cpu = {n[0]: m["cpu_us"] for n, m in med.items()}
     # Ratios within each round (the configurations ran seconds apart), then their median:
     # by throughput, and by capacity (the inverse ratio of Envoy CPU per request, what the
     # throughput ratio would be if the proxy's core were the only bottleneck).
     by_round = [{n[0]: rs[i] for n, rs in results.items()} for i in range(args.rounds)]
     pairs = (("c", "e"), ("c", "b"), ("d", "b"), ("f", "e"), ("f", "b"), ("g", "e"), ("c", "g"), ("h", "g"),
-             ("k", "g"), ("i", "c"), ("j", "c"), ("c", "m"), ("l", "e"), ("l", "b"), ("m", "b"))
+             ("k", "g"), ("i", "c"), ("j", "c"), ("c", "m"), ("l", "e"), ("l", "b"), ("m", "b"),
+             ("m", "e"), ("n", "b"), ("d", "n"))
     rps_ratio = {f"{x}/{y}": statistics.median(r[x]["rps"] / r[y]["rps"] for r in by_round) for x, y in pairs}
     cpu_ratio = {f"{x}/{y}": statistics.median(r[y]["cpu_us"] / r[x]["cpu_us"] for r in by_round)
                  for x, y in pairs}
@@ -357,7 +360,7 @@ def main() -> int:
     lines.append("")
     lines.append(f"Ratios of the medians: c/e = {c / e:.3f} (target ≥ 0.95), c/b = {c / b:.3f} (target ≥ 1.20), "
                  f"d/b = {d / b:.3f} (target ≥ 1.05), c/a = {c / a:.3f}; f/e = {f / e:.3f}, f/b = {f / b:.3f}; "
-                 f"g/e = {g / e:.3f}, k/g = {k / g:.3f}, l/e = {l / e:.3f}, l/b = {l / b:.3f}, c/m = {c / m:.3f}. Non-2xx responses: {errors}.\n")
+                 f"g/e = {g / e:.3f}, k/g = {k / g:.3f}, l/e = {l / e:.3f}, l/b = {l / b:.3f}, c/m = {c / m:.3f}, m/e = {m / e:.3f}, n/b = {n_ / b:.3f}, d/n = {d / n_:.3f}. Non-2xx responses: {errors}.\n")
     lines.append("Median of the per-round ratios (targets: c/e ≥ 0.95, c/b ≥ 1.20, d/b ≥ 1.05):\n")
     lines.append("| ratio | " + " | ".join(rps_ratio) + " |")
     lines.append("|---|" + "---:|" * len(rps_ratio))
@@ -365,7 +368,7 @@ def main() -> int:
     lines.append("| by Envoy CPU per request (capacity) | " + " | ".join(f"{v:.3f}" for v in cpu_ratio.values()) + " |")
     lines.append("")
     lines.append("Envoy CPU per request against passthrough (a; a redirect answers without the origin, "
-                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghijklm") + ".\n")
+                 "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghijklmn") + ".\n")
     lines.append("In-VM histograms (cumulative over the runs):\n")
     lines.append("| configuration | signing p50 | signing p99 | time in filter p50 | time in filter p99 |")
     lines.append("|---|---:|---:|---:|---:|")
