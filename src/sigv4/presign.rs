@@ -4,12 +4,17 @@
 //! What S3 verifies decides the shape: the path is encoded once by us (no
 //! double encoding, no normalisation), the only signed header is `host`, the
 //! payload is `UNSIGNED-PAYLOAD`, and a session token is part of the signed
-//! query. For this one shape the canonical request is streamed straight into
-//! its hash, and the `aws-sigv4` crate derives the signing key
+//! query. For this one shape the canonical request is written into one buffer
+//! and hashed in one pass, and the `aws-sigv4` crate derives the signing key
 //! (`generate_signing_key`). The derived key only changes with the UTC date,
 //! region and service, so it is kept instead of re-derived (four HMACs) on
 //! every request, as the two SHA-256 states of its HMAC after the padded key
-//! (what an HMAC recomputes first on every call), and its credential scope. The
+//! (what an HMAC recomputes first on every call), and its credential scope;
+//! the string to sign's head (algorithm, date, scope: one SHA-256 block) is
+//! kept with it for the second it was made. In Wasm, where SHA-256 has no CPU
+//! instructions, a signature's cost is mostly its blocks: 8 for a short key
+//! without a session token (5 of canonical request, 2 of string to sign, 1
+//! outer; a token adds its encoded length to the canonical request). The
 //! tests check every URL against boto3's and against `aws-sigv4`'s own full
 //! signer, and the HMAC against `aws-sigv4`'s `calculate_signature`.
 
@@ -488,8 +493,9 @@ pub fn presign(
 }
 
 /// The presigned path: the parameters encoded once into one buffer, the
-/// canonical request streamed into its hash in sorted order, the string to
-/// sign streamed into the HMAC, the URL written in boto3's order.
+/// canonical request (parameters in sorted order) hashed from one buffer, the
+/// string to sign's tail added to its head's HMAC state, the URL written in
+/// boto3's order.
 #[allow(clippy::too_many_arguments)]
 fn sign_with(
     target: &Target<'_>,
