@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 # Test-only proxy-wasm filter that plants bytes in the cache's shared data.
 WRITER  := tests/fixtures/shared-data-writer
 
-.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run run-https test unit lint rules integration vectors clean bench fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up up-https down manifests-crd-check
+.PHONY: setup wasm-target prometheus-tools browser-tools media-tools compose-tools test-tools build run run-https test unit lint rules integration vectors clean bench bench-instructions fuzz fuzz-quick soak mutants mutants-diff alertmanager-tools registry-tools images up up-https down manifests-crd-check
 
 .PHONY: help check scripts-test
 
@@ -272,6 +272,13 @@ bench: build $(STAMP)
 	cargo build --release --target $(TARGET) --features hostcall-count --target-dir target/hostcall-count
 	set -o pipefail; cargo bench --bench core | tee target/bench-core.txt
 	$(PY) bench/run.py
+
+## bench-instructions: Envoy's instructions per request under callgrind, the bench's rows a-e, l-n (about 8 minutes; see bench/instructions.py)
+bench-instructions: build $(STAMP)
+	$(call apt_tool,valgrind callgrind_control,valgrind,)
+	cd bench/noop-filter && cargo build --release --target $(TARGET)
+	cd bench/floor-filter && cargo build --release --target $(TARGET)
+	$(PY) bench/instructions.py
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config canonical cache_entry credentials

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""`make bench-instructions`: Envoy's instructions per request under callgrind, for the
+bench's configurations (bench/run.py): a count that does not move with the machine's
+load or speed, where `make bench`'s timings swing by several per cent between runs.
+
+Each configuration's proxy runs alone under `valgrind --tool=callgrind` (V8's code is
+generated at run time: `--smc-check=all-non-file`), with counting switched on only around
+the measured requests: after start-up and a warm-up, one keep-alive connection sends
+`--requests` GETs, and every instruction Envoy's process executes meanwhile (all threads:
+the worker, the main thread's timers, the filter's VM) is divided by their number. The
+origin is the bench's direct-response Envoy, run normally. Instructions are not time
+(native C++ retires several per cycle where a call into V8 stalls), so these ratios
+bound, not predict, the timed ones; what they show without noise is how far a filter is
+from the floors of its hostcalls (rows l, m, n) and what a change saves.
+
+Results: a Markdown table printed and saved under bench/results/ (<time>-instructions.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402  (the bench's configurations and helpers)
+from stack import free_port  # noqa: E402  (tests/, on the path run.py set)
+
+# The rows counted: the targets' references (a, b, e), the filter (c, d) and the floors of
+# its hostcalls (l, m, n). c keeps 16 shared slots: the cache-size scan reads
+# max_entries / scan_interval slots on each one-second tick, and under callgrind a second
+# holds ~40 times fewer requests than natively, which would charge them the scan's cost.
+ROWS = "abcdelmn"
+C_CACHE = {"max_entries": 16}
+PATH = "/media/video/clip-0001.mp4"
+
+
+def envoy_binary() -> Path:
+    """The Envoy executable itself (`.venv/bin/envoy` is a Python launcher that valgrind
+    would count instead)."""
+    found = sorted((ROOT / ".venv" / "lib").glob("python3*/site-packages/envoy/_bin/envoy"))
+    if not found:
+        sys.exit("Envoy's binary is missing from .venv: run `make setup`")
+    return found[-1]
+
+
+def callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def totals(out_dir: Path, prefix: str) -> int:
+    """Sum of the `totals:` lines of the dumps callgrind wrote (one per dump), removed after."""
+    total = 0
+    for f in sorted(out_dir.glob(prefix + ".*")):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+                break
+        f.unlink()
+    return total
+
+
+def get(conn: http.client.HTTPConnection, status: int) -> None:
+    conn.request("GET", PATH)
+    r = conn.getresponse()
+    r.read()
+    if r.status != status:
+        raise RuntimeError(f"expected {status}, got {r.status}")
+
+
+def connect(port: int, deadline: float, proc: subprocess.Popen, log: Path) -> http.client.HTTPConnection:
+    """A connection that got its first 200: Envoy under valgrind takes a minute to start
+    (V8 compiles the module under instrumentation)."""
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            get(conn, 200)
+            return conn
+        except (OSError, RuntimeError, http.client.HTTPException):
+            conn.close()
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"Envoy under callgrind did not answer 200:\n{tail}")
+        time.sleep(1)
+
+
+def count(tmp: Path, name: str, filters: list[dict], origin_port: int, env: dict, requests: int) -> float:
+    """Instructions per request of one proxy configuration."""
+    work = tmp / name[0]
+    work.mkdir()
+    proxy = run.Envoy(work, run.BENCH_TEMPLATE, run.WASM_PATH, {}, origin_port, env=env, concurrency=1,
+                      extra_substitutions={"HTTP_FILTERS": json.dumps(filters)})
+    proxy.port, proxy.admin_port = free_port(), free_port()
+    proxy.write_config()
+    prefix = "callgrind.out"
+    argv = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
+            f"--callgrind-out-file={work / prefix}", str(envoy_binary()), "-c", str(proxy.config_path),
+            "--concurrency", "1", "--base-id", str(os.getpid() % 100000 * 10 + ROWS.index(name[0])),
+            "-l", "warning"]
+    log = work / "valgrind.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        conn = connect(proxy.port, time.monotonic() + 600, proc, log)
+        for _ in range(200):
+            get(conn, 200)
+        totals(work, prefix)  # nothing yet: instrumentation was off
+        callgrind(proc.pid, "--instr=on")
+        for _ in range(requests):
+            get(conn, 200)
+        callgrind(proc.pid, "--instr=off")
+        callgrind(proc.pid, "--dump")
+        conn.close()
+        deadline = time.monotonic() + 60
+        while not list(work.glob(prefix + ".*")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        executed = totals(work, prefix)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if executed <= 0:
+        raise RuntimeError(f"{name}: callgrind counted nothing")
+    return executed / requests
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=1000)
+    args = ap.parse_args()
+    for path in (run.PRESIGN_WASM, run.NOOP_WASM, run.FLOOR_WASM):
+        if not path.exists():
+            sys.exit(f"{path} is missing: run `make bench-instructions`, which builds it")
+    env = run.env_credentials(run.ACCESS_KEY, run.SECRET_KEY)
+    per_request: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="envoy-presign-instructions-") as tmp:
+        tmp = Path(tmp)
+        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 3600))
+        origin = run.Envoy(tmp, run.ORIGIN_TEMPLATE, run.WASM_PATH, {}, 0, concurrency=1,
+                           extra_substitutions={"BENCH_IMDS_EXPIRATION": expiration}).start()
+        try:
+            rows = {n: f for n, f in run.configurations(origin.port).items() if n[0] in ROWS}
+            c = next(n for n in rows if n.startswith("c "))
+            rows[c] = [run.wasm_filter("envoy_presign", run.PRESIGN_WASM, run.presign_config(origin.port, C_CACHE)),
+                       run.ROUTER]
+            for name, filters in rows.items():
+                per_request[name] = count(tmp, name, filters, origin.port, env, args.requests)
+                print(f"{name}: {per_request[name]:,.0f} instructions per request", flush=True)
+        finally:
+            origin.stop()
+    ins = {n[0]: v for n, v in per_request.items()}
+    lines = [f"# envoy-presign instructions per request, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n",
+             f"Machine: {run.machine()}; valgrind {valgrind_version()} (callgrind).",
+             f"Filter under test: {run.PRESIGN_WASM}.",
+             f"Each proxy alone under callgrind, {args.requests} GETs on one keep-alive connection after a "
+             f"warm-up of 200; every instruction of Envoy's process in between, divided by the requests. "
+             f"Row c with {C_CACHE['max_entries']} shared slots (see bench/instructions.py).\n",
+             "| configuration | instructions per request | over passthrough (a) |", "|---|---:|---:|"]
+    for n, v in per_request.items():
+        lines.append(f"| {n} | {v:,.0f} | {v - ins['a']:+,.0f} |")
+    pairs = (("c", "e"), ("c", "b"), ("d", "b"), ("c", "m"), ("m", "e"), ("l", "e"), ("d", "n"), ("n", "b"))
+    lines.append("")
+    lines.append("Capacity ratios if time followed instructions (y's instructions over x's, for x/y; "
+                 "the timed targets: c/e ≥ 0.95, c/b ≥ 1.20, d/b ≥ 1.05): "
+                 + ", ".join(f"{x}/{y} = {ins[y] / ins[x]:.3f}" for x, y in pairs) + ".")
+    report = "\n".join(lines) + "\n"
+    print("\n" + report)
+    out = HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-instructions.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report)
+    print(f"saved {out.relative_to(ROOT)}")
+    return 0
+
+
+def valgrind_version() -> str:
+    return subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
