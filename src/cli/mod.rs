@@ -376,7 +376,7 @@ fn sign(a: &SignArgs<'_>, io: &Io<'_>) -> Output {
         method: a.method,
         authority: a.host,
         path: Some(a.path.as_bytes()),
-        request_id: "",
+        request_id_raw: b"",
         origin: None,
         auth_headers: Vec::new(),
         marker: false,

@@ -309,6 +309,12 @@ pub fn decide<'c>(config: &'c Config, req: RequestHead<'_>, sign: &mut SignFn<'_
 /// `x_amz_security_token` by default, and some servers read it as the dashed
 /// name).
 pub fn is_client_auth_header(name: &str) -> bool {
+    is_client_auth_header_name(name.as_bytes())
+}
+
+/// `is_client_auth_header` on a name's bytes, as the header map holds them
+/// (the request's headers are judged without decoding every name).
+pub fn is_client_auth_header_name(n: &[u8]) -> bool {
     let eq = |a: &[u8], b: &[u8]| {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
@@ -320,7 +326,6 @@ pub fn is_client_auth_header(name: &str) -> bool {
                 x == *y
             })
     };
-    let n = name.as_bytes();
     eq(n, b"authorization")
         || eq(n, b"proxy-authorization")
         || eq(n, b"cookie")

@@ -22,8 +22,9 @@ pub struct HeaderView<'a> {
     /// `:path` as raw bytes; `None` when absent (e.g. CONNECT). Not always
     /// UTF-8: a path that matches no origin passes through whatever its bytes.
     pub path: Option<&'a [u8]>,
-    /// `x-request-id`, the correlation id used in logs.
-    pub request_id: &'a str,
+    /// `x-request-id`, the correlation id used in logs, as sent: decoded only
+    /// for a log line (`request_id`), not on every request.
+    pub request_id_raw: &'a [u8],
     /// `origin` (the browser's, for CORS on a redirect), if sent.
     pub origin: Option<&'a str>,
     /// Names of headers that carry client credentials, to strip.
@@ -59,6 +60,11 @@ pub fn pairs(buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 impl<'a> HeaderView<'a> {
+    /// `x-request-id` for a log line; empty if absent or not UTF-8.
+    pub fn request_id(&self) -> &'a str {
+        std::str::from_utf8(self.request_id_raw).unwrap_or_default()
+    }
+
     /// Picks the headers the filter needs out of a serialized request map.
     pub fn parse(buf: &'a [u8]) -> Self {
         let text = |v: &'a [u8]| std::str::from_utf8(v).unwrap_or_default();
@@ -68,17 +74,19 @@ impl<'a> HeaderView<'a> {
                 b":method" => view.method = text(value),
                 b":authority" => view.authority = text(value),
                 b":path" => view.path = Some(value),
-                b"x-request-id" => view.request_id = text(value),
+                b"x-request-id" => view.request_id_raw = value,
                 b"origin" => view.origin = Some(text(value)),
                 _ if name.eq_ignore_ascii_case(ORIGIN_MARKER_HEADER.as_bytes()) => {
                     view.marker = true
                 }
-                _ => {
-                    let name = text(name);
-                    if crate::request::decide::is_client_auth_header(name) {
+                // Judged on the bytes: only a credential header's name is
+                // decoded (a name that is not UTF-8 is none).
+                _ if crate::request::decide::is_client_auth_header_name(name) => {
+                    if let Ok(name) = std::str::from_utf8(name) {
                         view.auth_headers.push(name);
                     }
                 }
+                _ => {}
             }
         }
         view

@@ -21,7 +21,7 @@ fn picks_the_needed_headers() {
     assert_eq!(v.method, "GET");
     assert_eq!(v.authority, "cdn.example.com");
     assert_eq!(v.path, Some(&b"/media/a%20b?x=1"[..]));
-    assert_eq!(v.request_id, "rid-1");
+    assert_eq!(v.request_id(), "rid-1");
     assert_eq!(v.auth_headers, vec!["authorization", "x-amz-date"]);
     assert_eq!(v.origin, None);
     let buf = ser(&[(b":path", b"/x"), (b"origin", b"https://app.example.com")]);

@@ -48,7 +48,7 @@ fn head<'a>(method: &'a str, path: &'a str) -> HeaderView<'a> {
         method,
         authority: "envoy",
         path: Some(path.as_bytes()),
-        request_id: "rid",
+        request_id_raw: b"rid",
         origin: None,
         auth_headers: vec!["authorization"],
         marker: false,

@@ -110,20 +110,27 @@ pub fn percent_decode(raw: &str, plus_is_space: bool) -> Result<Vec<u8>, PathErr
 
 /// Builds the object key from the raw path remainder (after `strip_prefix`).
 pub fn object_key(key_prefix: &str, raw_rest: &str) -> Result<String, PathError> {
-    let decoded = percent_decode(raw_rest, false)?;
-    let rest = String::from_utf8(decoded).map_err(|_| PathError::InvalidKey)?;
-    let mut key = String::with_capacity(key_prefix.len() + rest.len());
-    key.push_str(key_prefix);
-    key.push_str(&rest);
+    // Decoded straight after the prefix: one buffer, checked as UTF-8 once
+    // (the prefix is UTF-8, so the whole is exactly when the rest is).
+    let mut key = Vec::with_capacity(key_prefix.len() + raw_rest.len());
+    key.extend_from_slice(key_prefix.as_bytes());
+    for b in Decoded::new(raw_rest, false) {
+        key.push(b?);
+    }
+    let key = String::from_utf8(key).map_err(|_| PathError::InvalidKey)?;
     validate_key(&key)?;
     Ok(key)
 }
 
 fn validate_key(key: &str) -> Result<(), PathError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.contains('\0') {
+    let bytes = key.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_KEY_BYTES || bytes.contains(&0) {
         return Err(PathError::InvalidKey);
     }
-    if key.split('/').any(|seg| seg == "." || seg == "..") {
+    if bytes
+        .split(|&b| b == b'/')
+        .any(|seg| seg == b"." || seg == b"..")
+    {
         return Err(PathError::InvalidKey);
     }
     Ok(())
@@ -296,6 +303,9 @@ fn is_auth_param(pair: &str) -> bool {
 /// `is_auth_param`); they are dropped, and counted for the `auth_stripped`
 /// metric. Exactly the parameters `without_auth_params` removes.
 pub fn count_auth_params(raw_query: &str) -> u64 {
+    if raw_query.is_empty() {
+        return 0;
+    }
     let n = raw_query.split('&').filter(|p| is_auth_param(p)).count();
     u64::try_from(n).unwrap_or(u64::MAX)
 }
@@ -322,8 +332,18 @@ pub fn without_auth_params(path: &str) -> Option<String> {
 /// Splits a `:path` into the path and the query (without `?`); a fragment,
 /// which clients should never send, is dropped.
 pub fn split_path(path: &str) -> (&str, &str) {
-    let path = path.split_once('#').map_or(path, |(p, _)| p);
-    path.split_once('?').unwrap_or((path, ""))
+    // Byte searches: `#` and `?` are ASCII, so never inside a multi-byte
+    // character, and a byte loop beats a `char` pattern's searcher on paths
+    // this short (every request takes this).
+    let at = |s: &str, b: u8| s.bytes().position(|c| c == b);
+    let path = at(path, b'#').and_then(|i| path.get(..i)).unwrap_or(path);
+    match at(path, b'?') {
+        Some(i) => (
+            path.get(..i).unwrap_or(path),
+            path.get(i + 1..).unwrap_or(""),
+        ),
+        None => (path, ""),
+    }
 }
 
 #[cfg(test)]

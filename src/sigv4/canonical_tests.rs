@@ -415,4 +415,28 @@ fn split_path_cases() {
     assert_eq!(split_path("/a/b"), ("/a/b", ""));
     assert_eq!(split_path("/a?b?c"), ("/a", "b?c"));
     assert_eq!(split_path("/a#frag?x"), ("/a", ""));
+    assert_eq!(split_path("/a?x=1#frag"), ("/a", "x=1"));
+    assert_eq!(split_path("/ü/€?é=ß#ø"), ("/ü/€", "é=ß"));
+    assert_eq!(split_path("?"), ("", ""));
+    assert_eq!(split_path("#"), ("", ""));
+    assert_eq!(split_path(""), ("", ""));
+}
+
+/// The byte search splits exactly where `char` patterns would, multi-byte
+/// characters around the separators included.
+#[test]
+fn split_path_agrees_with_char_patterns() {
+    fn by_chars(path: &str) -> (&str, &str) {
+        let path = path.split_once('#').map_or(path, |(p, _)| p);
+        path.split_once('?').unwrap_or((path, ""))
+    }
+    let parts = ["", "/", "?", "#", "&", "=", "ü", "€", "a", "?#", "#?"];
+    for a in parts {
+        for b in parts {
+            for c in parts {
+                let path = format!("/m{a}x{b}y{c}");
+                assert_eq!(split_path(&path), by_chars(&path), "{path:?}");
+            }
+        }
+    }
 }

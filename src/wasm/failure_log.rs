@@ -46,7 +46,7 @@ pub fn log_failure(
         "status": f.status,
         "origin": f.origin,
         "method": head.method,
-        "request_id": head.request_id,
+        "request_id": head.request_id(),
     });
     if held_back > 0 {
         if let Some(fields) = line.as_object_mut() {
