@@ -451,3 +451,10 @@ fn decimals() {
         assert_eq!(s, format!("x{n}"));
     }
 }
+
+/// The order the parameters are written in is the canonical request's, so
+/// a URL without client parameters or a token skips the sort.
+#[test]
+fn amz_params_are_sorted() {
+    assert!(AMZ_PARAMS.is_sorted());
+}
