@@ -192,12 +192,7 @@ def main() -> int:
     lines.append("Capacity ratios if time followed instructions (y's instructions over x's, for x/y; "
                  "the timed targets: c/e ≥ 0.95, c/b ≥ 1.20, d/b ≥ 1.05): "
                  + ", ".join(f"{x}/{y} = {ins[y] / ins[x]:.3f}" for x, y in pairs) + ".")
-    report = "\n".join(lines) + "\n"
-    print("\n" + report)
-    out = HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-instructions.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(report)
-    print(f"saved {out.relative_to(ROOT)}")
+    run.save_report(lines, "-instructions")
     return 0
 
 

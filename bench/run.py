@@ -398,13 +398,18 @@ def main() -> int:
                  f"Envoy RSS {scale['rss'][0] // 1024} → {scale['rss'][1] // 1024} → {scale['rss'][2] // 1024} MiB; "
                  f"cache entries {scale['entries']} (≤ {scale['max_entries']}); non-2xx "
                  f"{scale['first']['non2xx'] + scale['second']['non2xx']}.")
+    save_report(lines)
+    return 0
+
+
+def save_report(lines: list[str], suffix: str = "") -> None:
+    """Prints the report and saves it as bench/results/<UTC time><suffix>.md."""
     report = "\n".join(lines) + "\n"
     print("\n" + report)
-    out = HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.md"
+    out = HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}{suffix}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(report)
     print(f"saved {out.relative_to(ROOT)}")
-    return 0
 
 
 RANDOM_KEYS_LUA = """
