@@ -273,7 +273,7 @@ bench: build $(STAMP)
 	set -o pipefail; cargo bench --bench core | tee target/bench-core.txt
 	$(PY) bench/run.py
 
-## bench-instructions: Envoy's instructions per request under callgrind, the bench's rows a-e, l-n (about 8 minutes; see bench/instructions.py)
+## bench-instructions: Envoy's instructions per request under callgrind, the bench's rows a-e, l-n (about 3 minutes; see bench/instructions.py)
 bench-instructions: build $(STAMP)
 	$(call apt_tool,valgrind callgrind_control,valgrind,)
 	cd bench/noop-filter && cargo build --release --target $(TARGET)
