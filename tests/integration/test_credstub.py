@@ -424,8 +424,10 @@ def test_issued_keys_work_against_seaweedfs_until_they_expire(stub: CredStub, or
     assert s3.list_objects_v2(Bucket=origin.bucket)["KeyCount"] >= 1
     assert error_code(lambda: s3.put_object(Bucket=origin.bucket, Key="x", Body=b"x")) == (403, "AccessDenied")
 
-    # A presigned URL made with an STS issuance of 1 s: accepted, then refused at expiry.
-    stub.lifetime_s = 1.0
+    # A presigned URL made with an STS issuance of 3 s: accepted, then refused at expiry. (With
+    # 1 s, a slow machine once took longer than that to make the URL: its first request came
+    # after the expiry.)
+    stub.lifetime_s = 3.0
     creds = sts_client(stub, BASE_ACCESS_KEY, BASE_SECRET_KEY).assume_role(
         RoleArn=ROLE_ARN, RoleSessionName="short")["Credentials"]
     issued = stub.issued("sts")[-1]
