@@ -376,8 +376,7 @@ def main() -> int:
     lines.append("| by req/s | " + " | ".join(f"{v:.3f}" for v in rps_ratio.values()) + " |")
     lines.append("| by Envoy CPU per request (capacity) | " + " | ".join(f"{v:.3f}" for v in cpu_ratio.values()) + " |")
     lines.append("")
-    lines += targets_against_floors(rps_ratio, cpu_ratio, vm["d presign, sign every request"],
-                                    vm[SIGNING_FLOOR])
+    lines += targets_against_floors(rps_ratio, cpu_ratio, vm)
     lines.append("Envoy CPU per request against passthrough (a; a redirect answers without the origin, "
                  "so it costs less): " + ", ".join(f"{k} {cpu[k] - cpu['a']:+.1f} µs" for k in "bcdefghijklmn") + ".\n")
     lines.append("In-VM histograms (cumulative over the runs):\n")
@@ -433,8 +432,11 @@ def verdict(value: float | None, floors: list[float | None], meets) -> str:
     return "missed; a floor meets it"
 
 
-def targets_against_floors(rps_ratio: dict, cpu_ratio: dict, signing: dict, floor_signing: dict) -> list[str]:
-    """The report's table of each timed target, this run's value and its floors'."""
+def targets_against_floors(rps_ratio: dict, cpu_ratio: dict, vm: dict) -> list[str]:
+    """The report's table of each timed target, this run's value and its floors'; ``vm``: the
+    in-VM histograms' quantiles by configuration and histogram, as ``main`` reads them."""
+    signing = vm.get("d presign, sign every request", {}).get("sign_duration_us", {})
+    floor_signing = vm.get(SIGNING_FLOOR, {}).get("sign_duration_us", {})
     lines = ["Targets against their floors in this run (medians of the per-round ratios, by req/s / "
              "by Envoy CPU; signing: the in-VM p50 of d's signatures and of n's hashing alone):\n",
              "| target | this filter | floors | verdict by req/s | verdict by CPU |",
