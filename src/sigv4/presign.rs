@@ -4,8 +4,9 @@
 //! What S3 verifies decides the shape: the path is encoded once by us (no
 //! double encoding, no normalisation), the only signed header is `host`, the
 //! payload is `UNSIGNED-PAYLOAD`, and a session token is part of the signed
-//! query. For this one shape the canonical request is written into one buffer
-//! and hashed in one pass, and the `aws-sigv4` crate derives the signing key
+//! query. For this one shape the canonical request is hashed in a few large
+//! pieces (for most URLs straight from the URL's own buffer, whose query is
+//! then the canonical query), and the `aws-sigv4` crate derives the signing key
 //! (`generate_signing_key`). The derived key only changes with the UTC date,
 //! region and service, so it is kept instead of re-derived (four HMACs) on
 //! every request, as the two SHA-256 states of its HMAC after the padded key
@@ -404,22 +405,34 @@ fn amz_dates(secs: u64) -> Option<AmzDate> {
     Some(AmzDate(out))
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        if let (Some(d), Ok(v)) = (digits.get_mut(at), u8::try_from(n % 10)) {
-            *d = b'0' + v;
+/// A number in decimal, on the stack (a `u64` has at most 20 digits): the
+/// URL's `X-Amz-Expires` without an allocation.
+struct Decimal {
+    digits: [u8; 20],
+    at: usize,
+}
+
+impl Decimal {
+    fn new(n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            if let (Some(d), Ok(v)) = (digits.get_mut(at), u8::try_from(n % 10)) {
+                *d = b'0' + v;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
         }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
+        Self { digits, at }
     }
-    out.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or_default());
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.digits.get(self.at..).unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 /// One query parameter, encoded, as two ranges of a shared buffer.
@@ -504,10 +517,9 @@ const AMZ_PARAMS: [&str; 5] = [
     "X-Amz-SignedHeaders",
 ];
 
-/// The presigned path: the parameters encoded once into one buffer, the
-/// canonical request (parameters in sorted order) hashed from one buffer, the
-/// string to sign's tail added to its head's HMAC state, the URL written in
-/// boto3's order.
+/// The presigned path: the URL's query in boto3's order, the canonical
+/// request's hash, the string to sign's tail added to its head's HMAC state,
+/// the signature appended.
 #[allow(clippy::too_many_arguments)]
 fn sign_with(
     target: &Target<'_>,
@@ -519,14 +531,112 @@ fn sign_with(
     when: AmzDate,
     expires_in: Duration,
 ) -> String {
-    let token = signer.token.as_deref();
+    let url = match signer.token.as_deref() {
+        None if query.is_empty() => amz_params_only(target, method, key, k, when, expires_in),
+        token => with_sorted_params(target, method, key, query, token, k, when, expires_in),
+    };
+    let (mut path, canonical_hash) = url;
+    let mut sts = k.string_to_sign_head(when);
+    sts.update(hex_lower(&canonical_hash));
+    let signature = k.hmac.finish(sts);
+
+    path.push_str("&X-Amz-Signature=");
+    path.push_str(std::str::from_utf8(&hex_lower(&signature)).unwrap_or_default());
+    path
+}
+
+/// The values of `AMZ_PARAMS`, in its order: the algorithm, the credential
+/// (query-encoded once per key), the date, the expiry in seconds and the
+/// signed headers.
+fn amz_values<'a>(
+    k: &'a DerivedKey,
+    when: &'a AmzDate,
+    expires: &'a str,
+) -> [&'a str; AMZ_PARAMS.len()] {
+    [
+        "AWS4-HMAC-SHA256",
+        k.credential.as_str(),
+        when.datetime(),
+        expires,
+        "host",
+    ]
+}
+
+/// Adds the canonical request's end (its one signed header and the payload's
+/// hash) to its hash.
+fn hash_canonical_end(creq: &mut Sha256, authority: &str) {
+    creq.update(b"\nhost:");
+    creq.update(authority.as_bytes());
+    creq.update(b"\n\nhost\nUNSIGNED-PAYLOAD");
+}
+
+/// Most URLs: no client parameter and no session token. `AMZ_PARAMS`' order
+/// is both boto3's and the sorted one, so the URL's query is the canonical
+/// query, hashed from the URL itself: one buffer, written once.
+fn amz_params_only(
+    target: &Target<'_>,
+    method: Method,
+    key: &str,
+    k: &DerivedKey,
+    when: AmzDate,
+    expires_in: Duration,
+) -> (String, [u8; 32]) {
+    let expires = Decimal::new(expires_in.as_secs());
+    let values = amz_values(k, &when, expires.as_str());
+    let mut path = String::with_capacity(
+        target.url_path_prefix.len()
+            + key.len() * 3
+            + AMZ_PARAMS
+                .iter()
+                .chain(&values)
+                .map(|p| p.len() + 1)
+                .sum::<usize>()
+            + 86,
+    );
+    object_path_into(&mut path, target, key);
+    let object_path_len = path.len();
+    for (i, (name, value)) in AMZ_PARAMS.into_iter().zip(values).enumerate() {
+        path.push(if i == 0 { '?' } else { '&' });
+        path.push_str(name);
+        path.push('=');
+        path.push_str(value);
+    }
+    // The object path, then the query without its `?`.
+    let (object, query) = path
+        .as_bytes()
+        .split_at_checked(object_path_len)
+        .unwrap_or_default();
+    let mut creq = Sha256::new();
+    creq.update(method.as_str().as_bytes());
+    creq.update(b"\n");
+    creq.update(object);
+    creq.update(b"\n");
+    creq.update(query.get(1..).unwrap_or_default());
+    hash_canonical_end(&mut creq, target.authority);
+    (path, creq.finalize().into())
+}
+
+/// A URL with client parameters or a session token: the parameters encoded
+/// once into one buffer, written into the URL in boto3's order (the client's
+/// first), then sorted for the canonical request, which is hashed from one
+/// buffer.
+#[allow(clippy::too_many_arguments)]
+fn with_sorted_params(
+    target: &Target<'_>,
+    method: Method,
+    key: &str,
+    query: &[(String, String)],
+    token: Option<&str>,
+    k: &DerivedKey,
+    when: AmzDate,
+    expires_in: Duration,
+) -> (String, [u8; 32]) {
     let mut buf = String::with_capacity(
         160 + query.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>()
             + k.credential.len()
             + token.map_or(0, str::len),
     );
-    let mut expires = String::with_capacity(20);
-    push_decimal(&mut expires, expires_in.as_secs());
+    let expires = Decimal::new(expires_in.as_secs());
 
     // Client parameters first (as boto3), then the X-Amz-* ones in the order
     // boto3 writes them; the signature (appended last) is not signed. Ours
@@ -536,14 +646,10 @@ fn sign_with(
     for (name, value) in query {
         pairs.push(Pair::encode(&mut buf, name, value));
     }
-    let values = [
-        "AWS4-HMAC-SHA256",
-        k.credential.as_str(),
-        when.datetime(),
-        expires.as_str(),
-        "host",
-    ];
-    for (name, value) in AMZ_PARAMS.into_iter().zip(values) {
+    for (name, value) in AMZ_PARAMS
+        .into_iter()
+        .zip(amz_values(k, &when, expires.as_str()))
+    {
         pairs.push(Pair::raw(&mut buf, name, value));
     }
     if let Some(token) = token {
@@ -563,15 +669,9 @@ fn sign_with(
         path.push('=');
         path.push_str(value);
     }
-    // Only ours, in `AMZ_PARAMS`' order: already sorted (most requests).
-    if !query.is_empty() || token.is_some() {
-        pairs.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
-    }
+    pairs.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
 
-    // The canonical request in one buffer, hashed in one pass.
-    let mut creq = Vec::with_capacity(
-        method.as_str().len() + path.len() + pairs.len() + target.authority.len() + 40,
-    );
+    let mut creq = Vec::with_capacity(method.as_str().len() + path.len() + pairs.len() + 8);
     creq.extend_from_slice(method.as_str().as_bytes());
     creq.push(b'\n');
     creq.extend_from_slice(path.get(..object_path_len).unwrap_or_default().as_bytes());
@@ -585,17 +685,10 @@ fn sign_with(
         creq.push(b'=');
         creq.extend_from_slice(value.as_bytes());
     }
-    creq.extend_from_slice(b"\nhost:");
-    creq.extend_from_slice(target.authority.as_bytes());
-    creq.extend_from_slice(b"\n\nhost\nUNSIGNED-PAYLOAD");
-
-    let mut sts = k.string_to_sign_head(when);
-    sts.update(hex_lower(&Sha256::digest(&creq).into()));
-    let signature = k.hmac.finish(sts);
-
-    path.push_str("&X-Amz-Signature=");
-    path.push_str(std::str::from_utf8(&hex_lower(&signature)).unwrap_or_default());
-    path
+    let mut hash = Sha256::new();
+    hash.update(&creq);
+    hash_canonical_end(&mut hash, target.authority);
+    (path, hash.finalize().into())
 }
 
 #[cfg(test)]
