@@ -260,13 +260,21 @@ def is_moved(line: str, codes: str, number: int) -> bool:
 
 def leave_out_moved(plain: list[str], codes: list[str]) -> tuple[list[str], int, int]:
     """The plain diff's lines with moved added lines made context lines and moved removed lines
-    dropped, each hunk's counts recomputed (its starts kept), hunks and files left with no change
-    dropped; and how many added and removed lines were moved."""
+    dropped, each hunk's counts recomputed, hunks and files left with no change dropped; and how
+    many added and removed lines were moved.
+
+    A hunk's new side is kept as it is (its start, and its lines as the working tree has them).
+    Its old side is the file as the rewritten diff describes it (moved added lines now context,
+    moved removed lines gone), so its start is recomputed from the new start and the lines the
+    file's earlier kept hunks added and removed: with the starts git gave, a hunk whose moved
+    added lines became context could reach past the next hunk's old start, and cargo-mutants
+    refuses overlapping hunks."""
     out: list[str] = []
     moved_added = moved_removed = 0
     header: list[str] = []  # the current file's lines before its first hunk
     hunks: list[str] = []  # its hunks, rewritten
     had_hunks = False
+    offset = 0  # lines the current file's kept hunks so far added, less those they removed
 
     def flush() -> None:
         if hunks or not had_hunks:  # a file all of whose hunks were moves is left out
@@ -278,6 +286,7 @@ def leave_out_moved(plain: list[str], codes: list[str]) -> tuple[list[str], int,
         if line.startswith("diff --git "):
             flush()
             header, hunks, had_hunks = [line], [], False
+            offset = 0  # lines the file's kept hunks so far added, less those they removed
             i += 1
             continue
         match = HUNK.fullmatch(line) if line.startswith("@@ ") else None
@@ -328,8 +337,15 @@ def leave_out_moved(plain: list[str], codes: list[str]) -> tuple[list[str], int,
         if (old_seen, new_seen) != (old_len, new_len):
             raise Mismatch(f"the hunk ending at line {i} does not match its header")
         if added or removed:
-            hunks.append(f"@@ -{old_start},{context + removed} +{new_start},{context + added} @@{tail}")
+            old_count, new_count = context + removed, context + added
+            # A range's start is its first line, or the line before it when it is empty.
+            first_new = int(new_start) + (0 if new_len else 1)
+            first_old = first_new - offset
+            old_from = first_old if old_count else first_old - 1
+            new_from = first_new if new_count else first_new - 1
+            hunks.append(f"@@ -{old_from},{old_count} +{new_from},{new_count} @@{tail}")
             hunks.extend(body)
+            offset += added - removed
     flush()
     return out, moved_added, moved_removed
 

@@ -492,6 +492,25 @@ def test_the_rewritten_hunks_are_consistent_and_match_the_working_tree(repo: Rep
         assert set(lines) <= set(plain_affected[path])
 
 
+def test_a_function_moved_up_past_a_nearby_change_gives_hunks_that_do_not_overlap(repo: Repo, tmp_path: Path):
+    # A function moved from the end to the top lands in the first hunk, next to a change there;
+    # made context, its lines stretched that hunk's old side past the start git gave the next
+    # hunk, a few lines on, and cargo-mutants refused the diff ("hunks not in order or
+    # overlap"; CI, 2026-12-06). The long middle stays in place, so git moves the function.
+    moved = "pub fn long_sum() -> u64 {\n" + "".join(f"    let v{n} = {n}u64 * 3 + 1;\n" for n in range(12)) \
+        + "    " + " + ".join(f"v{n}" for n in range(12)) + "\n}\n"
+    near = "".join(f"pub fn near_{n}() -> u32 {{\n    {n}\n}}\n\n" for n in range(2))
+    middle = "".join(f"pub fn middle_{n}() -> u32 {{\n    {n}\n}}\n\n" for n in range(10))
+    base = change(repo, {"src/lib.rs": KEEP + "\n" + near + STAYS + "\n" + middle + moved}, when=0)
+    change(repo, {"src/lib.rs": moved + "\n" + KEEP.replace("1", "10") + "\n" + near
+                  + STAYS.replace("* 2", "* 3") + "\n" + middle}, when=10 * HOUR)
+    plain = plain_diff(repo, base)
+    assert plain.count("\n@@ ") == 3 and "+pub fn long_sum" in plain  # git moved the function up
+    w = written(repo, tmp_path, "--base", base)  # check_diff: in order, counts right, new side = tree
+    assert w.added == [("src/lib.rs", ""), ("src/lib.rs", "    10"), ("src/lib.rs", "    limit * 3 + 1")]
+    assert w.text.count("\n@@ ") == 2  # the hunk that only removed the function's old place is gone
+
+
 def test_keep_moved_writes_the_plain_diff(repo: Repo, tmp_path: Path):
     base = change(repo, {"src/lib.rs": KEEP + "\n" + STAYS + "\n" + CHECKSUM}, when=0)
     change(repo, {"src/lib.rs": "mod checks;\n\n" + KEEP + "\n" + STAYS, "src/checks.rs": CHECKSUM}, when=10 * HOUR)
