@@ -531,11 +531,17 @@ fn sign_with(
     when: AmzDate,
     expires_in: Duration,
 ) -> String {
-    let url = match signer.token.as_deref() {
-        None if query.is_empty() => amz_params_only(target, method, key, k, when, expires_in),
-        token => with_sorted_params(target, method, key, query, token, k, when, expires_in),
+    let url = Url {
+        target,
+        method,
+        key,
+        when,
+        expires: Decimal::new(expires_in.as_secs()),
     };
-    let (mut path, canonical_hash) = url;
+    let (mut path, canonical_hash) = match signer.token.as_deref() {
+        None if query.is_empty() => url.amz_params_only(k),
+        token => url.with_sorted_params(k, query, token),
+    };
     let mut sts = k.string_to_sign_head(when);
     sts.update(hex_lower(&canonical_hash));
     let signature = k.hmac.finish(sts);
@@ -545,150 +551,145 @@ fn sign_with(
     path
 }
 
-/// The values of `AMZ_PARAMS`, in its order: the algorithm, the credential
-/// (query-encoded once per key), the date, the expiry in seconds and the
-/// signed headers.
-fn amz_values<'a>(
-    k: &'a DerivedKey,
-    when: &'a AmzDate,
-    expires: &'a str,
-) -> [&'a str; AMZ_PARAMS.len()] {
-    [
-        "AWS4-HMAC-SHA256",
-        k.credential.as_str(),
-        when.datetime(),
-        expires,
-        "host",
-    ]
-}
-
-/// Adds the canonical request's end (its one signed header and the payload's
-/// hash) to its hash.
-fn hash_canonical_end(creq: &mut Sha256, authority: &str) {
-    creq.update(b"\nhost:");
-    creq.update(authority.as_bytes());
-    creq.update(b"\n\nhost\nUNSIGNED-PAYLOAD");
-}
-
-/// Most URLs: no client parameter and no session token. `AMZ_PARAMS`' order
-/// is both boto3's and the sorted one, so the URL's query is the canonical
-/// query, hashed from the URL itself: one buffer, written once.
-fn amz_params_only(
-    target: &Target<'_>,
+/// What every URL of one signature is made of, whichever way its query is
+/// written.
+struct Url<'a> {
+    target: &'a Target<'a>,
     method: Method,
-    key: &str,
-    k: &DerivedKey,
+    key: &'a str,
     when: AmzDate,
-    expires_in: Duration,
-) -> (String, [u8; 32]) {
-    let expires = Decimal::new(expires_in.as_secs());
-    let values = amz_values(k, &when, expires.as_str());
-    let mut path = String::with_capacity(
-        target.url_path_prefix.len()
-            + key.len() * 3
-            + AMZ_PARAMS
-                .iter()
-                .chain(&values)
-                .map(|p| p.len() + 1)
-                .sum::<usize>()
-            + 86,
-    );
-    object_path_into(&mut path, target, key);
-    let object_path_len = path.len();
-    for (i, (name, value)) in AMZ_PARAMS.into_iter().zip(values).enumerate() {
-        path.push(if i == 0 { '?' } else { '&' });
-        path.push_str(name);
-        path.push('=');
-        path.push_str(value);
-    }
-    // The object path, then the query without its `?`.
-    let (object, query) = path
-        .as_bytes()
-        .split_at_checked(object_path_len)
-        .unwrap_or_default();
-    let mut creq = Sha256::new();
-    creq.update(method.as_str().as_bytes());
-    creq.update(b"\n");
-    creq.update(object);
-    creq.update(b"\n");
-    creq.update(query.get(1..).unwrap_or_default());
-    hash_canonical_end(&mut creq, target.authority);
-    (path, creq.finalize().into())
+    expires: Decimal,
 }
 
-/// A URL with client parameters or a session token: the parameters encoded
-/// once into one buffer, written into the URL in boto3's order (the client's
-/// first), then sorted for the canonical request, which is hashed from one
-/// buffer.
-#[allow(clippy::too_many_arguments)]
-fn with_sorted_params(
-    target: &Target<'_>,
-    method: Method,
-    key: &str,
-    query: &[(String, String)],
-    token: Option<&str>,
-    k: &DerivedKey,
-    when: AmzDate,
-    expires_in: Duration,
-) -> (String, [u8; 32]) {
-    let mut buf = String::with_capacity(
-        160 + query.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>()
-            + k.credential.len()
-            + token.map_or(0, str::len),
-    );
-    let expires = Decimal::new(expires_in.as_secs());
+impl Url<'_> {
+    /// The values of `AMZ_PARAMS`, in its order: the algorithm, the
+    /// credential (query-encoded once per key), the date, the expiry in
+    /// seconds and the signed headers.
+    fn amz_values<'v>(&'v self, k: &'v DerivedKey) -> [&'v str; AMZ_PARAMS.len()] {
+        [
+            "AWS4-HMAC-SHA256",
+            k.credential.as_str(),
+            self.when.datetime(),
+            self.expires.as_str(),
+            "host",
+        ]
+    }
 
-    // Client parameters first (as boto3), then the X-Amz-* ones in the order
-    // boto3 writes them; the signature (appended last) is not signed. Ours
-    // are unreserved characters or encoded once per key (the credential) or
-    // per signer (the token).
-    let mut pairs: Vec<Pair> = Vec::with_capacity(query.len() + 6);
-    for (name, value) in query {
-        pairs.push(Pair::encode(&mut buf, name, value));
+    /// Writes the object's encoded path into `path` (empty) and returns its
+    /// length.
+    fn push_object_path(&self, path: &mut String) -> usize {
+        object_path_into(path, self.target, self.key);
+        path.len()
     }
-    for (name, value) in AMZ_PARAMS
-        .into_iter()
-        .zip(amz_values(k, &when, expires.as_str()))
-    {
-        pairs.push(Pair::raw(&mut buf, name, value));
-    }
-    if let Some(token) = token {
-        pairs.push(Pair::raw(&mut buf, "X-Amz-Security-Token", token));
-    }
-    // The URL's query in boto3's order first; the canonical request then
-    // takes the same pairs sorted, and the object path before the query.
-    let mut path = String::with_capacity(
-        target.url_path_prefix.len() + key.len() * 3 + 2 + buf.len() + 2 * pairs.len() + 84,
-    );
-    object_path_into(&mut path, target, key);
-    let object_path_len = path.len();
-    for (i, pair) in pairs.iter().enumerate() {
-        let (name, value) = pair.parts(&buf);
-        path.push(if i == 0 { '?' } else { '&' });
-        path.push_str(name);
-        path.push('=');
-        path.push_str(value);
-    }
-    pairs.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
 
-    let mut creq = Vec::with_capacity(method.as_str().len() + path.len() + pairs.len() + 8);
-    creq.extend_from_slice(method.as_str().as_bytes());
-    creq.push(b'\n');
-    creq.extend_from_slice(path.get(..object_path_len).unwrap_or_default().as_bytes());
-    creq.push(b'\n');
-    for (i, pair) in pairs.iter().enumerate() {
-        let (name, value) = pair.parts(&buf);
-        if i > 0 {
-            creq.push(b'&');
+    /// The SHA-256 of the canonical request of `object` (encoded) with
+    /// `canonical_query` (sorted, encoded): its one signed header is `host`,
+    /// its payload unsigned.
+    fn canonical_hash(&self, object: &[u8], canonical_query: &[u8]) -> [u8; 32] {
+        let mut creq = Sha256::new();
+        creq.update(self.method.as_str().as_bytes());
+        creq.update(b"\n");
+        creq.update(object);
+        creq.update(b"\n");
+        creq.update(canonical_query);
+        creq.update(b"\nhost:");
+        creq.update(self.target.authority.as_bytes());
+        creq.update(b"\n\nhost\nUNSIGNED-PAYLOAD");
+        creq.finalize().into()
+    }
+
+    /// Most URLs: no client parameter and no session token. `AMZ_PARAMS`'
+    /// order is both boto3's and the sorted one, so the URL's query is the
+    /// canonical query, hashed from the URL itself: one buffer, written once.
+    fn amz_params_only(&self, k: &DerivedKey) -> (String, [u8; 32]) {
+        let values = self.amz_values(k);
+        let mut path = String::with_capacity(
+            self.target.url_path_prefix.len()
+                + self.key.len() * 3
+                + AMZ_PARAMS
+                    .iter()
+                    .chain(&values)
+                    .map(|p| p.len() + 1)
+                    .sum::<usize>()
+                + 86,
+        );
+        let object_len = self.push_object_path(&mut path);
+        for (i, (name, value)) in AMZ_PARAMS.into_iter().zip(values).enumerate() {
+            push_param(&mut path, i == 0, name, value);
         }
-        creq.extend_from_slice(name.as_bytes());
-        creq.push(b'=');
-        creq.extend_from_slice(value.as_bytes());
+        // The object path, then the query without its `?`.
+        let (object, query) = path
+            .as_bytes()
+            .split_at_checked(object_len)
+            .unwrap_or_default();
+        let hash = self.canonical_hash(object, query.get(1..).unwrap_or_default());
+        (path, hash)
     }
-    let mut hash = Sha256::new();
-    hash.update(&creq);
-    hash_canonical_end(&mut hash, target.authority);
-    (path, hash.finalize().into())
+
+    /// A URL with client parameters or a session token: the parameters
+    /// encoded once into one buffer, written into the URL in boto3's order
+    /// (the client's first), then sorted into the canonical query.
+    fn with_sorted_params(
+        &self,
+        k: &DerivedKey,
+        query: &[(String, String)],
+        token: Option<&str>,
+    ) -> (String, [u8; 32]) {
+        let mut buf = String::with_capacity(
+            160 + query.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>()
+                + k.credential.len()
+                + token.map_or(0, str::len),
+        );
+        // Client parameters first (as boto3), then the X-Amz-* ones in the
+        // order boto3 writes them; the signature (appended last) is not
+        // signed. Ours are unreserved characters or encoded once per key (the
+        // credential) or per signer (the token).
+        let mut pairs: Vec<Pair> = Vec::with_capacity(query.len() + 6);
+        for (name, value) in query {
+            pairs.push(Pair::encode(&mut buf, name, value));
+        }
+        for (name, value) in AMZ_PARAMS.into_iter().zip(self.amz_values(k)) {
+            pairs.push(Pair::raw(&mut buf, name, value));
+        }
+        if let Some(token) = token {
+            pairs.push(Pair::raw(&mut buf, "X-Amz-Security-Token", token));
+        }
+        let mut path = String::with_capacity(
+            self.target.url_path_prefix.len()
+                + self.key.len() * 3
+                + 2
+                + buf.len()
+                + 2 * pairs.len()
+                + 84,
+        );
+        let object_len = self.push_object_path(&mut path);
+        for (i, pair) in pairs.iter().enumerate() {
+            let (name, value) = pair.parts(&buf);
+            push_param(&mut path, i == 0, name, value);
+        }
+        pairs.sort_by(|a, b| a.parts(&buf).cmp(&b.parts(&buf)));
+        let mut sorted = String::with_capacity(buf.len() + 2 * pairs.len());
+        for (i, pair) in pairs.iter().enumerate() {
+            let (name, value) = pair.parts(&buf);
+            if i > 0 {
+                sorted.push('&');
+            }
+            sorted.push_str(name);
+            sorted.push('=');
+            sorted.push_str(value);
+        }
+        let object = path.get(..object_len).unwrap_or_default().as_bytes();
+        let hash = self.canonical_hash(object, sorted.as_bytes());
+        (path, hash)
+    }
+}
+
+/// Appends one `name=value` to a URL's query: `?` before the first.
+fn push_param(path: &mut String, first: bool, name: &str, value: &str) {
+    path.push(if first { '?' } else { '&' });
+    path.push_str(name);
+    path.push('=');
+    path.push_str(value);
 }
 
 #[cfg(test)]
