@@ -209,9 +209,7 @@ def main() -> int:
     per_request: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="envoy-presign-instructions-") as tmp:
         tmp = Path(tmp)
-        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 3600))
-        origin = run.Envoy(tmp, run.ORIGIN_TEMPLATE, run.WASM_PATH, {}, 0, concurrency=1,
-                           extra_substitutions={"BENCH_IMDS_EXPIRATION": expiration}).start()
+        origin = run.start_origin(tmp)
         try:
             rows = {n: f for n, f in run.configurations(origin.port).items() if n[0] in ROWS and n[0] in args.rows}
             for c in (n for n in rows if n.startswith("c ")):

@@ -180,6 +180,24 @@ def first_answer(port: int, path: str, status: int, timeout: float = 10.0):
         time.sleep(0.2)
 
 
+def start_origin(workdir: Path) -> Envoy:
+    """The bench's origin: an Envoy answering with a direct response, and the IMDSv2 stand-in
+    of row j. Row j's credentials expire 30 h from now: the filter refuses an answer living
+    longer than 36 h (MAX_CREDENTIAL_LIFETIME_MS), and refreshes at half-life at the earliest,
+    15 h away."""
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 3600))
+    return Envoy(workdir, ORIGIN_TEMPLATE, WASM_PATH, {}, 0, concurrency=1,
+                 extra_substitutions={"BENCH_IMDS_EXPIRATION": expiration}).start()
+
+
+def warm_up(proxies: dict[str, Envoy], path: str, connections: int) -> None:
+    """Each proxy's first expected answer (its filter configured), then a short load."""
+    for name, p in proxies.items():
+        r = first_answer(p.port, path, expected_status(name))
+        assert r.status == expected_status(name), f"{name}: warm-up got {r.status}"
+        wrk(p.port, path, 2, connections)
+
+
 def start_proxy(workdir: Path, filters: list[dict], origin_port: int, env: dict) -> Envoy:
     envoy = Envoy(workdir, BENCH_TEMPLATE, WASM_PATH, {}, origin_port, env=env, concurrency=1,
                   extra_substitutions={"HTTP_FILTERS": json.dumps(filters)})
@@ -300,22 +318,14 @@ def main() -> int:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="envoy-presign-bench-") as tmp:
         tmp = Path(tmp)
-        # Row j's credentials expire 30 h from now: the filter refuses an answer living
-        # longer than 36 h (MAX_CREDENTIAL_LIFETIME_MS), and refreshes at half-life at the
-        # earliest, 15 h away.
-        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 3600))
-        origin = Envoy(tmp, ORIGIN_TEMPLATE, WASM_PATH, {}, 0, concurrency=1,
-                       extra_substitutions={"BENCH_IMDS_EXPIRATION": expiration}).start()
+        origin = start_origin(tmp)
         pin(origin.proc.pid, LOAD_CPUS)
         proxies = {}
         try:
             for name, filters in configurations(origin.port).items():
                 proxies[name] = start_proxy(tmp, filters, origin.port, env)
             path = "/media/video/clip-0001.mp4"
-            for name, p in proxies.items():
-                r = first_answer(p.port, path, expected_status(name))
-                assert r.status == expected_status(name), f"{name}: warm-up got {r.status}"
-                wrk(p.port, path, 2, args.connections)
+            warm_up(proxies, path, args.connections)
             for rnd in range(args.rounds):
                 for name, p in proxies.items():
                     r = measured(p, path, args.seconds, args.connections)

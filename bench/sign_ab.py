@@ -113,9 +113,7 @@ def main() -> int:
     env = run.env_credentials(run.ACCESS_KEY, run.SECRET_KEY)
     with tempfile.TemporaryDirectory(prefix="envoy-presign-sign-ab-") as tmp:
         tmp = Path(tmp)
-        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 3600))
-        origin = run.Envoy(tmp, run.ORIGIN_TEMPLATE, run.WASM_PATH, {}, 0, concurrency=1,
-                           extra_substitutions={"BENCH_IMDS_EXPIRATION": expiration}).start()
+        origin = run.start_origin(tmp)
         run.pin(origin.proc.pid, run.LOAD_CPUS)
         proxies: dict[str, run.Envoy] = {}
         try:
@@ -125,10 +123,7 @@ def main() -> int:
                 sys.exit("every build needs a label of its own")
             for label, wasm, floor in builds:
                 proxies[label] = run.start_proxy(tmp, filters(wasm, floor, origin.port), origin.port, env)
-            for label, p in proxies.items():
-                r = run.first_answer(p.port, PATH, 200)
-                assert r.status == 200, f"{label}: warm-up got {r.status}"
-                run.wrk(p.port, PATH, 2, args.connections)
+            run.warm_up(proxies, PATH, args.connections)
             cpu: dict[str, list[float]] = {label: [] for label in proxies}
             for _ in range(args.rounds):
                 for label, p in proxies.items():
